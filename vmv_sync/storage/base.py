@@ -1,0 +1,142 @@
+"""The storage seam: what the server and the client need from a store.
+
+A store keeps, per workshop, a snapshot (a full Yjs update, the merged state up to
+a sequence number) and the updates appended after it, each with a sequence number
+that orders them. Sequence numbers are strictly increasing per workshop and never
+reused, even after compaction deleted rows. Time is recorded for history views but
+never used for ordering: a clock that steps backwards must not hide updates on
+reload.
+
+Besides the latest snapshot a store may keep, for history views, one older *base*
+snapshot and the updates after it that the latest snapshot already covers (see
+``compact(..., keep_history_seconds=...)``); ``load`` skips those covered updates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+__all__ = ("Store", "StoredDoc", "WorkshopInfo", "StoredUpdate")
+
+
+@dataclass(frozen=True)
+class StoredDoc:
+    """What loading a workshop returns: apply ``snapshot`` then ``updates`` in order.
+
+    An unknown (or deleted) workshop loads as ``StoredDoc(None, (), 0)``.
+    """
+
+    snapshot: bytes | None
+    updates: tuple[bytes, ...]
+    #: sequence number of the last update covered (0 when nothing is stored)
+    last_seq: int
+
+    @property
+    def update_count(self) -> int:
+        return len(self.updates)
+
+    @property
+    def update_bytes(self) -> int:
+        return sum(len(u) for u in self.updates)
+
+
+@dataclass(frozen=True)
+class StoredUpdate:
+    """One stored update with its order and the wall-clock time it was committed.
+
+    ``stored_at`` is informative only (history views); ``seq`` is the order.
+    """
+
+    seq: int
+    update: bytes
+    stored_at: float
+
+
+@dataclass(frozen=True)
+class WorkshopInfo:
+    """A line of ``vmv-sync list``.
+
+    ``updates`` and ``bytes`` count every stored update row (including covered rows
+    kept for history); ``snapshot_bytes`` sums the kept snapshots; ``last_activity``
+    is the wall-clock time of the last append.
+    """
+
+    workshop_id: str
+    updates: int
+    bytes: int
+    snapshot_bytes: int
+    last_activity: float | None
+
+
+class Store(Protocol):
+    """A durable log of Yjs updates per workshop.
+
+    Implementations are used as ``async with store:``; every method is safe to call
+    concurrently from many tasks of one event loop. Failures to read or write raise
+    :class:`vmv_sync.errors.StorageError`; they are never swallowed.
+    """
+
+    async def __aenter__(self) -> "Store": ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
+    async def aclose(self) -> None:
+        """Commit whatever appends are pending, then release the store."""
+        ...
+
+    async def load(self, workshop_id: str) -> StoredDoc:
+        """The latest snapshot and every update after it, in sequence order."""
+        ...
+
+    async def append(self, workshop_id: str, updates: Sequence[bytes]) -> int:
+        """Durably commit ``updates`` (in order) and return the last sequence number.
+
+        When this returns, the updates survive a crash (``kill -9``) of the process.
+        Concurrent calls may be grouped into one transaction; if that transaction
+        fails every caller in it gets a ``StorageError``. Call it before relaying the
+        updates to peers.
+        """
+        ...
+
+    async def compact(
+        self,
+        workshop_id: str,
+        snapshot: bytes,
+        upto_seq: int,
+        *,
+        keep_history_seconds: float = 0.0,
+    ) -> None:
+        """Atomically replace everything up to ``upto_seq`` with ``snapshot``.
+
+        ``snapshot`` must hold the merged state of the old snapshot and all updates with
+        ``seq <= upto_seq`` (it may hold more: Yjs updates are idempotent). Updates with
+        a larger sequence number, including those appended while the snapshot was being
+        built, are kept. A snapshot not newer than the stored one is ignored.
+
+        With ``keep_history_seconds > 0`` covered updates committed within that many
+        seconds are kept (with the base they apply to) so ``history`` can show earlier
+        states; ``load`` skips them.
+        """
+        ...
+
+    async def history(self, workshop_id: str) -> tuple[bytes | None, list[StoredUpdate]]:
+        """A base snapshot and every stored update after it, with commit times.
+
+        Applying the base (``None``: an empty document) then the updates in order
+        rebuilds every state from the base onwards; updates are contiguous in ``seq``.
+        States older than the base cannot be shown.
+        """
+        ...
+
+    async def stats(self, workshop_id: str) -> tuple[int, int]:
+        """``(updates, bytes)`` stored after the latest snapshot: when to compact."""
+        ...
+
+    async def list_workshops(self) -> list[WorkshopInfo]:
+        """Every stored workshop, by id."""
+        ...
+
+    async def delete(self, workshop_id: str) -> None:
+        """Forget a workshop entirely (its sequence numbers start again at 1)."""
+        ...

@@ -1,0 +1,205 @@
+"""An in-memory :class:`~vmv_sync.storage.base.Store` for tests of other modules.
+
+It follows the same rules as :class:`~vmv_sync.storage.sqlite.SQLiteStore`
+(sequence numbers, compaction, history window) so that one contract test suite runs
+over both; it is not durable. The compaction rule lives here as a pure function
+(:func:`history_boundary`) that the SQLite store reuses.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+import anyio
+import anyio.lowlevel
+
+from ..errors import StorageError
+from .base import StoredDoc, StoredUpdate, WorkshopInfo
+
+__all__ = ("MemoryStore", "history_boundary", "check_updates")
+
+logger = logging.getLogger(__name__)
+
+
+def check_updates(updates: Sequence[bytes]) -> list[bytes]:
+    """Validate ``append`` input before it joins a batch, so a bad call fails alone.
+
+    A ``str`` is rejected explicitly: it is a sequence too, and iterating it would
+    store one "update" per character.
+    """
+    if isinstance(updates, (bytes, bytearray, memoryview, str)):
+        raise TypeError("append() takes a sequence of updates, not a single update")
+    out = []
+    for u in updates:
+        if not isinstance(u, (bytes, bytearray, memoryview)):
+            raise TypeError(f"a Yjs update must be bytes, not {type(u).__name__}")
+        out.append(bytes(u))
+    return out
+
+
+def history_boundary(
+    history_from: int,
+    snapshot_seqs: Iterable[int],
+    upto_seq: int,
+    first_in_window: int | None,
+) -> int:
+    """The new history boundary ``d`` after a compaction up to ``upto_seq``.
+
+    Updates with ``seq <= d`` are deleted and the snapshot at ``d`` (if ``d > 0``) is
+    the history base, so the kept updates always follow their base without a gap. ``d``
+    can only be a point where a full state exists: the current boundary, a kept
+    snapshot, or the new snapshot. It is the largest such point that is not newer
+    than the first covered update inside the history window (``first_in_window``,
+    ``None`` when no covered update is inside it), so everything inside the window is
+    kept. Time is turned into a sequence bound here, once: a clock stepping backwards
+    can only make more history stay, never hide an update.
+    """
+    limit = upto_seq if first_in_window is None else min(upto_seq, first_in_window - 1)
+    candidates = [history_from, upto_seq, *snapshot_seqs]
+    return max(s for s in candidates if history_from <= s <= limit)
+
+
+@dataclass
+class _Workshop:
+    last_seq: int = 0
+    history_from: int = 0
+    last_activity: float | None = None
+    #: upto_seq -> (data, created_at); at most the base and the latest
+    snapshots: dict[int, tuple[bytes, float]] = field(default_factory=dict)
+    updates: list[StoredUpdate] = field(default_factory=list)
+
+    def latest_snapshot_seq(self) -> int:
+        return max(self.snapshots, default=0)
+
+
+class MemoryStore:
+    """A :class:`Store` held in a dict; every call yields once, like a real store.
+
+    Example:
+        >>> async with MemoryStore() as store:  # doctest: +SKIP
+        ...     seq = await store.append("w1", [update])
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._workshops: dict[str, _Workshop] = {}
+        self._closed = False
+        #: number of "transactions" (one per append call), mirrors SQLiteStore.commits
+        self.commits = 0
+
+    async def __aenter__(self) -> MemoryStore:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        self._closed = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageError("the store is closed")
+
+    async def append(self, workshop_id: str, updates: Sequence[bytes]) -> int:
+        data = check_updates(updates)
+        await anyio.lowlevel.checkpoint()
+        self._check_open()
+        ws = self._workshops.setdefault(workshop_id, _Workshop())
+        now = self._clock()
+        for u in data:
+            ws.last_seq += 1
+            ws.updates.append(StoredUpdate(ws.last_seq, u, now))
+        ws.last_activity = now
+        self.commits += 1
+        return ws.last_seq
+
+    async def load(self, workshop_id: str) -> StoredDoc:
+        await anyio.lowlevel.checkpoint()
+        self._check_open()
+        ws = self._workshops.get(workshop_id)
+        if ws is None:
+            return StoredDoc(None, (), 0)
+        top = ws.latest_snapshot_seq()
+        snapshot = ws.snapshots[top][0] if top else None
+        return StoredDoc(
+            snapshot, tuple(u.update for u in ws.updates if u.seq > top), ws.last_seq
+        )
+
+    async def compact(
+        self,
+        workshop_id: str,
+        snapshot: bytes,
+        upto_seq: int,
+        *,
+        keep_history_seconds: float = 0.0,
+    ) -> None:
+        await anyio.lowlevel.checkpoint()
+        self._check_open()
+        ws = self._workshops.get(workshop_id)
+        last_seq = ws.last_seq if ws else 0
+        if upto_seq < 0 or upto_seq > last_seq:
+            raise ValueError(
+                f"workshop {workshop_id!r}: cannot compact up to seq {upto_seq}, "
+                f"last committed seq is {last_seq}"
+            )
+        if ws is None or upto_seq <= ws.latest_snapshot_seq():
+            logger.debug("workshop %s: stale compaction to %d ignored", workshop_id, upto_seq)
+            return
+        now = self._clock()
+        first_in_window = None
+        if keep_history_seconds > 0:
+            cutoff = now - keep_history_seconds
+            first_in_window = min(
+                (
+                    u.seq
+                    for u in ws.updates
+                    if ws.history_from < u.seq <= upto_seq and u.stored_at > cutoff
+                ),
+                default=None,
+            )
+        d = history_boundary(ws.history_from, ws.snapshots, upto_seq, first_in_window)
+        ws.snapshots[upto_seq] = (bytes(snapshot), now)
+        ws.snapshots = {s: v for s, v in ws.snapshots.items() if s in (d, upto_seq)}
+        ws.updates = [u for u in ws.updates if u.seq > d]
+        ws.history_from = d
+
+    async def history(self, workshop_id: str) -> tuple[bytes | None, list[StoredUpdate]]:
+        await anyio.lowlevel.checkpoint()
+        self._check_open()
+        ws = self._workshops.get(workshop_id)
+        if ws is None:
+            return None, []
+        base = ws.snapshots[ws.history_from][0] if ws.history_from else None
+        return base, list(ws.updates)
+
+    async def stats(self, workshop_id: str) -> tuple[int, int]:
+        await anyio.lowlevel.checkpoint()
+        self._check_open()
+        ws = self._workshops.get(workshop_id)
+        if ws is None:
+            return 0, 0
+        top = ws.latest_snapshot_seq()
+        after = [u for u in ws.updates if u.seq > top]
+        return len(after), sum(len(u.update) for u in after)
+
+    async def list_workshops(self) -> list[WorkshopInfo]:
+        await anyio.lowlevel.checkpoint()
+        self._check_open()
+        return [
+            WorkshopInfo(
+                workshop_id=wid,
+                updates=len(ws.updates),
+                bytes=sum(len(u.update) for u in ws.updates),
+                snapshot_bytes=sum(len(d) for d, _ in ws.snapshots.values()),
+                last_activity=ws.last_activity,
+            )
+            for wid, ws in sorted(self._workshops.items())
+        ]
+
+    async def delete(self, workshop_id: str) -> None:
+        await anyio.lowlevel.checkpoint()
+        self._check_open()
+        self._workshops.pop(workshop_id, None)
