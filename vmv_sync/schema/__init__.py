@@ -1,0 +1,114 @@
+"""The workshop document: stages, value names, roots, tolerant readers and actions.
+
+This package is the single description of contract section 3; the server, the
+client and derived state all go through it rather than naming roots themselves.
+"""
+
+from __future__ import annotations
+
+from vmv_sync.schema.actions import (
+    add_participant,
+    cast_vote,
+    close_ballot,
+    deselect_value,
+    open_ballot,
+    post_message,
+    rate_value,
+    retract_vote,
+    select_value,
+    set_catalogue,
+    set_progress,
+    set_stage,
+    toggle_value,
+)
+from vmv_sync.schema.document import (
+    ROOTS,
+    SCHEMA_VERSION,
+    InvalidAction,
+    Roots,
+    bind_roots,
+    new_workshop,
+    read_workshop,
+)
+from vmv_sync.schema.names import choose_display_name, normalize_value_name, tidy_value_name
+from vmv_sync.schema.records import (
+    BALLOT_KINDS,
+    ROLES,
+    Ballot,
+    BallotKind,
+    Choice,
+    Message,
+    Participant,
+    Progress,
+    Rating,
+    Role,
+    WorkshopData,
+)
+from vmv_sync.schema.stages import STAGES, Stage, UnknownStage, is_stage, parse_stage, stage_number
+from vmv_sync.schema.text import (
+    edit_draft,
+    edit_mission,
+    edit_text,
+    edit_vision,
+    replace_text,
+    set_draft,
+    set_mission,
+    set_vision,
+)
+
+__all__ = (
+    # stages
+    "Stage",
+    "STAGES",
+    "UnknownStage",
+    "stage_number",
+    "parse_stage",
+    "is_stage",
+    # names
+    "normalize_value_name",
+    "tidy_value_name",
+    "choose_display_name",
+    # records
+    "Role",
+    "ROLES",
+    "BallotKind",
+    "BALLOT_KINDS",
+    "Choice",
+    "Participant",
+    "Message",
+    "Ballot",
+    "Rating",
+    "Progress",
+    "WorkshopData",
+    # document
+    "ROOTS",
+    "SCHEMA_VERSION",
+    "InvalidAction",
+    "Roots",
+    "bind_roots",
+    "new_workshop",
+    "read_workshop",
+    # actions
+    "add_participant",
+    "post_message",
+    "toggle_value",
+    "select_value",
+    "deselect_value",
+    "set_catalogue",
+    "open_ballot",
+    "close_ballot",
+    "cast_vote",
+    "retract_vote",
+    "rate_value",
+    "set_progress",
+    "set_stage",
+    # text
+    "edit_text",
+    "replace_text",
+    "set_draft",
+    "edit_draft",
+    "set_mission",
+    "edit_mission",
+    "set_vision",
+    "edit_vision",
+)
