@@ -1,0 +1,105 @@
+"""Shared fixtures: the real server in a real process on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+_LISTENING = re.compile(r"listening on (http://[^\s]+)")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class ServerProcess:
+    """``python server.py --port 0`` in a subprocess; the port is read from its line."""
+
+    def __init__(self, db: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ("--no-auth",)) -> None:
+        self.db = db
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.args = args
+        self.proc: subprocess.Popen[str] | None = None
+        self.url = ""
+        self.log: list[str] = []
+        self.port = 0
+
+    def start(self, port: int = 0) -> "ServerProcess":
+        cmd = [sys.executable, str(ROOT / "server.py"), "--port", str(port), "--db", str(self.db), *self.args]
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        deadline = time.monotonic() + 30
+        assert self.proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError("server exited before listening:\n" + "".join(self.log))
+            self.log.append(line)
+            match = _LISTENING.search(line)
+            if match:
+                self.url = match.group(1)
+                self.port = int(self.url.rsplit(":", 1)[1])
+                break
+        else:
+            raise RuntimeError("server did not print its listening line in 30 s")
+        threading.Thread(target=self._drain, args=(self.proc,), daemon=True).start()
+        return self
+
+    def _drain(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.log.append(line)
+
+    @property
+    def ws_base(self) -> str:
+        return self.url.replace("http://", "ws://") + "/workshops"
+
+    def ws(self, workshop_id: str) -> str:
+        return f"{self.ws_base}/{workshop_id}"
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def restart(self) -> "ServerProcess":
+        """Stop (if running) and start again on the same port and database."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.stop()
+        return self.start(self.port)
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[object]:
+    started: list[ServerProcess] = []
+
+    def make(env: dict[str, str] | None = None, db: Path | None = None, args: tuple[str, ...] = ("--no-auth",)) -> ServerProcess:
+        proc = ServerProcess(db or tmp_path / "vmv.sqlite3", env, args).start()
+        started.append(proc)
+        return proc
+
+    yield make
+    for proc in started:
+        if proc.proc is not None and proc.proc.poll() is None:
+            proc.kill()
+
+
+@pytest.fixture
+def server(server_factory: object) -> ServerProcess:
+    return server_factory()  # type: ignore[operator]

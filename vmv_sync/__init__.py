@@ -1,0 +1,37 @@
+"""vmv-sync: a real-time, offline-first CRDT sync engine for VMV workshops.
+
+The public API is re-exported here; everything else is private to its module.
+"""
+
+from __future__ import annotations
+
+from .config import Settings
+from .errors import (
+    ClientError,
+    CloseError,
+    ConfigError,
+    Forbidden,
+    MalformedMessage,
+    MessageTooLarge,
+    StorageError,
+    TooManyMessages,
+    Unauthenticated,
+    VmvSyncError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = (
+    "__version__",
+    "Settings",
+    "VmvSyncError",
+    "CloseError",
+    "MalformedMessage",
+    "Unauthenticated",
+    "Forbidden",
+    "MessageTooLarge",
+    "TooManyMessages",
+    "StorageError",
+    "ConfigError",
+    "ClientError",
+)

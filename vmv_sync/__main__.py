@@ -1,0 +1,3 @@
+from vmv_sync.cli import main
+
+main()

@@ -1,0 +1,124 @@
+"""The package's exception hierarchy.
+
+Every error raised on purpose by vmv_sync derives from :class:`VmvSyncError`.
+Errors that end a WebSocket connection carry the contract's close ``code`` and a
+one-sentence ``reason`` so that one place (the server's connection) can turn any
+of them into a close frame.
+"""
+
+from __future__ import annotations
+
+__all__ = (
+    "VmvSyncError",
+    "CloseError",
+    "MalformedMessage",
+    "Unauthenticated",
+    "Forbidden",
+    "MessageTooLarge",
+    "TooManyMessages",
+    "SlowConsumer",
+    "SilentPeer",
+    "GoingAway",
+    "ServerError",
+    "StorageError",
+    "ConfigError",
+    "ClientError",
+    "InvalidWorkshopId",
+)
+
+
+class VmvSyncError(Exception):
+    """Base class of every error vmv_sync raises on purpose."""
+
+
+class CloseError(VmvSyncError):
+    """An error that closes one WebSocket connection with a contract close code."""
+
+    code: int = 1011
+    #: True when the peer broke a rule: what it still had queued is discarded
+    refuses_input: bool = False
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class MalformedMessage(CloseError):
+    """A frame that is not valid y-websocket protocol, or an update pycrdt cannot apply."""
+
+    code = 4400
+    refuses_input = True
+
+
+class Unauthenticated(CloseError):
+    """Missing, malformed, badly signed, expired or revoked token."""
+
+    code = 4401
+    refuses_input = True
+
+
+class Forbidden(CloseError):
+    """The principal may not open this workshop or make this write."""
+
+    code = 4403
+    refuses_input = True
+
+
+class MessageTooLarge(CloseError):
+    """A frame over the configured maximum message size."""
+
+    code = 4413
+    refuses_input = True
+
+
+class TooManyMessages(CloseError):
+    """A connection past its message rate limit."""
+
+    code = 4429
+    refuses_input = True
+
+
+class SlowConsumer(CloseError):
+    """A connection whose send queue overflowed; it resyncs on reconnect (extension)."""
+
+    code = 4409
+
+
+class SilentPeer(CloseError):
+    """A connection that sent nothing within the awareness timeout (extension)."""
+
+    code = 4408
+
+
+class GoingAway(CloseError):
+    """The server is shutting down."""
+
+    code = 1001
+
+
+class ServerError(CloseError):
+    """The server failed (e.g. could not save); the client should reconnect."""
+
+    code = 1011
+
+
+class StorageError(VmvSyncError):
+    """The store could not read or durably write an update."""
+
+
+class ConfigError(VmvSyncError):
+    """A configuration value is missing or invalid; the message names the key."""
+
+
+class ClientError(VmvSyncError):
+    """An error of the offline-first Python client."""
+
+
+class InvalidWorkshopId(VmvSyncError):
+    """A workshop id outside the contract's 1-64 characters of A-Z a-z 0-9 _ -."""
+
+    def __init__(self, workshop_id: str) -> None:
+        super().__init__(
+            f"invalid workshop id {workshop_id!r}: use 1 to 64 characters of A-Z a-z 0-9 _ -"
+        )
+        self.workshop_id = workshop_id

@@ -1,0 +1,49 @@
+"""The y-websocket wire protocol: frames parsed to typed messages and encoded back."""
+
+from __future__ import annotations
+
+from .awareness import AwarenessEntry, decode_awareness_update, encode_awareness_update
+from .messages import (
+    MSG_AWARENESS,
+    MSG_QUERY_AWARENESS,
+    MSG_SAVED,
+    MSG_SYNC,
+    Awareness,
+    Message,
+    QueryAwareness,
+    Saved,
+    SyncStep1,
+    SyncStep2,
+    SyncUpdate,
+    encode_awareness,
+    encode_query_awareness,
+    encode_saved,
+    encode_sync_step1,
+    encode_sync_step2,
+    encode_sync_update,
+    parse_message,
+)
+
+__all__ = (
+    "MSG_SYNC",
+    "MSG_AWARENESS",
+    "MSG_QUERY_AWARENESS",
+    "MSG_SAVED",
+    "Message",
+    "SyncStep1",
+    "SyncStep2",
+    "SyncUpdate",
+    "Awareness",
+    "QueryAwareness",
+    "Saved",
+    "parse_message",
+    "encode_sync_step1",
+    "encode_sync_step2",
+    "encode_sync_update",
+    "encode_awareness",
+    "encode_query_awareness",
+    "encode_saved",
+    "AwarenessEntry",
+    "decode_awareness_update",
+    "encode_awareness_update",
+)

@@ -1,0 +1,60 @@
+"""The awareness update payload (y-protocols/awareness), decoded with validation.
+
+A payload is ``n`` entries of (client id, clock, JSON state or ``null``). The
+server must never forward invalid JSON, so decoding parses every state and
+rejects anything that is not a JSON object or ``null``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from ..errors import MalformedMessage
+from .varint import Reader, write_var_bytes, write_var_uint
+
+__all__ = ("AwarenessEntry", "decode_awareness_update", "encode_awareness_update")
+
+
+@dataclass(frozen=True, slots=True)
+class AwarenessEntry:
+    client_id: int
+    clock: int
+    #: the parsed state; ``None`` means "this client is gone"
+    state: dict[str, Any] | None
+    #: the state as JSON text, kept so relaying never re-serialises
+    state_json: str
+
+
+def decode_awareness_update(payload: bytes) -> list[AwarenessEntry]:
+    reader = Reader(payload)
+    count = reader.read_var_uint()
+    if count > 10_000:
+        raise MalformedMessage("awareness update lists too many clients")
+    entries: list[AwarenessEntry] = []
+    for _ in range(count):
+        client_id = reader.read_var_uint()
+        clock = reader.read_var_uint()
+        text = reader.read_var_string()
+        try:
+            state = json.loads(text) if text else None
+        except ValueError as exc:
+            raise MalformedMessage("awareness state is not valid JSON") from exc
+        if state is not None and not isinstance(state, dict):
+            raise MalformedMessage("awareness state must be a JSON object or null")
+        entries.append(AwarenessEntry(client_id, clock, state, text if state is not None else "null"))
+    if not reader.done:
+        raise MalformedMessage("malformed awareness update: trailing bytes")
+    return entries
+
+
+def encode_awareness_update(entries: Iterable[tuple[int, int, str]]) -> bytes:
+    """Encode (client id, clock, state JSON text) triples."""
+    items = list(entries)
+    parts = [write_var_uint(len(items))]
+    for client_id, clock, state_json in items:
+        parts.append(write_var_uint(client_id))
+        parts.append(write_var_uint(clock))
+        parts.append(write_var_bytes(state_json.encode("utf-8")))
+    return b"".join(parts)

@@ -1,0 +1,190 @@
+"""The ASGI application: HTTP endpoints and the WebSocket endpoint of the contract.
+
+Starlette objects stop here: rooms only see a :class:`Connection` with a send
+function. Every rule about a frame (size, rate, parse, apply) raises a
+:class:`~vmv_sync.errors.CloseError`, and this module is the one place that turns
+it into a close frame.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from typing import AsyncIterator
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from ..config import Settings
+from ..errors import CloseError, GoingAway, MalformedMessage, ServerError, TooManyMessages, VmvSyncError
+from ..storage import SQLiteStore, Store
+from .connection import Connection, Principal
+from .limits import RateLimiter, check_size
+from .rooms import Room, RoomManager, RoomSettings
+
+__all__ = ("create_app", "WORKSHOP_ID_RE")
+
+logger = logging.getLogger(__name__)
+
+WORKSHOP_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def room_settings(settings: Settings) -> RoomSettings:
+    return RoomSettings(
+        awareness_timeout=settings.awareness_timeout,
+        awareness_tick=settings.awareness_tick,
+        idle_seconds=settings.room_idle_seconds,
+        compact_updates=settings.compact_updates,
+        compact_bytes=settings.compact_bytes,
+        history_seconds=settings.history_seconds,
+    )
+
+
+def create_app(settings: Settings | None = None, store: Store | None = None) -> Starlette:
+    """Build the server app. ``store`` defaults to :class:`SQLiteStore` at ``settings.db``.
+
+    The app is used as any ASGI app; its lifespan opens the store and the rooms.
+    ``app.state.manager`` is the :class:`RoomManager` once started, and
+    ``app.state.started`` an event set when the app accepts connections.
+    """
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            the_store = store
+            if the_store is None:
+                the_store = await stack.enter_async_context(SQLiteStore(settings.db))
+            manager = await stack.enter_async_context(RoomManager(the_store, room_settings(settings)))
+            app.state.manager = manager
+            app.state.store = the_store
+            app.state.started.set()
+            yield
+        logger.info("server stopped; every pending write is flushed")
+
+    async def healthz(request: Request) -> Response:
+        manager: RoomManager = request.app.state.manager
+        return JSONResponse(
+            {
+                "status": "ok",
+                "rooms": len(manager.rooms),
+                "connections": sum(len(r.connections) for r in manager.rooms.values()),
+            }
+        )
+
+    async def state(request: Request) -> Response:
+        workshop_id = request.path_params["workshop_id"]
+        if not WORKSHOP_ID_RE.fullmatch(workshop_id):
+            return _bad_workshop_id()
+        manager: RoomManager = request.app.state.manager
+        try:
+            room = await manager.acquire(workshop_id)
+        except VmvSyncError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=503)
+        try:
+            body = room.derived.state.to_json()
+        finally:
+            manager.release(room)
+        return JSONResponse(body)
+
+    async def workshop_socket(websocket: WebSocket) -> None:
+        workshop_id = websocket.path_params["workshop_id"]
+        if not WORKSHOP_ID_RE.fullmatch(workshop_id):
+            await websocket.send_denial_response(_bad_workshop_id())
+            return
+        await websocket.accept()
+        await _serve_socket(websocket, workshop_id, settings)
+
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/workshops/{workshop_id}/state", state),
+            WebSocketRoute("/workshops/{workshop_id}", workshop_socket),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.started = anyio.Event()
+    app.state.settings = settings
+    return app
+
+
+def _bad_workshop_id() -> Response:
+    return PlainTextResponse(
+        "invalid workshop id: use 1 to 64 characters of A-Z a-z 0-9 _ -", status_code=400
+    )
+
+
+async def _serve_socket(websocket: WebSocket, workshop_id: str, settings: Settings) -> None:
+    manager: RoomManager = websocket.app.state.manager
+    try:
+        room = await manager.acquire(workshop_id)
+    except VmvSyncError as exc:
+        await _close(websocket, ServerError(f"could not open the workshop: {exc}"))
+        return
+    principal = Principal(None)
+    conn = Connection(
+        workshop_id,
+        websocket.send_bytes,
+        principal=principal,
+        queue_size=settings.send_queue_size,
+        wants_saved=websocket.query_params.get("saved") in {"1", "true"},
+    )
+    try:
+        if len(room.connections) >= settings.max_connections_per_workshop:
+            conn.fail(TooManyMessages("this workshop has reached its connection limit"))
+        elif room.closing:
+            conn.fail(GoingAway("the server is shutting down"))
+        else:
+            logger.info("workshop=%s conn=%d open participant=%s", workshop_id, conn.id, principal.participant_id)
+            room.add(conn)
+            async with anyio.create_task_group() as tg:
+                conn.attach(tg.cancel_scope)
+                tg.start_soon(_write, conn, tg.cancel_scope)
+                await _read(websocket, conn, room, settings)
+                tg.cancel_scope.cancel()
+    finally:
+        room.remove(conn)
+        manager.release(room)
+    code = conn.close_error.code if conn.close_error else 1000
+    logger.info("workshop=%s conn=%d close code=%d", workshop_id, conn.id, code)
+    if conn.close_error is not None:
+        await _close(websocket, conn.close_error)
+
+
+async def _write(conn: Connection, scope: anyio.CancelScope) -> None:
+    try:
+        await conn.run_writer()
+    except Exception as exc:  # any send failure means the peer is gone
+        logger.debug("workshop=%s conn=%d send failed: %r", conn.workshop_id, conn.id, exc)
+        scope.cancel()
+
+
+async def _read(websocket: WebSocket, conn: Connection, room: Room, settings: Settings) -> None:
+    limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
+    limit = settings.max_message_size
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        frame = message.get("bytes")
+        try:
+            if frame is None:
+                text = message.get("text") or ""
+                check_size(text, limit)
+                raise MalformedMessage("text frames are not part of the protocol; send binary")
+            check_size(frame, limit)
+            limiter.hit()
+            await room.receive(conn, frame)
+        except CloseError as exc:
+            conn.fail(exc)
+            return
+
+
+async def _close(websocket: WebSocket, error: CloseError) -> None:
+    with contextlib.suppress(Exception):
+        await websocket.close(code=error.code, reason=error.reason[:120])

@@ -1,0 +1,152 @@
+"""The room's awareness table: presence the server controls.
+
+Unlike a relay, the server keeps the latest state of every client id, knows which
+connection announced it, and is the one that removes it: at once when that
+connection closes, or after ``timeout`` seconds without renewal. Changes are
+coalesced and sent as one message per tick carrying only the latest state of each
+changed client, so cursor traffic no longer grows with the square of the room.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Iterable
+
+from ..errors import Forbidden
+from ..protocol import AwarenessEntry, encode_awareness, encode_awareness_update
+from .connection import Connection
+
+__all__ = ("RoomAwareness",)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Client:
+    clock: int
+    state_json: str  # "null" once removed
+    conn_id: int | None
+    participant_id: str | None
+    updated: float  # monotonic time of the last renewal
+
+
+class RoomAwareness:
+    """Latest awareness state per client id, with owners and pending changes."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._clients: dict[int, _Client] = {}
+        self._dirty: set[int] = set()
+
+    # -- reading ---------------------------------------------------------------
+    def live_ids(self) -> list[int]:
+        return [cid for cid, c in self._clients.items() if c.state_json != "null"]
+
+    def states(self) -> dict[int, str]:
+        """Live client id -> state JSON text."""
+        return {cid: c.state_json for cid, c in self._clients.items() if c.state_json != "null"}
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self._dirty)
+
+    # -- writing ---------------------------------------------------------------
+    def apply(self, conn: Connection, entries: Iterable[AwarenessEntry]) -> None:
+        """Apply a connection's awareness update (y-protocols clock rules).
+
+        A client id announced by another live connection of a different participant
+        may not be written (4403). With authentication off, or for the same
+        participant (a reconnect whose old socket is not yet known dead), the newer
+        connection takes the client id over.
+        """
+        now = time.monotonic()
+        for entry in entries:
+            current = self._clients.get(entry.client_id)
+            if current is not None and current.conn_id not in (None, conn.id):
+                if (
+                    conn.principal.participant_id is not None
+                    and current.participant_id != conn.principal.participant_id
+                ):
+                    raise Forbidden(
+                        f"awareness client {entry.client_id} belongs to another participant"
+                    )
+            curr_clock = current.clock if current is not None else -1
+            removing = entry.state is None
+            live = current is not None and current.state_json != "null"
+            if not (curr_clock < entry.clock or (curr_clock == entry.clock and removing and live)):
+                if current is not None:
+                    current.updated = now
+                continue
+            self._clients[entry.client_id] = _Client(
+                clock=entry.clock,
+                state_json=entry.state_json,
+                conn_id=None if removing else conn.id,
+                participant_id=conn.principal.participant_id,
+                updated=now,
+            )
+            if removing:
+                conn.awareness_ids.discard(entry.client_id)
+            else:
+                conn.awareness_ids.add(entry.client_id)
+            self._dirty.add(entry.client_id)
+
+    def remove_connection(self, conn: Connection) -> None:
+        """Mark every client id this connection owns as gone."""
+        for cid in conn.awareness_ids:
+            client = self._clients.get(cid)
+            if client is not None and client.conn_id == conn.id:
+                self._remove(cid, client)
+        conn.awareness_ids.clear()
+
+    def expire(self) -> int:
+        """Remove states not renewed within the timeout; returns how many."""
+        deadline = time.monotonic() - self.timeout
+        stale = [
+            (cid, c)
+            for cid, c in self._clients.items()
+            if c.state_json != "null" and c.updated < deadline
+        ]
+        for cid, client in stale:
+            logger.debug("awareness client %d expired", cid)
+            self._remove(cid, client)
+        return len(stale)
+
+    def _remove(self, cid: int, client: _Client) -> None:
+        # Same clock with a null state: y-protocols peers accept it as a removal, and
+        # the client's own next state (clock + 1) is still accepted after a reconnect.
+        client.state_json = "null"
+        client.conn_id = None
+        self._dirty.add(cid)
+
+    # -- encoding --------------------------------------------------------------
+    def take_changes(self) -> bytes | None:
+        """One awareness frame with the latest state of every changed client, or None."""
+        if not self._dirty:
+            return None
+        ids = sorted(self._dirty)
+        self._dirty.clear()
+        frame = encode_awareness(
+            encode_awareness_update(
+                (cid, self._clients[cid].clock, self._clients[cid].state_json) for cid in ids
+            )
+        )
+        self._forget_removed(ids)
+        return frame
+
+    def full_frame(self) -> bytes | None:
+        """Every live state, for a new or querying connection."""
+        live = [(cid, c.clock, c.state_json) for cid, c in self._clients.items() if c.state_json != "null"]
+        if not live:
+            return None
+        return encode_awareness(encode_awareness_update(live))
+
+    def _forget_removed(self, ids: list[int]) -> None:
+        # Keep removed entries' clocks only while a stale copy could still arrive;
+        # dropping them bounds memory in long workshops with many reconnects.
+        if len(self._clients) > 4096:
+            for cid in ids:
+                client = self._clients.get(cid)
+                if client is not None and client.state_json == "null":
+                    del self._clients[cid]

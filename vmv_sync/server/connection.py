@@ -1,0 +1,117 @@
+"""One WebSocket in one room: its send queue, its writer task and its close code.
+
+Fan-out never awaits a socket: the room encodes a frame once and calls
+:meth:`Connection.enqueue` for each peer, which puts it on a bounded queue that a
+single writer task drains. A peer whose queue overflows is a slow consumer: it is
+closed with 4408 and resyncs when it reconnects, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Protocol
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ..errors import CloseError, SlowConsumer
+
+__all__ = ("Channel", "Connection", "Principal")
+
+logger = logging.getLogger(__name__)
+_ids = itertools.count(1)
+
+
+class Channel(Protocol):
+    """What a room needs of a socket; the app adapts Starlette's WebSocket to it."""
+
+    async def send(self, frame: bytes) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is on the other end, as the token says (``None`` fields with auth off)."""
+
+    participant_id: str | None
+    name: str | None = None
+    role: str | None = None
+
+
+class Connection:
+    """A peer of a room. Created by the app, registered with a room while it lives."""
+
+    def __init__(
+        self,
+        workshop_id: str,
+        send: Callable[[bytes], Awaitable[None]],
+        *,
+        principal: Principal | None = None,
+        queue_size: int = 4096,
+        wants_saved: bool = False,
+    ) -> None:
+        self.id = next(_ids)
+        self.workshop_id = workshop_id
+        self.principal = principal or Principal(None)
+        self.wants_saved = wants_saved
+        self._send_frame = send
+        self._out: MemoryObjectSendStream[bytes]
+        self._in: MemoryObjectReceiveStream[bytes]
+        self._out, self._in = anyio.create_memory_object_stream[bytes](queue_size)
+        #: awareness client ids this connection has announced
+        self.awareness_ids: set[int] = set()
+        #: number of non-empty updates this connection sent to the room
+        self.updates_received = 0
+        self.last_seen = time.monotonic()
+        self.close_error: CloseError | None = None
+        self._cancel: anyio.CancelScope | None = None
+        self.bytes_out = 0
+
+    @property
+    def closed(self) -> bool:
+        return self.close_error is not None
+
+    def enqueue(self, frame: bytes) -> None:
+        """Queue a frame for this peer without waiting; overflow closes it (4408)."""
+        if self.close_error is not None:
+            return
+        try:
+            self._out.send_nowait(frame)
+        except anyio.WouldBlock:
+            self.fail(SlowConsumer("the connection fell too far behind; reconnect to resync"))
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            pass
+
+    def fail(self, error: CloseError) -> None:
+        """End this connection with ``error``'s close code, from any task."""
+        if self.close_error is not None:
+            return
+        self.close_error = error
+        logger.info(
+            "workshop=%s conn=%d closing code=%d reason=%s",
+            self.workshop_id,
+            self.id,
+            error.code,
+            error.reason,
+        )
+        self._out.close()
+        if self._cancel is not None:
+            self._cancel.cancel()
+
+    def attach(self, scope: anyio.CancelScope) -> None:
+        """The scope cancelled when the connection fails (its reader and writer)."""
+        self._cancel = scope
+        if self.close_error is not None:
+            scope.cancel()
+
+    async def run_writer(self) -> None:
+        """Drain the send queue into the socket, one frame at a time, in order."""
+        async with self._in:
+            async for frame in self._in:
+                await self._send_frame(frame)
+                self.bytes_out += len(frame)
+
+    def queued(self) -> int:
+        return self._out.statistics().current_buffer_used

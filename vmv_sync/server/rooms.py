@@ -1,0 +1,396 @@
+"""Rooms: one loaded workshop document, its peers, and the durable update path.
+
+Every document update of a room goes through one pipeline task, which reads top to
+bottom: take every pending update -> apply to the document (a bad one closes its
+sender with 4400) -> ``await store.append`` (one grouped commit) -> enqueue to
+peers, encoded once -> acknowledge "saved" -> answer pending sync requests.
+Because sync step 2 answers are produced after the commit, no peer ever receives
+an update the store could still lose.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Union
+
+import anyio
+from anyio.abc import TaskStatus
+from pycrdt import Doc, merge_updates
+
+from ..derived import DerivedTracker
+from ..errors import (
+    GoingAway,
+    MalformedMessage,
+    ServerError,
+    SilentPeer,
+    StorageError,
+    VmvSyncError,
+)
+from ..protocol import (
+    Awareness,
+    QueryAwareness,
+    Saved,
+    SyncStep1,
+    SyncStep2,
+    SyncUpdate,
+    decode_awareness_update,
+    encode_saved,
+    encode_sync_step1,
+    encode_sync_step2,
+    encode_sync_update,
+    parse_message,
+)
+from ..storage import Store
+from .awareness import RoomAwareness
+from .connection import Connection
+
+__all__ = ("Room", "RoomManager", "RoomSettings")
+
+logger = logging.getLogger(__name__)
+
+_EMPTY_UPDATE = b"\x00\x00"
+_BATCH_MAX = 512
+
+
+@dataclass(frozen=True)
+class RoomSettings:
+    awareness_timeout: float = 30.0
+    awareness_tick: float = 0.04
+    idle_seconds: float = 30.0
+    compact_updates: int = 2000
+    compact_bytes: int = 8 * 1024 * 1024
+    history_seconds: float = 0.0
+    inbox_size: int = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Incoming:
+    conn: Connection
+    update: bytes
+    number: int  # the sender's running count, for its "saved" acknowledgement
+
+
+@dataclass(frozen=True, slots=True)
+class _SyncRequest:
+    conn: Connection
+    state_vector: bytes
+
+
+_Item = Union[_Incoming, _SyncRequest]
+
+
+class Room:
+    """One workshop loaded in memory. Runs inside the manager's task group."""
+
+    def __init__(self, workshop_id: str, store: Store, settings: RoomSettings) -> None:
+        self.workshop_id = workshop_id
+        self.store = store
+        self.settings = settings
+        self.doc = Doc()
+        self.derived = DerivedTracker(self.doc)
+        self.awareness = RoomAwareness(settings.awareness_timeout)
+        self.connections: dict[int, Connection] = {}
+        self.refs = 0
+        self.last_seq = 0
+        self._since_snapshot = 0
+        self._bytes_since_snapshot = 0
+        self._compacting = False
+        self._inbox_send, self._inbox = anyio.create_memory_object_stream[_Item](settings.inbox_size)
+        self._awareness_wake = anyio.Event()
+        self.ready = anyio.Event()
+        self.stopped = anyio.Event()
+        self.load_error: BaseException | None = None
+        self.closing = False
+        self._tg: anyio.abc.TaskGroup | None = None
+        self.updates_applied = 0
+
+    # -- lifecycle -------------------------------------------------------------
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        try:
+            try:
+                await self._load()
+            except Exception as exc:
+                logger.exception("workshop=%s could not be loaded", self.workshop_id)
+                self.load_error = exc
+                self.ready.set()
+                task_status.started()
+                return
+            self.ready.set()
+            task_status.started()
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                tg.start_soon(self._awareness_loop)
+                await self._pipeline()
+                tg.cancel_scope.cancel()
+        finally:
+            self.derived.close()
+            self.stopped.set()
+
+    async def _load(self) -> None:
+        started = time.perf_counter()
+        stored = await self.store.load(self.workshop_id)
+        parts = ([stored.snapshot] if stored.snapshot else []) + list(stored.updates)
+        if parts:
+            self.doc.apply_update(parts[0] if len(parts) == 1 else merge_updates(*parts))
+        self.last_seq = stored.last_seq
+        self._since_snapshot = stored.update_count
+        self._bytes_since_snapshot = stored.update_bytes
+        logger.info(
+            "workshop=%s loaded updates=%d snapshot=%s in %.1f ms",
+            self.workshop_id,
+            stored.update_count,
+            stored.snapshot is not None,
+            (time.perf_counter() - started) * 1000,
+        )
+
+    async def stop(self) -> None:
+        """Finish every queued update (applied, committed, relayed), then stop."""
+        self.closing = True
+        self._inbox_send.close()
+        await self.stopped.wait()
+
+    # -- peers -----------------------------------------------------------------
+    def add(self, conn: Connection) -> None:
+        self.connections[conn.id] = conn
+        conn.enqueue(encode_sync_step1(self.doc.get_state()))
+        frame = self.awareness.full_frame()
+        if frame is not None:
+            conn.enqueue(frame)
+
+    def remove(self, conn: Connection) -> None:
+        self.connections.pop(conn.id, None)
+        self.awareness.remove_connection(conn)
+        self._flush_awareness()
+
+    async def receive(self, conn: Connection, frame: bytes) -> None:
+        """Handle one frame from ``conn``; raises a CloseError for bad input."""
+        conn.last_seen = time.monotonic()
+        message = parse_message(frame)
+        if isinstance(message, (SyncStep2, SyncUpdate)):
+            if message.update == _EMPTY_UPDATE:
+                return
+            conn.updates_received += 1
+            await self._inbox_send.send(_Incoming(conn, message.update, conn.updates_received))
+        elif isinstance(message, SyncStep1):
+            await self._inbox_send.send(_SyncRequest(conn, message.state_vector))
+        elif isinstance(message, Awareness):
+            self.awareness.apply(conn, decode_awareness_update(message.update))
+            self._awareness_wake.set()
+        elif isinstance(message, QueryAwareness):
+            frame_out = self.awareness.full_frame()
+            if frame_out is not None:
+                conn.enqueue(frame_out)
+        elif isinstance(message, Saved):
+            raise MalformedMessage("'saved' messages only travel from server to client")
+
+    # -- the update path ---------------------------------------------------------
+    async def _pipeline(self) -> None:
+        async with self._inbox:
+            while True:
+                try:
+                    first = await self._inbox.receive()
+                except anyio.EndOfStream:
+                    return
+                batch = [first]
+                while len(batch) < _BATCH_MAX:
+                    try:
+                        batch.append(self._inbox.receive_nowait())
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                await self._process(batch)
+
+    async def _process(self, batch: list[_Item]) -> None:
+        applied: list[_Incoming] = []
+        for item in batch:
+            if not isinstance(item, _Incoming):
+                continue
+            if item.conn.close_error is not None and item.conn.close_error.refuses_input:
+                continue  # a connection refused for bad input: drop what it still had queued
+            try:
+                self.doc.apply_update(item.update)
+            except Exception as exc:  # pycrdt raises plain exceptions for undecodable updates
+                logger.warning(
+                    "workshop=%s conn=%d sent an update pycrdt cannot apply: %s",
+                    self.workshop_id,
+                    item.conn.id,
+                    exc,
+                )
+                item.conn.fail(MalformedMessage("the update could not be applied to the document"))
+                continue
+            applied.append(item)
+        if applied:
+            updates = [item.update for item in applied]
+            try:
+                self.last_seq = await self.store.append(self.workshop_id, updates)
+            except StorageError:
+                logger.exception("workshop=%s commit failed; closing the room", self.workshop_id)
+                self._fail_all(ServerError("the server could not save an update; reconnect"))
+                raise
+            self.updates_applied += len(applied)
+            self._since_snapshot += len(updates)
+            self._bytes_since_snapshot += sum(len(u) for u in updates)
+            self._relay(applied)
+        for item in batch:
+            if isinstance(item, _SyncRequest) and not item.conn.closed:
+                item.conn.enqueue(encode_sync_step2(self.doc.get_update(item.state_vector)))
+        self._maybe_compact()
+
+    def _relay(self, applied: list[_Incoming]) -> None:
+        peers = list(self.connections.values())
+        for item in applied:
+            frame = encode_sync_update(item.update)
+            sender = item.conn
+            for peer in peers:
+                if peer is not sender:
+                    peer.enqueue(frame)
+        acked: dict[int, _Incoming] = {}
+        for item in applied:
+            if item.conn.wants_saved:
+                acked[item.conn.id] = item
+        for item in acked.values():
+            item.conn.enqueue(encode_saved(item.number))
+
+    def _fail_all(self, error: CloseError) -> None:
+        for conn in list(self.connections.values()):
+            conn.fail(error)
+
+    # -- compaction --------------------------------------------------------------
+    def _maybe_compact(self) -> None:
+        s = self.settings
+        if self._compacting or self._tg is None:
+            return
+        if self._since_snapshot < s.compact_updates and self._bytes_since_snapshot < s.compact_bytes:
+            return
+        # Snapshot and sequence number captured together, between two batches: the
+        # snapshot holds exactly the updates with seq <= upto.
+        snapshot = self.doc.get_update()
+        upto = self.last_seq
+        self._compacting = True
+        self._tg.start_soon(self._compact, snapshot, upto, self._since_snapshot, self._bytes_since_snapshot)
+
+    async def _compact(self, snapshot: bytes, upto: int, count: int, size: int) -> None:
+        started = time.perf_counter()
+        try:
+            await self.store.compact(
+                self.workshop_id, snapshot, upto, keep_history_seconds=self.settings.history_seconds
+            )
+        except VmvSyncError:
+            logger.exception("workshop=%s compaction failed; will retry later", self.workshop_id)
+            return
+        finally:
+            self._compacting = False
+        self._since_snapshot -= count
+        self._bytes_since_snapshot -= size
+        logger.info(
+            "workshop=%s compacted %d updates into %d bytes in %.1f ms",
+            self.workshop_id,
+            count,
+            len(snapshot),
+            (time.perf_counter() - started) * 1000,
+        )
+
+    # -- awareness ---------------------------------------------------------------
+    async def _awareness_loop(self) -> None:
+        tick = self.settings.awareness_tick
+        check_every = max(0.5, min(5.0, self.settings.awareness_timeout / 10))
+        while True:
+            with anyio.move_on_after(check_every):
+                await self._awareness_wake.wait()
+                await anyio.sleep(tick)  # coalesce changes arriving within one tick
+            self._awareness_wake = anyio.Event()
+            self._drop_silent()
+            self.awareness.expire()
+            self._flush_awareness()
+
+    def _flush_awareness(self) -> None:
+        frame = self.awareness.take_changes()
+        if frame is None:
+            return
+        # Sent to every peer, the sender included: y-websocket providers count any
+        # received message as a sign of life, and a lone client must not time out.
+        for peer in list(self.connections.values()):
+            peer.enqueue(frame)
+
+    def _drop_silent(self) -> None:
+        deadline = time.monotonic() - self.settings.awareness_timeout
+        for conn in list(self.connections.values()):
+            if conn.last_seen < deadline:
+                conn.fail(SilentPeer("no message within the awareness timeout"))
+
+
+class RoomManager:
+    """Loads rooms on first use, unloads them when idle, flushes them on shutdown."""
+
+    def __init__(self, store: Store, settings: RoomSettings) -> None:
+        self.store = store
+        self.settings = settings
+        self.rooms: dict[str, Room] = {}
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    async def __aenter__(self) -> "RoomManager":
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+        assert self._tg is not None
+        await self._tg.__aexit__(None, None, None)
+        self._tg = None
+
+    async def aclose(self) -> None:
+        """Close every connection with 1001 and drain every room's pending updates."""
+        for room in list(self.rooms.values()):
+            room._fail_all(GoingAway("the server is shutting down"))
+        for room in list(self.rooms.values()):
+            await room.stop()
+        self.rooms.clear()
+
+    async def acquire(self, workshop_id: str) -> Room:
+        """The loaded room for ``workshop_id``; concurrent callers share one load."""
+        if self._tg is None:
+            raise VmvSyncError("the room manager is not running")
+        for _ in range(100):
+            room = self.rooms.get(workshop_id)
+            if room is None:
+                room = Room(workshop_id, self.store, self.settings)
+                self.rooms[workshop_id] = room
+                room.refs += 1
+                try:
+                    await self._tg.start(room.run)
+                except BaseException:
+                    self.rooms.pop(workshop_id, None)
+                    raise
+                if room.load_error is not None:
+                    self.rooms.pop(workshop_id, None)
+                    raise StorageError(f"could not load workshop {workshop_id}") from room.load_error
+                return room
+            if room.closing:
+                await room.stopped.wait()
+                if self.rooms.get(workshop_id) is room:
+                    del self.rooms[workshop_id]
+                continue
+            room.refs += 1
+            await room.ready.wait()
+            if room.load_error is not None:
+                room.refs -= 1
+                raise StorageError(f"could not load workshop {workshop_id}") from room.load_error
+            return room
+        raise VmvSyncError(f"workshop {workshop_id} is being unloaded; try again")
+
+    def release(self, room: Room) -> None:
+        room.refs -= 1
+        if room.refs == 0 and self._tg is not None and not room.closing:
+            self._tg.start_soon(self._unload_when_idle, room)
+
+    async def _unload_when_idle(self, room: Room) -> None:
+        await anyio.sleep(self.settings.idle_seconds)
+        if room.refs != 0 or room.closing or self.rooms.get(room.workshop_id) is not room:
+            return
+        await room.stop()
+        if self.rooms.get(room.workshop_id) is room:
+            del self.rooms[room.workshop_id]
+        logger.info("workshop=%s unloaded after %.0f s idle", room.workshop_id, self.settings.idle_seconds)
+
