@@ -187,6 +187,8 @@ class SQLiteStore:
         self._pending: list[_Append] = []
         self._wakeup = anyio.Event()
         self._stack = AsyncExitStack()
+        self._released = False
+        self._writer_done = anyio.Event()
         #: committed write transactions of appends (metrics; < appends when grouped)
         self.commits = 0
         #: ``append`` calls committed
@@ -211,6 +213,7 @@ class SQLiteStore:
             await tg.start(self._run_writer)
         except BaseException:
             self._state = _State.CLOSED
+            self._released = True
             await self._stack.aclose()
             raise
         self._state = _State.OPEN
@@ -219,22 +222,25 @@ class SQLiteStore:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+        if not self._released:
+            self._released = True
+            await self._stack.aclose()  # the writer has returned; close the connections
+            logger.info("%s: store closed after %d commits", self.path, self.commits)
 
     async def aclose(self) -> None:
-        """Commit the pending appends, stop the writer and close the connections.
+        """Stop accepting appends, commit the pending ones and stop the writer.
 
-        Must be called from the task that entered the store (it exits its task group).
-        Appends made after this started fail with ``StorageError``.
+        Safe to call from any task (a shutdown phase "flush store"); the connections
+        are released when the ``async with`` block exits. Appends made after this
+        started fail with ``StorageError``.
         """
-        if self._state in (_State.CLOSING, _State.CLOSED):
-            return
-        self._state = _State.CLOSING
-        self._wakeup.set()
-        try:
-            await self._stack.aclose()
-        finally:
+        if self._state is _State.OPEN:
+            self._state = _State.CLOSING
+            self._wakeup.set()
+        if self._state is _State.CLOSING:
+            with anyio.CancelScope(shield=True):
+                await self._writer_done.wait()
             self._state = _State.CLOSED
-            logger.info("%s: store closed after %d commits", self.path, self.commits)
 
     def _open_sync(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -293,6 +299,8 @@ class SQLiteStore:
             for request in self._pending:
                 request.fail(f"workshop {request.workshop_id}: the store closed", None)
             self._pending = []
+            self._state = _State.CLOSING if self._state is _State.OPEN else self._state
+            self._writer_done.set()
 
     async def _commit(self, batch: list[_Append]) -> None:
         try:
