@@ -186,13 +186,13 @@ def test_reader_skips_and_counts_wrong_shapes(doc: Doc[Any]) -> None:
     assert data.meta["extra"] == "kept" and "max_values" not in data.meta
     assert set(data.participants) == {"f", "p1"}
     assert [m.text for m in data.messages] == ["t"]
-    assert data.selections == {"p1": {"Trust": 3.0}}
+    assert data.selections == {"f": {}, "p1": {"Trust": 3.0}}
     assert data.values == ("Honesty", "Trust")
     assert set(data.ballots) == {"b1"}
     assert data.votes == {"b1": {"p1": "A"}}
-    assert data.matrix == {"p1": {"Honesty": schema.Rating(5, 1)}}
+    assert data.matrix == {"f": {}, "p1": {"Honesty": schema.Rating(5, 1)}}
     assert data.progress == {"p2": schema.Progress("vision", ("values-select",), 1.0)}
-    assert data.drafts == {}
+    assert data.drafts == {"f": ""}
 
 
 def test_reader_dicts_are_sorted(doc: Doc[Any]) -> None:
@@ -320,7 +320,7 @@ def test_open_ballot_refuses(options: list[str], kind: str, max_choices: int) ->
 def test_rate_value(doc: Doc[Any]) -> None:
     schema.rate_value(doc, "p1", "Trust", 5, 2)
     schema.rate_value(doc, "p1", "TRUST", 4.0, 3)  # type: ignore[arg-type]  # same key kept
-    assert read_workshop(doc).matrix == {"p1": {"Trust": schema.Rating(4, 3)}}
+    assert read_workshop(doc).matrix["p1"] == {"Trust": schema.Rating(4, 3)}
     for importance, practice in ((0, 3), (3, 6), (True, 3), (2.5, 3)):
         with pytest.raises(InvalidAction, match="1..5"):
             schema.rate_value(doc, "p1", "Trust", importance, practice)  # type: ignore[arg-type]
@@ -347,7 +347,7 @@ def test_text_actions_unicode(doc: Doc[Any]) -> None:
     schema.set_vision(doc, "A world")
     schema.edit_vision(doc, 7, insert=" of trust")
     data = read_workshop(doc)
-    assert data.drafts == {"p1": "héllo big wörld 🙂!"}
+    assert data.drafts == {"f": "", "p1": "héllo big wörld 🙂!"}
     assert data.mission == "We really help"
     assert data.vision == "A world of trust"
     with pytest.raises(InvalidAction, match="outside"):
@@ -372,3 +372,51 @@ def test_set_stage(doc: Doc[Any]) -> None:
     assert read_workshop(doc).meta["stage"] == "values-matrix"
     with pytest.raises(InvalidAction, match="unknown stage"):
         schema.set_stage(doc, "done")
+
+
+# --- concurrency -----------------------------------------------------------------------
+
+
+def _exchange(a: Doc[Any], b: Doc[Any]) -> None:
+    a.apply_update(b.get_update(a.get_state()))
+    b.apply_update(a.get_update(b.get_state()))
+
+
+def test_participant_containers_precreated(doc: Doc[Any]) -> None:
+    schema.add_participant(doc, "p1", "Pat", now=2.0)
+    data = read_workshop(doc)
+    assert data.selections == {"f": {}, "p1": {}} and data.matrix == {"f": {}, "p1": {}}
+    assert data.drafts == {"f": "", "p1": ""} and data.skipped == 0
+
+
+def test_concurrent_first_votes_both_survive(doc: Doc[Any]) -> None:
+    schema.open_ballot(doc, "b", "Q", ["A", "B"], stage="vision")
+    other: Doc[Any] = Doc()
+    other.apply_update(doc.get_update())
+    schema.cast_vote(doc, "b", "p1", "A")
+    schema.cast_vote(other, "b", "p2", "B")
+    _exchange(doc, other)
+    assert read_workshop(doc).votes == read_workshop(other).votes == {"b": {"p1": "A", "p2": "B"}}
+
+
+def test_same_participant_on_two_devices_merges_after_join(doc: Doc[Any]) -> None:
+    schema.add_participant(doc, "p1", "Pat", now=2.0)
+    laptop: Doc[Any] = Doc()
+    laptop.apply_update(doc.get_update())
+    schema.toggle_value(doc, "p1", "Honesty", now=3.0)
+    schema.toggle_value(laptop, "p1", "Trust", now=3.0)
+    _exchange(doc, laptop)
+    assert read_workshop(laptop).selections["p1"] == {"Honesty": 3.0, "Trust": 3.0}
+
+
+def test_caveat_concurrently_created_inner_maps_keep_one_side() -> None:
+    """Documents the Yjs caveat the pre-created containers avoid: without them,
+    two replicas creating selections[pid] concurrently keep only one Map."""
+    a: Doc[Any] = Doc()
+    b: Doc[Any] = Doc()
+    schema.toggle_value(a, "p1", "Honesty", now=1.0)  # no add_participant: no shared Map
+    schema.toggle_value(b, "p1", "Trust", now=1.0)
+    _exchange(a, b)
+    merged = read_workshop(a).selections["p1"]
+    assert merged == read_workshop(b).selections["p1"]
+    assert merged in ({"Honesty": 1.0}, {"Trust": 1.0})

@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from vmv_sync.derived.values import catalogue_by_key, round_fraction
-from vmv_sync.schema import Rating, WorkshopData, choose_display_name, normalize_value_name, tidy_value_name
+from vmv_sync.schema import (
+    Rating,
+    WorkshopData,
+    choose_display_name,
+    normalize_value_name,
+    tidy_value_name,
+)
 
 __all__ = ("MatrixRow", "matrix_summary", "compute_matrix_summary")
 

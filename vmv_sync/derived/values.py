@@ -14,7 +14,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from vmv_sync.schema import WorkshopData, choose_display_name, normalize_value_name, tidy_value_name
+from vmv_sync.schema import (
+    WorkshopData,
+    choose_display_name,
+    normalize_value_name,
+    tidy_value_name,
+)
 
 __all__ = ("ValueStat", "value_stats", "compute_value_stats", "round_ratio", "round_fraction")
 

@@ -27,6 +27,7 @@ from vmv_sync.schema.document import (
     InvalidAction,
     Roots,
     bind_roots,
+    ensure_participant_entries,
     new_workshop,
     read_workshop,
 )
@@ -86,6 +87,7 @@ __all__ = (
     "InvalidAction",
     "Roots",
     "bind_roots",
+    "ensure_participant_entries",
     "new_workshop",
     "read_workshop",
     # actions

@@ -20,7 +20,12 @@ from typing import Any
 
 from pycrdt import Doc, Map
 
-from vmv_sync.schema.document import InvalidAction, Roots, bind_roots
+from vmv_sync.schema.document import (
+    InvalidAction,
+    Roots,
+    bind_roots,
+    ensure_participant_entries,
+)
 from vmv_sync.schema.names import normalize_value_name, tidy_value_name
 from vmv_sync.schema.parse import as_int, parse_ballot, parse_catalogue, parse_progress
 from vmv_sync.schema.records import BALLOT_KINDS, ROLES, Ballot, Choice
@@ -88,7 +93,12 @@ def _matching_keys(inner: Map[Any], value: str) -> list[str]:
 def add_participant(
     doc: Target, pid: str, name: str, role: str = "participant", now: float | None = None
 ) -> None:
-    """Add a participant, or update the name and role of an existing one (keeping joined_at)."""
+    """Add a participant, or update the name and role of an existing one (keeping joined_at).
+
+    Also creates the participant's empty selections and matrix Maps and draft Text,
+    so that its later edits from several devices merge (see
+    :func:`~vmv_sync.schema.document.ensure_participant_entries`).
+    """
     _require_id("participant id", pid)
     if not isinstance(name, str):
         raise InvalidAction(f"participant name must be a string, not {name!r}")
@@ -102,6 +112,7 @@ def add_participant(
             existing["role"] = role
         else:
             roots.participants[pid] = Map({"name": name, "role": role, "joined_at": _now(now)})
+        ensure_participant_entries(roots, pid)
 
 
 def post_message(
@@ -128,7 +139,15 @@ def post_message(
             stage = str(current) if is_stage(current) else Stage.VALUES_SELECT.value
         msg_stage = _require_stage(stage)
         roots.messages.append(
-            Map({"id": mid, "author": author, "text": text, "sent_at": _now(now), "stage": msg_stage})
+            Map(
+                {
+                    "id": mid,
+                    "author": author,
+                    "text": text,
+                    "sent_at": _now(now),
+                    "stage": msg_stage,
+                }
+            )
         )
     return mid
 
@@ -226,6 +245,10 @@ def open_ballot(
                 "open": True,
             }
         )
+        # Created with the ballot so that concurrent first votes land in one shared
+        # Map instead of racing to create it (Yjs would keep only one of them).
+        if not isinstance(roots.votes.get(ballot_id), Map):
+            roots.votes[ballot_id] = Map()
 
 
 def _ballot(roots: Roots, ballot_id: str) -> Ballot:

@@ -40,6 +40,7 @@ __all__ = (
     "SCHEMA_VERSION",
     "Roots",
     "bind_roots",
+    "ensure_participant_entries",
     "new_workshop",
     "read_workshop",
 )
@@ -161,10 +162,29 @@ def new_workshop(
         roots.participants[facilitator_id] = Map(
             {"name": facilitator_name, "role": "facilitator", "joined_at": stamp}
         )
+        ensure_participant_entries(roots, facilitator_id)
         if catalogue:
             roots.values.extend(list(catalogue))
     logger.debug("new workshop %r with %d catalogue values", title, len(catalogue))
     return roots
+
+
+def ensure_participant_entries(roots: Roots, pid: str) -> None:
+    """Create ``pid``'s empty ``selections`` and ``matrix`` Maps and ``drafts`` Text if absent.
+
+    Why: when two replicas concurrently create the same nested Map (say the first
+    selection of one participant on two devices), Yjs keeps only one of them and
+    every key written into the other is lost. Creating the containers once, when
+    the participant joins, means later edits only set keys inside a shared Map,
+    which merge. (``progress`` is not pre-created: an empty entry would be
+    malformed; its fields are set together anyway.)
+    """
+    if not isinstance(roots.selections.get(pid), Map):
+        roots.selections[pid] = Map()
+    if not isinstance(roots.matrix.get(pid), Map):
+        roots.matrix[pid] = Map()
+    if not isinstance(roots.drafts.get(pid), Text):
+        roots.drafts[pid] = Text()
 
 
 def _read_messages(messages: Array[Any]) -> tuple[tuple[Message, ...], int]:

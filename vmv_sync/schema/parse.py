@@ -154,7 +154,8 @@ def parse_ballot(value: object) -> tuple[Ballot | None, int]:
     f = _fields(value)
     if f is None:
         return None, 1
-    question, options, stage, kind = f.get("question"), f.get("options"), f.get("stage"), f.get("kind")
+    question, options = f.get("question"), f.get("options")
+    stage, kind = f.get("stage"), f.get("kind")
     max_choices, is_open = as_int(f.get("max_choices")), f.get("open")
     if (
         not isinstance(question, str)
