@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .awareness import AwarenessEntry, decode_awareness_update, encode_awareness_update
+from .varint import decode_state_vector
 from .messages import (
     MSG_AWARENESS,
     MSG_QUERY_AWARENESS,
@@ -46,4 +47,5 @@ __all__ = (
     "AwarenessEntry",
     "decode_awareness_update",
     "encode_awareness_update",
+    "decode_state_vector",
 )

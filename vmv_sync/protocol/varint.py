@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..errors import MalformedMessage
 
-__all__ = ("Reader", "write_var_uint", "write_var_bytes")
+__all__ = ("Reader", "write_var_uint", "write_var_bytes", "decode_state_vector")
 
 #: JavaScript's Number.MAX_SAFE_INTEGER: lib0 never encodes more.
 _MAX_UINT = 2**53 - 1
@@ -75,3 +75,18 @@ class Reader:
     @property
     def done(self) -> bool:
         return self.pos >= len(self.data)
+
+
+def decode_state_vector(state_vector: bytes) -> dict[int, int]:
+    """A Yjs state vector as {client id: clock}.
+
+    yrs writes the entries in hash-map order, so two equal state vectors may differ
+    byte for byte; compare the decoded mappings.
+    """
+    reader = Reader(state_vector)
+    count = reader.read_var_uint()
+    result: dict[int, int] = {}
+    for _ in range(count):
+        client = reader.read_var_uint()
+        result[client] = reader.read_var_uint()
+    return result

@@ -328,6 +328,7 @@ class RoomManager:
         self.settings = settings
         self.rooms: dict[str, Room] = {}
         self._tg: anyio.abc.TaskGroup | None = None
+        self._closed = False
 
     async def __aenter__(self) -> "RoomManager":
         self._tg = anyio.create_task_group()
@@ -337,11 +338,16 @@ class RoomManager:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
         assert self._tg is not None
+        self._tg.cancel_scope.cancel()  # pending idle-unload timers
         await self._tg.__aexit__(None, None, None)
         self._tg = None
 
     async def aclose(self) -> None:
-        """Close every connection with 1001 and drain every room's pending updates."""
+        """Close every connection with 1001 and drain every room's pending updates.
+
+        Safe to call from any task; new connections are refused from then on.
+        """
+        self._closed = True
         for room in list(self.rooms.values()):
             room._fail_all(GoingAway("the server is shutting down"))
         for room in list(self.rooms.values()):
@@ -350,7 +356,7 @@ class RoomManager:
 
     async def acquire(self, workshop_id: str) -> Room:
         """The loaded room for ``workshop_id``; concurrent callers share one load."""
-        if self._tg is None:
+        if self._tg is None or self._closed:
             raise VmvSyncError("the room manager is not running")
         for _ in range(100):
             room = self.rooms.get(workshop_id)

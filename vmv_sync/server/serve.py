@@ -7,6 +7,7 @@ then stop hypercorn and close the store.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import socket
@@ -46,6 +47,7 @@ async def serve(settings: Settings) -> None:
     config.websocket_max_message_size = max(_TRANSPORT_CAP, settings.max_message_size * 2)
     config.websocket_ping_interval = settings.ping_interval or None
     config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = 5.0
     app = create_app(settings)
     stop_hypercorn = anyio.Event()
@@ -61,7 +63,8 @@ async def serve(settings: Settings) -> None:
                 break
         await app.state.manager.aclose()
         stop_hypercorn.set()
-    sock.close()
+    with contextlib.suppress(OSError):  # hypercorn may have closed the descriptor already
+        sock.close()
 
 
 def run(settings: Settings) -> None:
