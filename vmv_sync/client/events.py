@@ -95,7 +95,7 @@ class _ChangeSub:
 
 
 class _EventSub:
-    __slots__ = ("queue", "wake", "dropped")
+    __slots__ = ("queue", "wake", "dropped", "_limit")
 
     def __init__(self, limit: int) -> None:
         self.queue: deque[PresenceEvent] = deque()

@@ -162,7 +162,10 @@ class Session:
                     seqs = self._confirm(message.count)
                     if client._replica.confirm(seqs):
                         client._notify("saved")
-                        await client._replica.persist_confirmed(client.doc.get_update)
+                        # Shielded: closing right after wait_saved() must not leave
+                        # confirmed edits counted pending in the store.
+                        with anyio.CancelScope(shield=True):
+                            await client._replica.persist_confirmed(client.doc.get_update)
         except ConnectionClosed:
             return
         except MalformedMessage as exc:
