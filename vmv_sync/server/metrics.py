@@ -1,0 +1,293 @@
+"""Prometheus metrics of one server app, served as text by ``GET /metrics``.
+
+Each app owns one :class:`Metrics` with its own ``CollectorRegistry`` (never the
+process-global one), so several apps in one test process never collide. The
+instrumentation is deliberately at the edges, where it costs one line elsewhere:
+
+- frames in and out are counted at the socket (``received`` in the read loop, the
+  send function wrapped by :meth:`Metrics.counting_send`), classified by their first
+  bytes without parsing them a second time;
+- commit latency, committed updates and compactions by wrapping the store the rooms
+  use (:meth:`Metrics.instrument`), so the room's update path is untouched;
+- gauges (connections, rooms loaded, store transactions) are read from the live
+  objects at scrape time, so they can never drift from the truth.
+
+Per-second rates are left to PromQL (``rate(vmv_messages_in_total[1m])``): counters
+are the only thing that survives scrape gaps. See docs/operations.md for the list.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ..errors import CloseError, SlowConsumer
+from ..storage import Store, StoredDoc, StoredUpdate, WorkshopInfo
+
+__all__ = ("Metrics", "InstrumentedStore", "frame_kind", "FRAME_KINDS")
+
+logger = logging.getLogger(__name__)
+
+#: label values of the ``type`` label of the message counters
+FRAME_KINDS: tuple[str, ...] = (
+    "sync_step1",
+    "sync_step2",
+    "update",
+    "awareness",
+    "query_awareness",
+    "saved",
+    "other",
+)
+_SYNC_KINDS = {0: "sync_step1", 1: "sync_step2", 2: "update"}
+_TOP_KINDS = {1: "awareness", 3: "query_awareness", 100: "saved"}
+
+#: commit latencies from a fast SSD (sub-ms) to a struggling disk (seconds)
+_COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+def frame_kind(frame: bytes) -> str:
+    """The y-websocket message kind of ``frame`` from its first bytes (no full parse).
+
+    Message types and sync sub-types below 128 are one-byte varints, which covers
+    every type the server speaks; anything else is ``"other"``.
+
+    Example:
+        >>> frame_kind(b"\\x00\\x02\\x00")
+        'update'
+    """
+    if not frame:
+        return "other"
+    top = frame[0]
+    if top == 0:
+        return _SYNC_KINDS.get(frame[1], "other") if len(frame) > 1 else "other"
+    return _TOP_KINDS.get(top, "other")
+
+
+class Metrics:
+    """Every metric of one app, in its own registry.
+
+    Example:
+        >>> metrics = Metrics()
+        >>> metrics.received(b"\\x01\\x00")
+        >>> b"vmv_messages_in_total" in metrics.render()
+        True
+    """
+
+    def __init__(self) -> None:
+        # The ``*_created`` timestamp series only double the exposition; the switch is
+        # process-wide in prometheus-client, and this process only serves our metrics.
+        disable_created_metrics()
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.messages_in = Counter(
+            "vmv_messages_in", "WebSocket messages received, by y-websocket type.", ["type"], registry=r
+        )
+        self.messages_out = Counter(
+            "vmv_messages_out", "WebSocket messages sent, by y-websocket type.", ["type"], registry=r
+        )
+        self.bytes_in = Counter("vmv_bytes_in", "Bytes of WebSocket messages received.", registry=r)
+        self.bytes_out = Counter("vmv_bytes_out", "Bytes of WebSocket messages sent.", registry=r)
+        for kind in FRAME_KINDS:  # every series exists from the start, at 0
+            self.messages_in.labels(kind)
+            self.messages_out.labels(kind)
+        self.connections_opened = Counter(
+            "vmv_connections_opened", "WebSocket connections admitted to a room.", registry=r
+        )
+        self.connections_closed = Counter(
+            "vmv_connections_closed", "WebSocket connections ended, by close code.", ["code"], registry=r
+        )
+        self.connections_refused = Counter(
+            "vmv_connections_refused",
+            "Connections the server refused or cut for breaking a rule "
+            "(4400, 4401, 4403, 4413, 4429), by close code.",
+            ["code"],
+            registry=r,
+        )
+        self.slow_clients = Counter(
+            "vmv_slow_clients_dropped", "Connections closed because their send queue overflowed (4409).", registry=r
+        )
+        self.commit_seconds = Histogram(
+            "vmv_store_commit_seconds",
+            "Time from a room's append call to its durable commit (queueing for the group commit included).",
+            buckets=_COMMIT_BUCKETS,
+            registry=r,
+        )
+        self.updates_committed = Counter(
+            "vmv_updates_committed", "Document updates durably committed to the store.", registry=r
+        )
+        self.store_errors = Counter(
+            "vmv_store_errors", "Store calls that failed, by operation.", ["op"], registry=r
+        )
+        self.compactions = Counter("vmv_compactions", "Compactions of a workshop's update log.", registry=r)
+        self.compaction_seconds = Histogram(
+            "vmv_compaction_seconds", "Duration of one compaction.", registry=r
+        )
+        self.rooms_loaded = Gauge("vmv_rooms_loaded", "Workshops loaded in memory.", registry=r)
+        self.connections = Gauge("vmv_connections", "Open WebSocket connections.", registry=r)
+        self._store: Any = None
+        r.register(_StoreCollector(self))
+
+    # -- exposition ---------------------------------------------------------------------
+    def render(self, *, rooms: int = 0, connections: int = 0, store: object | None = None) -> bytes:
+        """The Prometheus text exposition; gauges are set from the live values given.
+
+        ``store``'s own counters (``SQLiteStore.commits``, ``max_batch``) are read too.
+        """
+        self.rooms_loaded.set(rooms)
+        self.connections.set(connections)
+        self._store = store.inner if isinstance(store, InstrumentedStore) else store
+        return generate_latest(self.registry)
+
+    # -- traffic -----------------------------------------------------------------------
+    def received(self, frame: bytes | str | None) -> None:
+        """Count one frame read from a socket, before it is checked or parsed.
+
+        Text frames (not part of the protocol) count as ``other``.
+        """
+        if isinstance(frame, (bytes, bytearray)):
+            self.messages_in.labels(frame_kind(bytes(frame))).inc()
+            self.bytes_in.inc(len(frame))
+        else:
+            self.messages_in.labels("other").inc()
+            self.bytes_in.inc(len((frame or "").encode()))
+
+    def sent(self, frame: bytes) -> None:
+        """Count one frame written to a socket."""
+        self.messages_out.labels(frame_kind(frame)).inc()
+        self.bytes_out.inc(len(frame))
+
+    def counting_send(self, send: Callable[[bytes], Awaitable[None]]) -> Callable[[bytes], Awaitable[None]]:
+        """Wrap a socket's send function so every frame it sends is counted once sent."""
+
+        async def counted(frame: bytes) -> None:
+            await send(frame)
+            self.sent(frame)
+
+        return counted
+
+    # -- connections ----------------------------------------------------------------------
+    def opened(self) -> None:
+        """A connection was admitted to a room."""
+        self.connections_opened.inc()
+
+    def closed(self, error: CloseError | None) -> None:
+        """A connection ended; ``error`` is why the server closed it (None: the peer left)."""
+        code = error.code if error is not None else 1000
+        self.connections_closed.labels(str(code)).inc()
+        if error is not None and error.refuses_input:
+            self.connections_refused.labels(str(code)).inc()
+        if isinstance(error, SlowConsumer):
+            self.slow_clients.inc()
+
+    def refused(self, code: int) -> None:
+        """A connection refused before it joined a room (e.g. a bad token)."""
+        self.connections_closed.labels(str(code)).inc()
+        self.connections_refused.labels(str(code)).inc()
+
+    # -- the store -----------------------------------------------------------------------
+    def instrument(self, store: Store) -> InstrumentedStore:
+        """``store`` wrapped so commits and compactions are timed and counted."""
+        return InstrumentedStore(store, self)
+
+
+class _StoreCollector(Collector):
+    """The store's own counters (``SQLiteStore.commits``), read at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        store = self._metrics._store
+        commits = getattr(store, "commits", None)
+        if isinstance(commits, int):
+            family = CounterMetricFamily(
+                "vmv_store_transactions",
+                "Write transactions of grouped appends (fewer than appends when grouped).",
+            )
+            family.add_metric([], commits)
+            yield family
+        max_batch = getattr(store, "max_batch", None)
+        if isinstance(max_batch, int):
+            gauge = GaugeMetricFamily(
+                "vmv_store_max_batch", "Most append calls committed in one transaction so far."
+            )
+            gauge.add_metric([], max_batch)
+            yield gauge
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+
+class InstrumentedStore:
+    """A :class:`~vmv_sync.storage.Store` that times ``append`` and ``compact`` of another.
+
+    Only what rooms call is wrapped; the rest is passed through unchanged, and the
+    wrapped store's lifecycle stays with whoever opened it.
+    """
+
+    def __init__(self, store: Store, metrics: Metrics) -> None:
+        self.inner = store
+        self._metrics = metrics
+
+    async def __aenter__(self) -> InstrumentedStore:
+        await self.inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.inner.__aexit__(*exc_info)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    async def load(self, workshop_id: str) -> StoredDoc:
+        return await self.inner.load(workshop_id)
+
+    async def append(self, workshop_id: str, updates: Sequence[bytes]) -> int:
+        started = time.perf_counter()
+        try:
+            seq = await self.inner.append(workshop_id, updates)
+        except Exception:
+            self._metrics.store_errors.labels("append").inc()
+            raise
+        self._metrics.commit_seconds.observe(time.perf_counter() - started)
+        self._metrics.updates_committed.inc(len(updates))
+        return seq
+
+    async def compact(
+        self, workshop_id: str, snapshot: bytes, upto_seq: int, *, keep_history_seconds: float = 0.0
+    ) -> None:
+        started = time.perf_counter()
+        try:
+            await self.inner.compact(
+                workshop_id, snapshot, upto_seq, keep_history_seconds=keep_history_seconds
+            )
+        except Exception:
+            self._metrics.store_errors.labels("compact").inc()
+            raise
+        self._metrics.compaction_seconds.observe(time.perf_counter() - started)
+        self._metrics.compactions.inc()
+
+    async def history(self, workshop_id: str) -> tuple[bytes | None, list[StoredUpdate]]:
+        return await self.inner.history(workshop_id)
+
+    async def stats(self, workshop_id: str) -> tuple[int, int]:
+        return await self.inner.stats(workshop_id)
+
+    async def list_workshops(self) -> list[WorkshopInfo]:
+        return await self.inner.list_workshops()
+
+    async def delete(self, workshop_id: str) -> None:
+        await self.inner.delete(workshop_id)
