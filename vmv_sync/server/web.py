@@ -1,0 +1,93 @@
+"""The workshop web page: ``/`` (create or join), ``/w/{workshop_id}`` and its bundle.
+
+The HTML shells live in ``web/src/*.html`` (committed) and the script and style
+bundle in ``web/dist/`` (built by ``scripts/setup`` with esbuild, not committed).
+The shells are served even when the bundle is missing, with a visible banner that
+says how to build it, so a fresh clone never shows a blank page.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+
+__all__ = ("WEB_DIR", "web_routes")
+
+logger = logging.getLogger(__name__)
+
+#: ``web/`` at the repository root (the package sits beside it).
+WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+
+_MARKER = "<!--BUNDLE-MISSING-->"
+_MISSING = (
+    '<p class="bundle-missing" role="alert" style="padding:1rem;background:#fce8e6;'
+    'color:#c5221f;font-weight:600">The page\'s script bundle is missing: run '
+    "<code>scripts/setup</code> (it needs Node.js) to build <code>web/dist</code>, "
+    "then reload.</p>"
+)
+_NO_STORE = {"cache-control": "no-store"}
+_WORKSHOP_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # contract section 2
+_TYPES = {".js": "text/javascript", ".css": "text/css", ".map": "application/json"}
+
+
+def _bundle_ready(dist: Path) -> bool:
+    return (dist / "app.js").is_file() and (dist / "app.css").is_file()
+
+
+def _page(name: str, web_dir: Path) -> Response:
+    """One HTML shell, with the missing-bundle banner filled in when needed."""
+    try:
+        html = (web_dir / "src" / name).read_text(encoding="utf-8")
+    except OSError as exc:
+        logger.error("web page %s unreadable: %s", name, exc)
+        return HTMLResponse("<h1>The web page files are missing (web/src)</h1>", status_code=500)
+    ready = _bundle_ready(web_dir / "dist")
+    if not ready:
+        logger.warning("web bundle missing in %s: run scripts/setup", web_dir / "dist")
+    html = html.replace(_MARKER, "" if ready else _MISSING)
+    return HTMLResponse(html, headers=_NO_STORE)
+
+
+def web_routes(web_dir: Path = WEB_DIR) -> list[BaseRoute]:
+    """Routes of the web page: ``/``, ``/w/{workshop_id}``, ``/web/config``, ``/static/*``.
+
+    ``/web/config`` tells the page whether the server requires tokens, so it can
+    use the create/join API or, with ``--no-auth``, a locally chosen identity.
+    """
+
+    async def home(request: Request) -> Response:
+        return _page("index.html", web_dir)
+
+    async def workshop(request: Request) -> Response:
+        if not _WORKSHOP_ID.fullmatch(request.path_params["workshop_id"]):
+            return PlainTextResponse(
+                "invalid workshop id: use 1 to 64 characters of A-Z a-z 0-9 _ -", status_code=400
+            )
+        return _page("workshop.html", web_dir)
+
+    async def config(request: Request) -> Response:
+        settings = getattr(request.app.state, "settings", None)
+        auth = bool(getattr(settings, "auth", True))
+        return JSONResponse({"auth": auth, "bundle": _bundle_ready(web_dir / "dist")}, headers=_NO_STORE)
+
+    dist = (web_dir / "dist").resolve()
+
+    async def static(request: Request) -> Response:
+        # Starlette's StaticFiles refuses to serve from a missing directory with a 500;
+        # a missing bundle must be a plain 404 (the page itself explains what to do).
+        target = (dist / request.path_params["path"]).resolve()
+        if not target.is_relative_to(dist) or target.suffix not in _TYPES or not target.is_file():
+            return PlainTextResponse("not found (is the web bundle built? run scripts/setup)", status_code=404)
+        return FileResponse(target, media_type=_TYPES[target.suffix], headers={"cache-control": "no-cache"})
+
+    return [
+        Route("/", home, methods=["GET"]),
+        Route("/w/{workshop_id}", workshop, methods=["GET"]),
+        Route("/web/config", config, methods=["GET"]),
+        Route("/static/{path:path}", static, methods=["GET", "HEAD"]),
+    ]

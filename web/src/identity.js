@@ -1,0 +1,98 @@
+// Who this browser is in a workshop.
+//
+// With authentication (the default) the identity is the token the server issued on
+// create/join: kept in the page URL's ?token= and in localStorage, sent to the
+// WebSocket as the `token` query parameter, and decoded here (not verified: the
+// server does that) for the awareness `user` {id: sub, name, role}.
+// With --no-auth there is no token: a random participant id kept in localStorage
+// and a name the user typed.
+
+const store = {
+  get: (k) => { try { return localStorage.getItem(k) } catch { return null } },
+  set: (k, v) => { try { localStorage.setItem(k, v) } catch { /* private mode */ } }
+}
+
+/** The claims of a JWT, without verifying it. */
+export function decodeToken (token) {
+  const part = token.split('.')[1]
+  if (!part) throw new Error('not a JWT')
+  const b64 = part.replace(/-/g, '+').replace(/_/g, '/') + '==='.slice((part.length + 3) % 4)
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))
+  return JSON.parse(new TextDecoder().decode(bytes))
+}
+
+export function randomId (prefix) {
+  const bytes = crypto.getRandomValues(new Uint8Array(6))
+  return prefix + Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')
+}
+
+/** Whether the server requires tokens (GET /web/config). */
+export async function serverConfig () {
+  try {
+    const res = await fetch('/web/config', { cache: 'no-store' })
+    if (res.ok) return await res.json()
+  } catch { /* offline: assume what we saw last time */ }
+  return { auth: store.get('vmv.auth') !== 'off' }
+}
+
+export function rememberConfig (config) { store.set('vmv.auth', config.auth ? 'on' : 'off') }
+
+export const tokenKey = (wid) => `vmv.token.${wid}`
+
+export function saveToken (wid, token) { store.set(tokenKey(wid), token) }
+
+export function savedName () { return store.get('vmv.name') || '' }
+export function saveName (name) { store.set('vmv.name', name) }
+
+export function localParticipantId () {
+  let pid = store.get('vmv.pid')
+  if (!pid) { pid = randomId('p-'); store.set('vmv.pid', pid) }
+  return pid
+}
+
+export function saveRole (wid, role) { store.set(`vmv.role.${wid}`, role) }
+export function savedRole (wid) { return store.get(`vmv.role.${wid}`) }
+export function saveInvite (wid, code) { store.set(`vmv.invite.${wid}`, code) }
+export function savedInvite (wid) { return store.get(`vmv.invite.${wid}`) }
+
+/**
+ * The identity for workshop `wid`: {id, name, role, token | null}, or null when
+ * the user still has to join. A token in the URL wins and is remembered.
+ */
+export function resolveIdentity (wid, config) {
+  const params = new URLSearchParams(location.search)
+  const urlToken = params.get('token')
+  const token = urlToken || store.get(tokenKey(wid))
+  if (token) {
+    try {
+      const claims = decodeToken(token)
+      if (claims.wid && claims.wid !== wid) throw new Error('token for another workshop')
+      saveToken(wid, token)
+      if (!urlToken) {
+        params.set('token', token)
+        history.replaceState(null, '', `${location.pathname}?${params}`)
+      }
+      return { id: claims.sub, name: claims.name, role: claims.role, token }
+    } catch (err) {
+      console.warn('ignoring a bad token', err)
+    }
+  }
+  if (config.auth) return null
+  const name = params.get('name') || savedName()
+  if (!name) return null
+  saveName(name)
+  return { id: localParticipantId(), name, role: savedRole(wid) || 'participant', token: null }
+}
+
+async function postJson (url, body) {
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+  let data = null
+  try { data = await res.json() } catch { /* not JSON */ }
+  if (!res.ok) throw new Error((data && (data.error || data.detail)) || `${res.status} ${res.statusText}`)
+  return data
+}
+
+/** POST /api/workshops -> {workshop_id, participant_id, name, role, token, invite_code}. */
+export const apiCreate = (title, name, values) => postJson('/api/workshops', { title, name, values })
+/** POST /api/workshops/{id}/join -> {workshop_id, participant_id, name, role, token}. */
+export const apiJoin = (wid, inviteCode, name) => postJson(`/api/workshops/${encodeURIComponent(wid)}/join`, { invite_code: inviteCode, name })

@@ -1,0 +1,15 @@
+// Entry point of the bundle: the landing page or the workshop view.
+import { startHome } from './home.js'
+import { startWorkshop } from './workshop.js'
+
+document.documentElement.classList.add('js')
+const page = document.body.dataset.page
+const start = page === 'workshop' ? startWorkshop : startHome
+start().catch((err) => {
+  console.error(err)
+  const p = document.createElement('p')
+  p.className = 'fatal'
+  p.setAttribute('role', 'alert')
+  p.textContent = `Something went wrong: ${err.message || err}`
+  document.body.prepend(p)
+})
