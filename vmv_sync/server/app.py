@@ -26,6 +26,7 @@ from ..storage import SQLiteStore, Store
 from .connection import Connection, Principal
 from .limits import RateLimiter, check_size
 from .rooms import Room, RoomManager, RoomSettings
+from .web import web_routes
 
 __all__ = ("create_app", "WORKSHOP_ID_RE")
 
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             Route("/healthz", healthz),
             Route("/workshops/{workshop_id}/state", state),
             WebSocketRoute("/workshops/{workshop_id}", workshop_socket),
+            *web_routes(),
         ],
         lifespan=lifespan,
     )
