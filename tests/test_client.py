@@ -334,6 +334,9 @@ async def test_views_changes_and_local_compaction(server, tmp_path: Path) -> Non
         for i in range(30):
             await a.post_message(f"m{i}")
         await a.wait_saved(10)
+        await b.wait_for(lambda: len(b.messages) == 30, 10)
+        # the incrementally kept chat log equals a full read, on both replicas
+        assert a.messages == a.data.messages and b.messages == b.data.messages
         assert a._replica.compactions >= 1
         expected = a.data
     # Reopened offline, the compacted replica holds everything.

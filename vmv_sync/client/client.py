@@ -48,10 +48,11 @@ from ..presence import (
     color_for,
     is_typing,
 )
-from ..schema import ROLES, WorkshopData, is_stage
+from ..schema import ROLES, WorkshopData, bind_roots, is_stage
 from ..storage import Store
 from .backoff import Backoff
 from .events import ChangeHub, ChangeKind, ChangeStream, ConnectionState, EventStream
+from .messages import MessageLog
 from .outbox import LocalReplica
 from .presence import AwarenessTable, LocalAwareness, presence_events
 from .session import Session, run_session
@@ -148,6 +149,9 @@ class WorkshopClient(WorkshopActions, WorkshopViews):
         self._me = LocalAwareness(self.doc.client_id, PresenceState(user=user))
         self._data: WorkshopData | None = None
         self._tracker: DerivedTracker
+        self._messages: MessageLog
+        # Kept referenced: pycrdt drops a subscription with the wrapper it was made on.
+        self._roots = bind_roots(self.doc)
         self._subscription: Subscription | None = None
         self._remote = False
         self._capture: list[bytes] | None = None
@@ -190,6 +194,8 @@ class WorkshopClient(WorkshopActions, WorkshopViews):
             self._subscription = self.doc.observe(self._on_doc_update)
             self._tracker = DerivedTracker(self.doc)
             self._stack.callback(self._tracker.close)
+            self._messages = MessageLog(self._roots.messages)
+            self._stack.callback(self._messages.close)
             self._tg = await self._stack.enter_async_context(anyio.create_task_group())
             self._tg.start_soon(self._run_connector)
             self._tg.start_soon(self._run_typing)

@@ -17,6 +17,7 @@ from pycrdt import Doc
 from ..derived import BallotTally, DerivedState, DerivedTracker, ValueStat
 from ..presence import Cursor, PresenceState, cursors, typing_users
 from ..schema import Message, Participant, Progress, WorkshopData, read_workshop
+from .messages import MessageLog
 from .presence import AwarenessTable
 
 __all__ = ("WorkshopViews",)
@@ -30,12 +31,17 @@ class WorkshopViews:
     _tracker: DerivedTracker
     _awareness: AwarenessTable
     _data: WorkshopData | None
+    _messages: MessageLog
 
     # -- document ----------------------------------------------------------------
 
     @property
     def data(self) -> WorkshopData:
-        """The whole workshop as plain data (cached until the next update)."""
+        """The whole workshop as plain data (cached until the next update).
+
+        A full read: in a workshop with thousands of messages prefer the narrower
+        views (:attr:`messages` is maintained incrementally).
+        """
         if self._data is None:
             self._data = read_workshop(self.doc)
         return self._data
@@ -58,7 +64,8 @@ class WorkshopViews:
 
     @property
     def messages(self) -> tuple[Message, ...]:
-        return self.data.messages
+        """Chat messages in document order (kept current incrementally)."""
+        return self._messages.messages
 
     @property
     def participants(self) -> dict[str, Participant]:
