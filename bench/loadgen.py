@@ -1,0 +1,272 @@
+"""One load-generator process: many workshop participants over raw y-websocket.
+
+Started by :mod:`bench.fanout` as ``python -m bench.loadgen``; it reads its plan as
+one JSON line on stdin, connects every client, prints ``{"ready": ...}``, reads the
+timeline (absolute CLOCK_MONOTONIC seconds, shared by every process of the machine),
+runs it, and prints its tallies as one JSON line.
+
+Each participant sends, with a random phase:
+- a chat message every ``chat_interval`` s: a real Yjs update made by its own small
+  pycrdt Doc (a Map appended to ``messages``) whose ``text`` embeds
+  ``bench|<client>|<seq>|<send time ns>|``; receivers find that marker in the update
+  bytes with a regex, so they never apply updates they only time;
+- a value toggle every ``toggle_interval`` s (its ``selections`` entry);
+- an awareness (cursor) update ``cursor_hz`` times a second.
+
+Only sync updates (0/2) count as deliveries; a client's own echo is ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import re
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import websockets
+from pycrdt import Array, Doc, Map
+
+from vmv_sync.protocol import (
+    encode_awareness,
+    encode_awareness_update,
+    encode_sync_step1,
+    encode_sync_step2,
+    encode_sync_update,
+)
+
+__all__ = ("main",)
+
+MARKER = re.compile(rb"bench\|(\d+)\|(\d+)\|(\d+)\|")
+_EMPTY_SV = b"\x00"
+_EMPTY_UPDATE = b"\x00\x00"
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def now_ns() -> int:
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+def _cpu_self() -> float:
+    with open("/proc/self/stat", "rb") as fh:
+        stat = fh.read()
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+@dataclass
+class Tally:
+    """What this process saw; window bounds in ns of CLOCK_MONOTONIC."""
+
+    ms: int = 0
+    me: int = 0
+    stop: int = 2**62
+    sent: list[list[int]] = field(default_factory=list)  # [gid, seq, room] sent in the window
+    receipts: Counter[tuple[int, int]] = field(default_factory=Counter)
+    latencies_ms: list[float] = field(default_factory=list)
+    doc_msgs: int = 0
+    awareness_msgs: int = 0
+    sent_msgs: int = 0
+    closed: int = 0
+    close_codes: Counter[int] = field(default_factory=Counter)
+
+
+class Participant:
+    def __init__(self, gid: int, room: int, url: str, plan: dict[str, Any], tally: Tally) -> None:
+        self.gid = gid
+        self.room = room
+        self.url = url
+        self.plan = plan
+        self.tally = tally
+        self.doc = Doc()
+        self.messages = self.doc.get("messages", type=Array)
+        self.selections = self.doc.get("selections", type=Map)
+        self._pending: list[bytes] = []
+        self.doc.observe(lambda event: self._pending.append(event.update))
+        self.seq = 0
+        self.clock = 0
+        self.ws: Any = None
+        self.synced = asyncio.Event()
+        self.pid = f"p{gid}"
+        self.values = ["Trust", "Courage", "Care", "Openness", "Craft"]
+
+    async def connect(self) -> None:
+        compression = "deflate" if self.plan.get("deflate", True) else None
+        self.ws = await websockets.connect(
+            self.url, max_size=None, open_timeout=60, ping_interval=None, compression=compression, close_timeout=1
+        )
+        await self.ws.send(encode_sync_step1(_EMPTY_SV))
+
+    def _take_update(self) -> bytes:
+        if len(self._pending) != 1:
+            raise RuntimeError(f"expected one update per transaction, got {len(self._pending)}")
+        update = self._pending.pop()
+        return update
+
+    def chat_frame(self) -> bytes:
+        self.seq += 1
+        sent = now_ns()
+        text = f"bench|{self.gid}|{self.seq}|{sent}| hello from {self.pid}"
+        self.messages.append(
+            Map({"id": f"{self.gid}-{self.seq}", "author": self.pid, "text": text, "sent_at": time.time(), "stage": "values-select"})
+        )
+        if self.tally.ms <= sent < self.tally.me:
+            self.tally.sent.append([self.gid, self.seq, self.room])
+        return encode_sync_update(self._take_update())
+
+    def toggle_frame(self) -> bytes:
+        with self.doc.transaction():
+            mine = self.selections.get(self.pid)
+            if mine is None:
+                self.selections[self.pid] = Map({random.choice(self.values): time.time()})
+            else:
+                name = random.choice(self.values)
+                if name in mine:
+                    del mine[name]
+                else:
+                    mine[name] = time.time()
+        return encode_sync_update(self._take_update())
+
+    def cursor_frame(self) -> bytes:
+        self.clock += 1
+        state = {
+            "user": {"id": self.pid, "name": f"Participant {self.gid}", "color": "#3366aa", "role": "participant"},
+            "stage": "values-select",
+            "online_at": 0.0,
+            "typing": False,
+            "typing_at": None,
+            "cursor": {"x": random.random(), "y": random.random(), "stage": "values-select"},
+        }
+        return encode_awareness(encode_awareness_update([(self.doc.client_id, self.clock, json.dumps(state))]))
+
+    async def reader(self) -> None:
+        tally = self.tally
+        gid = self.gid
+        try:
+            async for frame in self.ws:
+                t = now_ns()
+                kind = frame[0]
+                in_window = tally.ms <= t < tally.me
+                if kind == 0:
+                    if in_window:
+                        tally.doc_msgs += 1
+                    sub = frame[1]
+                    if sub == 0:  # the server's step 1: answer with our (empty) state
+                        await self.ws.send(encode_sync_step2(_EMPTY_UPDATE))
+                    elif sub == 1:
+                        self.synced.set()
+                    elif sub == 2 and b"bench|" in frame:
+                        for m in MARKER.finditer(frame):
+                            sender = int(m.group(1))
+                            if sender == gid:
+                                continue
+                            sent = int(m.group(3))
+                            if tally.ms <= sent < tally.me:
+                                tally.receipts[(sender, int(m.group(2)))] += 1
+                                tally.latencies_ms.append((t - sent) / 1e6)
+                elif kind == 1:
+                    if in_window:
+                        tally.awareness_msgs += 1
+                if t >= tally.stop:
+                    return
+        except websockets.ConnectionClosed as exc:
+            tally.closed += 1
+            if exc.rcvd is not None:
+                tally.close_codes[exc.rcvd.code] += 1
+
+    async def sender(self, t0: int, send_stop: int) -> None:
+        plan = self.plan
+        events = [
+            [t0 + int(random.random() * plan["chat_interval"] * 1e9), int(plan["chat_interval"] * 1e9), self.chat_frame],
+            [t0 + int(random.random() * plan["toggle_interval"] * 1e9), int(plan["toggle_interval"] * 1e9), self.toggle_frame],
+        ]
+        if plan["cursor_hz"] > 0:
+            period = int(1e9 / plan["cursor_hz"])
+            events.append([t0 + int(random.random() * period), period, self.cursor_frame])
+        while True:
+            ev = min(events, key=lambda e: e[0])
+            delay = (ev[0] - now_ns()) / 1e9
+            if ev[0] >= send_stop:
+                return
+            if delay > 0:
+                await asyncio.sleep(delay)
+            ev[0] += ev[1]
+            try:
+                await self.ws.send(ev[2]())
+            except websockets.ConnectionClosed:
+                return
+            self.tally.sent_msgs += 1
+
+
+async def _run(plan: dict[str, Any]) -> dict[str, Any]:
+    tally = Tally()
+    people = [Participant(c["gid"], c["room"], c["url"], plan, tally) for c in plan["clients"]]
+    limit = asyncio.Semaphore(plan.get("connect_concurrency", 32))
+    failed: list[str] = []
+
+    async def connect(p: Participant) -> None:
+        async with limit:
+            try:
+                await p.connect()
+            except Exception as exc:  # a refused or timed-out connection is a figure, not a crash
+                failed.append(repr(exc))
+                p.ws = None
+
+    await asyncio.gather(*(connect(p) for p in people))
+    live = [p for p in people if p.ws is not None]
+    readers = [asyncio.create_task(p.reader()) for p in live]
+    synced = 0
+    try:
+        await asyncio.wait_for(asyncio.gather(*(p.synced.wait() for p in live)), timeout=plan.get("sync_timeout", 30))
+        synced = len(live)
+    except asyncio.TimeoutError:
+        synced = sum(p.synced.is_set() for p in live)
+    print(json.dumps({"ready": len(live), "synced": synced, "failed": failed[:5], "n_failed": len(failed)}), flush=True)
+    line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    timeline = json.loads(line)
+    tally.ms, tally.me = timeline["measure_start"], timeline["measure_end"]
+    stop = tally.stop = timeline["stop"]
+    senders = [asyncio.create_task(p.sender(timeline["t0"], tally.me)) for p in live]
+    await asyncio.sleep(max(0.0, (tally.ms - now_ns()) / 1e9))
+    cpu_start = _cpu_self()
+    await asyncio.sleep(max(0.0, (tally.me - now_ns()) / 1e9))
+    cpu_end = _cpu_self()
+    await asyncio.gather(*senders, return_exceptions=True)
+    # Readers return at their first frame after ``stop``; a quiet socket may never
+    # see one, so cancel what is left once the drain period is over.
+    await asyncio.sleep(max(0.0, (stop - now_ns()) / 1e9))
+    for task in readers:
+        task.cancel()
+    await asyncio.gather(*readers, return_exceptions=True)
+    return {
+        "clients": len(people),
+        "connected": len(live),
+        "n_failed": len(failed),
+        "sent": tally.sent,
+        "receipts": [[g, s, n] for (g, s), n in tally.receipts.items()],
+        "latencies_ms": tally.latencies_ms,
+        "doc_msgs": tally.doc_msgs,
+        "awareness_msgs": tally.awareness_msgs,
+        "sent_msgs": tally.sent_msgs,
+        "closed": tally.closed,
+        "close_codes": {str(k): v for k, v in tally.close_codes.items()},
+        "cpu_s": cpu_end - cpu_start,
+    }
+
+
+def main() -> None:
+    plan = json.loads(sys.stdin.readline())
+    random.seed(plan.get("seed", 0))
+    result = asyncio.run(_run(plan))
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+    os._exit(0)  # skip closing hundreds of sockets one by one; the server sees resets
+
+
+if __name__ == "__main__":
+    main()

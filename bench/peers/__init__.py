@@ -1,0 +1,1 @@
+"""Peer servers the fan-out bench compares against."""
