@@ -263,3 +263,41 @@ async def test_page_says_when_the_bundle_is_missing(tmp_path: Path) -> None:
         assert (await http.get("/static/app.js")).status_code == 404
         assert (await http.get("/web/config")).json()["bundle"] is False
         assert (await http.get("/w/not%20valid")).status_code == 400
+
+
+async def test_page_with_authentication(server_factory: Any, browser: Any, artifacts: Path) -> None:
+    """Auth on: create through the API, join with the invite link; tokens carry identity."""
+    server = server_factory(args=())
+    ctx_a, fay = await new_page(browser, "fay")
+    ctx_b, bob = await new_page(browser, "bob")
+    await fay.goto(server.url + "/")
+    await fay.fill("#create-form [name=title]", "Secured team")
+    await fay.fill("#create-form [name=name]", "Fay")
+    await fay.click("#create-form button[type=submit]")
+    await fay.wait_for_url("**/w/**?token=*")
+    await expect(fay.locator("#conn")).to_have_attribute("data-state", "online", timeout=T)
+    await expect(fay.locator("#me")).to_have_text("Fay (facilitator)")
+    invite = await fay.locator("#invite input").input_value()
+    assert "code=" in invite
+
+    await bob.goto(invite)
+    await bob.fill("#join-form [name=name]", "Bob")
+    await bob.click("#join-form button[type=submit]")
+    await bob.wait_for_url("**/w/**?token=*")
+    await expect(bob.locator("#conn")).to_have_attribute("data-state", "online", timeout=T)
+    await expect(bob.locator("#me")).to_have_text("Bob (participant)")
+    await bob.locator("#value-chips li", has_text="Trust").locator("button").click()
+    await bob.fill("#chat-input", "hello with a token")
+    await bob.press("#chat-input", "Enter")
+    await expect(fay.locator("#messages")).to_contain_text("hello with a token", timeout=T)
+    await expect(fay.locator('#participants li[data-online="true"]')).to_have_count(2, timeout=T)
+    await expect(await chip_stat(fay, "Trust")).to_have_text("1 person selected · 100.0%", timeout=T)
+    await fay.click("#advance-stage")
+    await expect(bob.locator("#stage-panel")).to_have_attribute("data-stage", "values-collective", timeout=T)
+    await expect(bob.locator("#facilitator-bar")).to_be_hidden()
+    # Neither socket was refused (e.g. 4403 for an awareness state that is not ours).
+    await expect(bob.locator("#conn")).to_have_attribute("data-state", "online")
+    assert not [line for line in server.log if "code=4403" in line or "code=4401" in line]
+    await fay.screenshot(path=str(artifacts / "05-auth.png"))
+    await ctx_a.close()
+    await ctx_b.close()
