@@ -32,7 +32,7 @@ from vmv_sync.protocol import (
 
 class YClient:
     def __init__(self, url: str, doc: Doc | None = None, *, saved: bool = False, client_id: int | None = None) -> None:
-        self.url = url + ("?saved=1" if saved else "")
+        self.url = url + (("&" if "?" in url else "?") + "saved=1" if saved else "")
         self.doc = doc or Doc()
         self.client_id = client_id if client_id is not None else self.doc.client_id
         self.ws: Any = None
@@ -49,6 +49,8 @@ class YClient:
         self._changed = anyio.Event()
         self._tg: Any = None
         self._sub: Any = None
+        self._out_send, self._out_recv = anyio.create_memory_object_stream[bytes](100_000)
+        self._flushed = anyio.Event()
 
     async def __aenter__(self) -> "YClient":
         self.ws = await websockets.connect(self.url, max_size=None, open_timeout=10)
@@ -56,11 +58,19 @@ class YClient:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self._reader)
-        await self.ws.send(encode_sync_step1(self.doc.get_state()))
+        self._tg.start_soon(self._writer)
+        try:
+            await self.ws.send(encode_sync_step1(self.doc.get_state()))
+        except websockets.ConnectionClosed:
+            pass  # refused at connect: the reader records the close code
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        """Flush every queued update to the socket (as a real provider's send does), then close."""
         self.doc.unobserve(self._sub)
+        self._out_send.close()
+        with anyio.move_on_after(10):
+            await self._flushed.wait()
         await self.ws.close()
         self._tg.cancel_scope.cancel()
         await self._tg.__aexit__(None, None, None)
@@ -69,13 +79,17 @@ class YClient:
         if self._remote or self.ws is None or self.closed.is_set():
             return
         self.sent_updates += 1
-        self._tg.start_soon(self._send, encode_sync_update(event.update))
+        self._out_send.send_nowait(encode_sync_update(event.update))
 
-    async def _send(self, frame: bytes) -> None:
+    async def _writer(self) -> None:
         try:
-            await self.ws.send(frame)
+            async with self._out_recv:
+                async for frame in self._out_recv:
+                    await self.ws.send(frame)
         except websockets.ConnectionClosed:
             pass
+        finally:
+            self._flushed.set()
 
     async def send_raw(self, frame: bytes) -> None:
         await self.ws.send(frame)

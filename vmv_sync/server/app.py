@@ -21,10 +21,22 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from ..config import Settings
-from ..errors import CloseError, GoingAway, MalformedMessage, ServerError, TooManyMessages, VmvSyncError
+from ..errors import (
+    CloseError,
+    GoingAway,
+    MalformedMessage,
+    ServerError,
+    TooManyMessages,
+    Unauthenticated,
+    VmvSyncError,
+)
 from ..storage import SQLiteStore, Store
+from .api import api_routes, authorize, error_response
+from .auth import AccessRegistry, TokenIssuer, load_secret
 from .connection import Connection, Principal
 from .limits import RateLimiter, check_size
+from .metrics import Metrics
+from .ops import ops_routes, state_at
 from .rooms import Room, RoomManager, RoomSettings
 from .web import web_routes
 
@@ -43,6 +55,7 @@ def room_settings(settings: Settings) -> RoomSettings:
         compact_updates=settings.compact_updates,
         compact_bytes=settings.compact_bytes,
         history_seconds=settings.history_seconds,
+        enforce_ownership=settings.auth,
     )
 
 
@@ -61,7 +74,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             the_store = store
             if the_store is None:
                 the_store = await stack.enter_async_context(SQLiteStore(settings.db))
-            manager = await stack.enter_async_context(RoomManager(the_store, room_settings(settings)))
+            manager = await stack.enter_async_context(RoomManager(app.state.metrics.instrument(the_store), room_settings(settings)))
+            app.state.tokens = TokenIssuer(load_secret(settings.secret, settings.data_dir))
+            app.state.registry = AccessRegistry(settings.db)
             app.state.manager = manager
             app.state.store = the_store
             app.state.started.set()
@@ -82,6 +97,12 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         workshop_id = request.path_params["workshop_id"]
         if not WORKSHOP_ID_RE.fullmatch(workshop_id):
             return _bad_workshop_id()
+        try:
+            await authorize(request, workshop_id)
+        except CloseError as exc:
+            return error_response(exc)
+        if "at" in request.query_params:  # a history view (vmv_sync.server.ops)
+            return await state_at(request, workshop_id, request.query_params["at"])
         manager: RoomManager = request.app.state.manager
         try:
             room = await manager.acquire(workshop_id)
@@ -98,20 +119,35 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         if not WORKSHOP_ID_RE.fullmatch(workshop_id):
             await websocket.send_denial_response(_bad_workshop_id())
             return
+        if not origin_allowed(websocket, settings):
+            await websocket.send_denial_response(
+                PlainTextResponse("this Origin may not open workshops on this server", status_code=403)
+            )
+            return
         await websocket.accept()
-        await _serve_socket(websocket, workshop_id, settings)
+        try:
+            principal = await _authenticate(websocket, workshop_id, settings)
+        except CloseError as exc:
+            logger.info("workshop=%s refused at connect code=%d reason=%s", workshop_id, exc.code, exc.reason)
+            websocket.app.state.metrics.refused(exc.code)
+            await _close(websocket, exc)
+            return
+        await _serve_socket(websocket, workshop_id, settings, principal)
 
     app = Starlette(
         routes=[
             Route("/healthz", healthz),
             Route("/workshops/{workshop_id}/state", state),
             WebSocketRoute("/workshops/{workshop_id}", workshop_socket),
+            *api_routes(),
+            *ops_routes(),
             *web_routes(),
         ],
         lifespan=lifespan,
     )
     app.state.started = anyio.Event()
     app.state.settings = settings
+    app.state.metrics = Metrics()
     return app
 
 
@@ -121,17 +157,41 @@ def _bad_workshop_id() -> Response:
     )
 
 
-async def _serve_socket(websocket: WebSocket, workshop_id: str, settings: Settings) -> None:
+def origin_allowed(websocket: WebSocket, settings: Settings) -> bool:
+    """Cross-site WebSocket hijacking check: a browser's Origin must be ours or allowed.
+
+    Clients that send no Origin (Python, Node) are judged by their token alone.
+    """
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return True
+    if origin in settings.allowed_origins or "*" in settings.allowed_origins:
+        return True
+    host = websocket.headers.get("host", "")
+    return origin in (f"http://{host}", f"https://{host}")
+
+
+async def _authenticate(websocket: WebSocket, workshop_id: str, settings: Settings) -> Principal:
+    if not settings.auth:
+        return Principal(None)
+    app = websocket.app
+    principal: Principal = app.state.tokens.verify(websocket.query_params.get("token"), workshop_id)
+    await app.state.registry.load_revoked(workshop_id)
+    if app.state.registry.is_revoked(workshop_id, principal.participant_id):
+        raise Unauthenticated("this participant was removed from the workshop")
+    return principal
+
+
+async def _serve_socket(websocket: WebSocket, workshop_id: str, settings: Settings, principal: Principal) -> None:
     manager: RoomManager = websocket.app.state.manager
     try:
         room = await manager.acquire(workshop_id)
     except VmvSyncError as exc:
         await _close(websocket, ServerError(f"could not open the workshop: {exc}"))
         return
-    principal = Principal(None)
     conn = Connection(
         workshop_id,
-        websocket.send_bytes,
+        websocket.app.state.metrics.counting_send(websocket.send_bytes),
         principal=principal,
         queue_size=settings.send_queue_size,
         wants_saved=websocket.query_params.get("saved") in {"1", "true"},
@@ -143,6 +203,7 @@ async def _serve_socket(websocket: WebSocket, workshop_id: str, settings: Settin
             conn.fail(GoingAway("the server is shutting down"))
         else:
             logger.info("workshop=%s conn=%d open participant=%s", workshop_id, conn.id, principal.participant_id)
+            websocket.app.state.metrics.opened()
             room.add(conn)
             async with anyio.create_task_group() as tg:
                 conn.attach(tg.cancel_scope)
@@ -153,7 +214,8 @@ async def _serve_socket(websocket: WebSocket, workshop_id: str, settings: Settin
         room.remove(conn)
         manager.release(room)
     code = conn.close_error.code if conn.close_error else 1000
-    logger.info("workshop=%s conn=%d close code=%d", workshop_id, conn.id, code)
+    logger.info("workshop=%s conn=%d close participant=%s code=%d", workshop_id, conn.id, principal.participant_id, code)
+    websocket.app.state.metrics.closed(conn.close_error)
     if conn.close_error is not None:
         await _close(websocket, conn.close_error)
 
@@ -169,11 +231,14 @@ async def _write(conn: Connection, scope: anyio.CancelScope) -> None:
 async def _read(websocket: WebSocket, conn: Connection, room: Room, settings: Settings) -> None:
     limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
     limit = settings.max_message_size
+    registry: AccessRegistry = websocket.app.state.registry
+    pid = conn.principal.participant_id
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return
         frame = message.get("bytes")
+        websocket.app.state.metrics.received(frame if frame is not None else message.get("text"))
         try:
             if frame is None:
                 text = message.get("text") or ""
@@ -181,6 +246,8 @@ async def _read(websocket: WebSocket, conn: Connection, room: Room, settings: Se
                 raise MalformedMessage("text frames are not part of the protocol; send binary")
             check_size(frame, limit)
             limiter.hit()
+            if registry.is_revoked(conn.workshop_id, pid):
+                raise Unauthenticated("you were removed from this workshop")
             await room.receive(conn, frame)
         except CloseError as exc:
             conn.fail(exc)
@@ -188,5 +255,22 @@ async def _read(websocket: WebSocket, conn: Connection, room: Room, settings: Se
 
 
 async def _close(websocket: WebSocket, error: CloseError) -> None:
-    with contextlib.suppress(Exception):
-        await websocket.close(code=error.code, reason=error.reason[:120])
+    """Send the close frame, reading (and dropping) what the peer still sends meanwhile.
+
+    hypercorn hands frames to the app through a small queue; a peer that flooded us
+    has filled it, and hypercorn would never read the peer's close reply behind it,
+    leaving the peer waiting. Draining until the disconnect (2 s at most) completes
+    the closing handshake.
+    """
+    async def drain() -> None:
+        receive = websocket._receive  # the raw ASGI channel: Starlette's refuses after close
+        with contextlib.suppress(Exception):
+            while (await receive())["type"] != "websocket.disconnect":
+                pass
+
+    with anyio.move_on_after(2.0):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(drain)
+            with contextlib.suppress(Exception):
+                await websocket.close(code=error.code, reason=error.reason[:120])
+            # drain() ends when the peer's close reply (or the disconnect) comes in

@@ -16,11 +16,31 @@ from typing import Iterable
 
 from ..errors import Forbidden
 from ..protocol import AwarenessEntry, encode_awareness, encode_awareness_update
-from .connection import Connection
+from .connection import Connection, Principal
 
-__all__ = ("RoomAwareness",)
+__all__ = ("RoomAwareness", "check_awareness_identity")
 
 logger = logging.getLogger(__name__)
+
+
+def check_awareness_identity(entries: Iterable[AwarenessEntry], principal: Principal) -> None:
+    """A state's ``user`` must be the token's identity (4403 otherwise).
+
+    A state without ``user`` (a provider's initial ``{}``) is allowed; one that names
+    a user names the token's ``{id, name, role}``, so presence cannot be spoofed.
+    """
+    for entry in entries:
+        if entry.state is None or "user" not in entry.state:
+            continue
+        user = entry.state["user"]
+        if not isinstance(user, dict):
+            raise Forbidden("awareness 'user' must be an object")
+        if user.get("id") != principal.participant_id:
+            raise Forbidden("awareness 'user.id' must be the token's participant id")
+        if "name" in user and user["name"] != principal.name:
+            raise Forbidden("awareness 'user.name' must be the token's name")
+        if "role" in user and user["role"] != principal.role:
+            raise Forbidden("awareness 'user.role' must be the token's role")
 
 
 @dataclass(slots=True)

@@ -38,6 +38,11 @@ class Principal:
     participant_id: str | None
     name: str | None = None
     role: str | None = None
+    workshop_id: str | None = None
+
+    @property
+    def authenticated(self) -> bool:
+        return self.role is not None
 
 
 class Connection:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Union
+from typing import Any, Callable, Union
 
 import anyio
 from anyio.abc import TaskStatus
@@ -21,6 +21,7 @@ from pycrdt import Doc, merge_updates
 
 from ..derived import DerivedTracker
 from ..errors import (
+    CloseError,
     GoingAway,
     MalformedMessage,
     ServerError,
@@ -43,8 +44,9 @@ from ..protocol import (
     parse_message,
 )
 from ..storage import Store
-from .awareness import RoomAwareness
+from .awareness import RoomAwareness, check_awareness_identity
 from .connection import Connection
+from .guard import WriteGuard
 
 __all__ = ("Room", "RoomManager", "RoomSettings")
 
@@ -63,11 +65,13 @@ class RoomSettings:
     compact_bytes: int = 8 * 1024 * 1024
     history_seconds: float = 0.0
     inbox_size: int = 1024
+    #: check every update against the ownership rules (authentication on)
+    enforce_ownership: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class _Incoming:
-    conn: Connection
+    conn: Connection | None  # None: the server's own edit
     update: bytes
     number: int  # the sender's running count, for its "saved" acknowledgement
 
@@ -78,7 +82,16 @@ class _SyncRequest:
     state_vector: bytes
 
 
-_Item = Union[_Incoming, _SyncRequest]
+@dataclass(slots=True)
+class _ServerEdit:
+    """An edit made by the server itself (join, create): same path, no guard."""
+
+    edit: Callable[[Doc], Any]
+    done: anyio.Event
+    error: BaseException | None = None
+
+
+_Item = Union[_Incoming, _SyncRequest, _ServerEdit]
 
 
 class Room:
@@ -105,6 +118,7 @@ class Room:
         self.closing = False
         self._tg: anyio.abc.TaskGroup | None = None
         self.updates_applied = 0
+        self.guard: WriteGuard | None = None
 
     # -- lifecycle -------------------------------------------------------------
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -135,6 +149,8 @@ class Room:
         if parts:
             self.doc.apply_update(parts[0] if len(parts) == 1 else merge_updates(*parts))
         self.last_seq = stored.last_seq
+        if self.settings.enforce_ownership:
+            self.guard = WriteGuard(self.doc)
         self._since_snapshot = stored.update_count
         self._bytes_since_snapshot = stored.update_bytes
         logger.info(
@@ -176,7 +192,10 @@ class Room:
         elif isinstance(message, SyncStep1):
             await self._inbox_send.send(_SyncRequest(conn, message.state_vector))
         elif isinstance(message, Awareness):
-            self.awareness.apply(conn, decode_awareness_update(message.update))
+            entries = decode_awareness_update(message.update)
+            if conn.principal.authenticated:
+                check_awareness_identity(entries, conn.principal)
+            self.awareness.apply(conn, entries)
             self._awareness_wake.set()
         elif isinstance(message, QueryAwareness):
             frame_out = self.awareness.full_frame()
@@ -203,39 +222,88 @@ class Room:
 
     async def _process(self, batch: list[_Item]) -> None:
         applied: list[_Incoming] = []
+        edits: list[_ServerEdit] = []
         for item in batch:
-            if not isinstance(item, _Incoming):
-                continue
-            if item.conn.close_error is not None and item.conn.close_error.refuses_input:
-                continue  # a connection refused for bad input: drop what it still had queued
-            try:
-                self.doc.apply_update(item.update)
-            except Exception as exc:  # pycrdt raises plain exceptions for undecodable updates
-                logger.warning(
-                    "workshop=%s conn=%d sent an update pycrdt cannot apply: %s",
-                    self.workshop_id,
-                    item.conn.id,
-                    exc,
-                )
-                item.conn.fail(MalformedMessage("the update could not be applied to the document"))
-                continue
-            applied.append(item)
+            if isinstance(item, _Incoming):
+                if self._apply_incoming(item):
+                    applied.append(item)
+            elif isinstance(item, _ServerEdit):
+                update = self._apply_server_edit(item)
+                edits.append(item)
+                if update is not None:
+                    applied.append(_Incoming(None, update, 0))
         if applied:
             updates = [item.update for item in applied]
             try:
                 self.last_seq = await self.store.append(self.workshop_id, updates)
-            except StorageError:
+            except StorageError as exc:
                 logger.exception("workshop=%s commit failed; closing the room", self.workshop_id)
                 self._fail_all(ServerError("the server could not save an update; reconnect"))
+                for edit in edits:
+                    edit.error = edit.error or exc
+                    edit.done.set()
                 raise
             self.updates_applied += len(applied)
             self._since_snapshot += len(updates)
             self._bytes_since_snapshot += sum(len(u) for u in updates)
             self._relay(applied)
+        for edit in edits:
+            edit.done.set()
         for item in batch:
             if isinstance(item, _SyncRequest) and not item.conn.closed:
                 item.conn.enqueue(encode_sync_step2(self.doc.get_update(item.state_vector)))
         self._maybe_compact()
+
+    def _apply_incoming(self, item: _Incoming) -> bool:
+        conn = item.conn
+        assert conn is not None
+        if conn.close_error is not None and conn.close_error.refuses_input:
+            return False  # a connection refused for bad input: drop what it still had queued
+        try:
+            if self.guard is not None and conn.principal.authenticated:
+                self.guard.check(item.update, conn.principal)
+            self.doc.apply_update(item.update)
+        except CloseError as exc:
+            conn.fail(exc)
+            return False
+        except Exception as exc:  # pycrdt raises plain exceptions for undecodable updates
+            logger.warning(
+                "workshop=%s conn=%d sent an update pycrdt cannot apply: %s", self.workshop_id, conn.id, exc
+            )
+            conn.fail(MalformedMessage("the update could not be applied to the document"))
+            return False
+        if self.guard is not None and not conn.principal.authenticated:
+            self.guard.accept(item.update)
+        return True
+
+    def _apply_server_edit(self, item: _ServerEdit) -> bytes | None:
+        captured: list[bytes] = []
+        subscription = self.doc.observe(lambda event: captured.append(event.update))
+        try:
+            with self.doc.transaction():
+                item.edit(self.doc)
+        except Exception as exc:
+            item.error = exc
+        finally:
+            self.doc.unobserve(subscription)
+        if not captured:
+            return None
+        update = captured[0] if len(captured) == 1 else merge_updates(*captured)
+        if self.guard is not None:
+            self.guard.accept(update)
+        return update
+
+    async def edit(self, edit: Callable[[Doc], Any]) -> None:
+        """Run ``edit(doc)`` as the server, through the durable update path.
+
+        Returns once the resulting update is committed and relayed; re-raises what
+        ``edit`` raised (nothing of a failed edit is kept only if it wrote nothing).
+        """
+        item = _ServerEdit(edit, anyio.Event())
+        await self._inbox_send.send(item)
+        await item.done.wait()
+        if item.error is not None:
+            raise item.error
 
     def _relay(self, applied: list[_Incoming]) -> None:
         peers = list(self.connections.values())
@@ -247,9 +315,10 @@ class Room:
                     peer.enqueue(frame)
         acked: dict[int, _Incoming] = {}
         for item in applied:
-            if item.conn.wants_saved:
+            if item.conn is not None and item.conn.wants_saved:
                 acked[item.conn.id] = item
         for item in acked.values():
+            assert item.conn is not None
             item.conn.enqueue(encode_saved(item.number))
 
     def _fail_all(self, error: CloseError) -> None:
@@ -353,6 +422,16 @@ class RoomManager:
         for room in list(self.rooms.values()):
             await room.stop()
         self.rooms.clear()
+
+    def close_participant(self, workshop_id: str, participant_id: str, error: CloseError) -> int:
+        """Close every open connection of one participant; returns how many."""
+        room = self.rooms.get(workshop_id)
+        if room is None:
+            return 0
+        closing = [c for c in room.connections.values() if c.principal.participant_id == participant_id]
+        for conn in closing:
+            conn.fail(error)
+        return len(closing)
 
     async def acquire(self, workshop_id: str) -> Room:
         """The loaded room for ``workshop_id``; concurrent callers share one load."""

@@ -1,0 +1,194 @@
+"""A reader of Yjs v1 updates: which structs an update adds and which ranges it deletes.
+
+pycrdt applies updates but does not say whether one was integrated or parked as
+"pending" for lack of a dependency, nor which root types it names. The write
+guard needs both: an update that cannot be integrated now could be integrated
+later, under the cover of someone else's update, so the guard refuses it, and an
+update naming a root outside the contract is refused for everyone but the
+facilitator. The format is lib0's (yjs/src/utils/UpdateDecoder.js, v1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import MalformedMessage
+from .varint import Reader
+
+__all__ = ("UpdateSummary", "summarize_update")
+
+# content refs
+_GC, _DELETED, _JSON, _BINARY, _STRING, _EMBED, _FORMAT, _TYPE, _ANY, _DOC, _SKIP = range(11)
+
+
+@dataclass
+class UpdateSummary:
+    #: client id -> (first clock, end clock) of the structs this update carries
+    structs: dict[int, tuple[int, int]] = field(default_factory=dict)
+    #: client id -> highest clock + 1 that a delete range of this update touches
+    deletes: dict[int, int] = field(default_factory=dict)
+    #: root type names the update's items name directly as their parent
+    roots: set[str] = field(default_factory=set)
+    #: the update embeds a sub-document
+    subdocs: bool = False
+    #: number of structs
+    count: int = 0
+
+    def integrated_in(self, state: dict[int, int]) -> bool:
+        """True when a document with this state vector holds all of the update.
+
+        A struct or delete beyond the state vector was parked as pending.
+        """
+        for client, (_, end) in self.structs.items():
+            if state.get(client, 0) < end:
+                return False
+        for client, end in self.deletes.items():
+            if state.get(client, 0) < end:
+                return False
+        return True
+
+
+def summarize_update(update: bytes) -> UpdateSummary:
+    """Read ``update`` without applying it; raise MalformedMessage if it is not v1."""
+    reader = Reader(update)
+    summary = UpdateSummary()
+    try:
+        groups = reader.read_var_uint()
+        for _ in range(groups):
+            count = reader.read_var_uint()
+            client = reader.read_var_uint()
+            clock = reader.read_var_uint()
+            start = clock
+            for _ in range(count):
+                clock += _read_struct(reader, summary)
+            summary.count += count
+            if count:
+                first, end = summary.structs.get(client, (start, clock))
+                summary.structs[client] = (min(first, start), max(end, clock))
+        clients = reader.read_var_uint()
+        for _ in range(clients):
+            client = reader.read_var_uint()
+            ranges = reader.read_var_uint()
+            for _ in range(ranges):
+                del_clock = reader.read_var_uint()
+                del_len = reader.read_var_uint()
+                end = del_clock + del_len
+                if end > summary.deletes.get(client, 0):
+                    summary.deletes[client] = end
+    except MalformedMessage:
+        raise
+    except (IndexError, ValueError, RecursionError) as exc:
+        raise MalformedMessage("the update is not a valid Yjs update") from exc
+    return summary
+
+
+def _read_struct(reader: Reader, summary: UpdateSummary) -> int:
+    info = reader.data[reader.pos] if reader.pos < len(reader.data) else _truncated()
+    reader.pos += 1
+    ref = info & 0x1F
+    if ref == _GC:
+        return reader.read_var_uint()
+    if ref == _SKIP:
+        return reader.read_var_uint()
+    has_origin = info & 0x80
+    has_right = info & 0x40
+    if has_origin:
+        reader.read_var_uint()
+        reader.read_var_uint()
+    if has_right:
+        reader.read_var_uint()
+        reader.read_var_uint()
+    if not (has_origin or has_right):
+        if reader.read_var_uint() == 1:
+            summary.roots.add(reader.read_var_string())
+        else:
+            reader.read_var_uint()
+            reader.read_var_uint()
+        if info & 0x20:
+            reader.read_var_string()
+    return _read_content(reader, ref, summary)
+
+
+def _read_content(reader: Reader, ref: int, summary: UpdateSummary) -> int:
+    if ref == _DELETED:
+        return reader.read_var_uint()
+    if ref == _JSON:
+        n = reader.read_var_uint()
+        for _ in range(n):
+            reader.read_var_string()
+        return n
+    if ref == _BINARY:
+        reader.read_var_bytes()
+        return 1
+    if ref == _STRING:
+        text = reader.read_var_string()
+        return len(text.encode("utf-16-le")) // 2
+    if ref == _EMBED:
+        reader.read_var_string()
+        return 1
+    if ref == _FORMAT:
+        reader.read_var_string()
+        reader.read_var_string()
+        return 1
+    if ref == _TYPE:
+        type_ref = reader.read_var_uint()
+        if type_ref in (3, 5):  # XmlElement name, XmlHook name
+            reader.read_var_string()
+        return 1
+    if ref == _ANY:
+        n = reader.read_var_uint()
+        for _ in range(n):
+            _skip_any(reader, 0)
+        return n
+    if ref == _DOC:
+        summary.subdocs = True
+        reader.read_var_string()
+        _skip_any(reader, 0)
+        return 1
+    raise MalformedMessage(f"the update holds an unknown content type {ref}")
+
+
+def _skip_any(reader: Reader, depth: int) -> None:
+    if depth > 64:
+        raise MalformedMessage("the update nests values too deeply")
+    if reader.pos >= len(reader.data):
+        _truncated()
+    tag = reader.data[reader.pos]
+    reader.pos += 1
+    if tag in (127, 126, 121, 120):  # undefined, null, false, true
+        return
+    if tag == 125:  # var int
+        while True:
+            if reader.pos >= len(reader.data):
+                _truncated()
+            byte = reader.data[reader.pos]
+            reader.pos += 1
+            if byte < 0x80:
+                return
+    if tag == 124:
+        _advance(reader, 4)
+    elif tag in (123, 122):
+        _advance(reader, 8)
+    elif tag == 119:
+        reader.read_var_string()
+    elif tag == 118:
+        for _ in range(reader.read_var_uint()):
+            reader.read_var_string()
+            _skip_any(reader, depth + 1)
+    elif tag == 117:
+        for _ in range(reader.read_var_uint()):
+            _skip_any(reader, depth + 1)
+    elif tag == 116:
+        reader.read_var_bytes()
+    else:
+        raise MalformedMessage(f"the update holds an unknown value tag {tag}")
+
+
+def _advance(reader: Reader, n: int) -> None:
+    if reader.pos + n > len(reader.data):
+        _truncated()
+    reader.pos += n
+
+
+def _truncated() -> int:
+    raise MalformedMessage("truncated update")
