@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 
@@ -13,7 +14,7 @@ import websockets
 from pycrdt import Array, Doc, Map, Text
 
 from vmv_sync import schema
-from vmv_sync.protocol import decode_state_vector
+from vmv_sync.protocol import decode_state_vector, encode_awareness, encode_awareness_update
 
 from .yclient import YClient
 
@@ -223,6 +224,13 @@ async def test_awareness_spoofing_refused(auth_server) -> None:
         async with YClient(ws.url(ann)) as a:
             await a.synced.wait()
             await a.wait_for(lambda: a.awareness.get(b.client_id) is not None)
+            # a stock y-websocket provider echoes the states it receives: that is no attack
+            echo = encode_awareness_update([(b.client_id, b.awareness_clock, json.dumps(a.awareness[b.client_id]))])
+            await a.send_raw(encode_awareness(echo))
+            await a.set_awareness({"user": {"id": ann.pid, "name": "Ann", "role": "participant"}})
+            await b.wait_for(lambda: b.awareness.get(a.client_id) is not None)
+            assert not a.closed.is_set()
+            # claiming another identity in its own state is
             await a.set_awareness({"user": {"id": bob.pid, "name": "Bob", "role": "participant"}})
             assert await a.wait_closed() == 4403
         async with YClient(ws.url(ann)) as a2:

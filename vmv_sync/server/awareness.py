@@ -74,36 +74,48 @@ class RoomAwareness:
 
     # -- writing ---------------------------------------------------------------
     def apply(self, conn: Connection, entries: Iterable[AwarenessEntry]) -> None:
-        """Apply a connection's awareness update (y-protocols clock rules).
+        """Apply a connection's awareness update (y-protocols clock rules), server-controlled.
 
-        A client id announced by another live connection of a different participant
-        may not be written (4403). With authentication off, or for the same
-        participant (a reconnect whose old socket is not yet known dead), the newer
-        connection takes the client id over.
+        - An entry that changes nothing (same or older clock) is ignored. Stock
+          y-websocket providers echo every state they receive back to the server, so
+          echoes of other clients' states must pass silently.
+        - Only the connection that announced a client id may renew, change or remove
+          its state. A removal sent by another connection is ignored (presence is the
+          server's to clear); a newer state for a client id of another participant is
+          a spoof and refused with 4403. With authentication off, or for the same
+          participant (a reconnect whose old socket is not yet known dead), the newer
+          connection takes the client id over.
+        - With authentication on, a state's ``user`` must be the token's identity.
         """
         now = time.monotonic()
+        pid = conn.principal.participant_id
         for entry in entries:
             current = self._clients.get(entry.client_id)
-            if current is not None and current.conn_id not in (None, conn.id):
-                if (
-                    conn.principal.participant_id is not None
-                    and current.participant_id != conn.principal.participant_id
-                ):
-                    raise Forbidden(
-                        f"awareness client {entry.client_id} belongs to another participant"
-                    )
-            curr_clock = current.clock if current is not None else -1
+            owned = current is not None and current.conn_id == conn.id
             removing = entry.state is None
-            live = current is not None and current.state_json != "null"
-            if not (curr_clock < entry.clock or (curr_clock == entry.clock and removing and live)):
-                if current is not None:
-                    current.updated = now
+            if current is not None:
+                live = current.state_json != "null"
+                newer = current.clock < entry.clock or (current.clock == entry.clock and removing and live)
+                if not newer:
+                    if owned:
+                        current.updated = now
+                    continue
+                if not owned and current.conn_id is not None:
+                    if removing:
+                        continue
+                    if pid is not None and current.participant_id != pid:
+                        raise Forbidden(f"awareness client {entry.client_id} belongs to another participant")
+                elif not owned and pid is not None and current.participant_id not in (None, pid):
+                    raise Forbidden(f"awareness client {entry.client_id} belongs to another participant")
+            elif removing:
                 continue
+            if not removing and conn.principal.authenticated:
+                check_awareness_identity((entry,), conn.principal)
             self._clients[entry.client_id] = _Client(
                 clock=entry.clock,
                 state_json=entry.state_json,
                 conn_id=None if removing else conn.id,
-                participant_id=conn.principal.participant_id,
+                participant_id=pid,
                 updated=now,
             )
             if removing:

@@ -44,7 +44,7 @@ from ..protocol import (
     parse_message,
 )
 from ..storage import Store
-from .awareness import RoomAwareness, check_awareness_identity
+from .awareness import RoomAwareness
 from .connection import Connection
 from .guard import WriteGuard
 
@@ -192,10 +192,7 @@ class Room:
         elif isinstance(message, SyncStep1):
             await self._inbox_send.send(_SyncRequest(conn, message.state_vector))
         elif isinstance(message, Awareness):
-            entries = decode_awareness_update(message.update)
-            if conn.principal.authenticated:
-                check_awareness_identity(entries, conn.principal)
-            self.awareness.apply(conn, entries)
+            self.awareness.apply(conn, decode_awareness_update(message.update))
             self._awareness_wake.set()
         elif isinstance(message, QueryAwareness):
             frame_out = self.awareness.full_frame()
