@@ -39,6 +39,10 @@ class Reader:
 
     def read_var_uint(self) -> int:
         data = self.data
+        pos = self.pos
+        if pos < len(data) and data[pos] < 128:  # the common one-byte case
+            self.pos = pos + 1
+            return data[pos]
         num = 0
         shift = 0
         while True:
