@@ -128,8 +128,9 @@ def test_list_inspect_compact_and_history(tmp_path: Path) -> None:
     assert document["meta"]["title"] == "New" and len(document["messages"]) == 1
 
     # Errors read as one line, not a traceback.
-    result = CliRunner().invoke(main, ["inspect", "nope", "--db", db])
-    assert result.exit_code == 1 and "no workshop 'nope'" in result.stderr
+    for extra in ([], ["--at", "5"]):
+        result = CliRunner().invoke(main, ["inspect", "nope", *extra, "--db", db])
+        assert result.exit_code == 1 and "no workshop 'nope'" in result.stderr
     result = CliRunner().invoke(main, ["inspect", "bad id!", "--db", db])
     assert result.exit_code == 2
     result = CliRunner().invoke(main, ["list", "--db", str(tmp_path / "missing.sqlite3")])

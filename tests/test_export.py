@@ -193,3 +193,16 @@ async def test_workshop_built_over_the_wire_exports_by_http_and_cli(server) -> N
     )
     assert result.returncode == 0, result.stderr.decode()
     check_family_markdown(result.stdout.decode())
+
+
+def test_every_json_key_is_documented() -> None:
+    from .conftest import ROOT
+
+    docs = (ROOT / "docs" / "export.md").read_text(encoding="utf-8")
+    doc = Doc()
+    build_family(doc)
+    report = export_json(doc)
+    for key in report:
+        assert f"| `{key}` |" in docs, f"docs/export.md does not document {key!r}"
+    documented = [line.split("`")[1] for line in docs.splitlines() if line.startswith("| `")]
+    assert [k for k in documented if k in report] == list(report)  # and in the same order

@@ -140,3 +140,22 @@ def test_parse_at() -> None:
     for bad in ("", "later", "nan", "inf"):
         with pytest.raises(ValueError):
             parse_at(bad)
+
+
+@pytest.mark.anyio
+async def test_export_and_history_views_need_the_workshop_token(server_factory) -> None:
+    server = server_factory(env={"VMV_SECRET": "history-test-secret-" + "y" * 24}, args=())
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        created = await http.post("/api/workshops", json={"title": "Locked", "name": "Fay", "values": ["Trust"]})
+        assert created.status_code == 201, created.text
+        wid, token = created.json()["workshop_id"], created.json()["token"]
+        other = (await http.post("/api/workshops", json={"title": "Other", "name": "Ole"})).json()
+        later = repr(time.time() + 60)
+        for path, params in ((f"/workshops/{wid}/export", {}), (f"/workshops/{wid}/state", {"at": later})):
+            assert (await http.get(path, params=params)).status_code == 401
+            assert (await http.get(path, params={**params, "token": other["token"]})).status_code == 403
+            ok = await http.get(path, params=params, headers={"authorization": f"Bearer {token}"})
+            assert ok.status_code == 200, ok.text
+        report = (await http.get(f"/workshops/{wid}/export", params={"token": token})).json()
+        assert report["title"] == "Locked" and report["catalogue"] == ["Trust"]
+        assert (await http.get("/metrics")).status_code == 200  # like /healthz: no token

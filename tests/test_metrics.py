@@ -131,3 +131,15 @@ async def test_slow_client_dropped_is_counted(server_factory) -> None:
     assert value(samples, "vmv_slow_clients_dropped_total") == 1
     assert value(samples, "vmv_connections_closed_total", code="4409") == 1
     assert value(samples, "vmv_connections_refused_total", code="4409") == 0
+
+
+def test_every_metric_is_documented() -> None:
+    from .conftest import ROOT
+
+    docs = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    text = Metrics().render(store=type("S", (), {"commits": 0, "max_batch": 0})()).decode()
+    families = list(text_string_to_metric_families(text))
+    assert len(families) >= 15
+    for family in families:
+        exposed = family.name + ("_total" if family.type == "counter" else "")
+        assert f"`{exposed}`" in docs, f"docs/operations.md does not list {exposed}"

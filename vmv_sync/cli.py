@@ -118,10 +118,13 @@ async def _open(path: Path) -> Any:
 
 async def _updates(store: Any, workshop_id: str, at: float | None) -> list[bytes]:
     """The stored updates that rebuild a workshop, now or as of ``at``."""
-    from .server.ops import load_updates_at
+    from .server.ops import updates_at
 
     if at is not None:
-        return await load_updates_at(store, workshop_id, at)
+        base, updates = await store.history(workshop_id)
+        if base is None and not updates:
+            raise click.ClickException(f"no workshop {workshop_id!r} in the database")
+        return updates_at(workshop_id, base, updates, at, now=time.time())
     stored = await store.load(workshop_id)
     if stored.last_seq == 0 and stored.snapshot is None:
         raise click.ClickException(f"no workshop {workshop_id!r} in the database")

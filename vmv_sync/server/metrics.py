@@ -131,6 +131,8 @@ class Metrics:
         self.store_errors = Counter(
             "vmv_store_errors", "Store calls that failed, by operation.", ["op"], registry=r
         )
+        for op in ("append", "compact"):
+            self.store_errors.labels(op)
         self.compactions = Counter("vmv_compactions", "Compactions of a workshop's update log.", registry=r)
         self.compaction_seconds = Histogram(
             "vmv_compaction_seconds", "Duration of one compaction.", registry=r

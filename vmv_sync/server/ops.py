@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -55,7 +56,8 @@ logger = logging.getLogger(__name__)
 
 EXPORT_FORMATS = ("json", "md")
 _EMPTY_UPDATE = b"\x00\x00"
-_WORKSHOP_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+#: contract section 2 (the same rule as the app's; this module cannot import the app)
+_WORKSHOP_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class HistoryUnavailable(VmvSyncError):
@@ -149,7 +151,7 @@ def _error(status: int, message: str, **extra: Any) -> JSONResponse:
 
 
 def _bad_id(workshop_id: str) -> bool:
-    return not 1 <= len(workshop_id) <= 64 or not set(workshop_id) <= _WORKSHOP_ID_CHARS
+    return _WORKSHOP_ID_RE.fullmatch(workshop_id) is None
 
 
 async def state_at(request: Request, workshop_id: str, at: str) -> Response:
@@ -210,6 +212,8 @@ async def export(request: Request) -> Response:
         else:
             as_of = parse_at(at_text)
             parts = await load_updates_at(request.app.state.store, workshop_id, as_of)
+            if not parts:
+                return _error(404, f"workshop {workshop_id} had no content at {as_of}")
     except ValueError as exc:
         return _error(400, str(exc))
     except HistoryUnavailable as exc:
