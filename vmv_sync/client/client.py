@@ -362,8 +362,11 @@ class WorkshopClient(WorkshopActions, WorkshopViews):
 
     async def _apply_remote(self, update: bytes) -> None:
         self._apply_remote_sync([update])
-        await self._replica.add_remote(update, self.doc.get_update)
+        # Views see it at once; the local copy of server state is a cache (a lost
+        # one is fetched again by the next sync), so waiting on its fsync would
+        # only delay them.
         self._hub.notify("remote")
+        await self._replica.add_remote(update, self.doc.get_update)
 
     async def edit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn(doc, *args, **kwargs)`` as a local edit; returns its result.
