@@ -100,9 +100,10 @@ class Metrics:
         )
         self.bytes_in = Counter("vmv_bytes_in", "Bytes of WebSocket messages received.", registry=r)
         self.bytes_out = Counter("vmv_bytes_out", "Bytes of WebSocket messages sent.", registry=r)
-        for kind in FRAME_KINDS:  # every series exists from the start, at 0
-            self.messages_in.labels(kind)
-            self.messages_out.labels(kind)
+        # Every series exists from the start, at 0; the children are cached because
+        # ``labels()`` costs a lock and a dict lookup on every frame.
+        self._in = {kind: self.messages_in.labels(kind) for kind in FRAME_KINDS}
+        self._out = {kind: self.messages_out.labels(kind) for kind in FRAME_KINDS}
         self.connections_opened = Counter(
             "vmv_connections_opened", "WebSocket connections admitted to a room.", registry=r
         )
@@ -160,15 +161,15 @@ class Metrics:
         Text frames (not part of the protocol) count as ``other``.
         """
         if isinstance(frame, (bytes, bytearray)):
-            self.messages_in.labels(frame_kind(bytes(frame))).inc()
+            self._in[frame_kind(bytes(frame))].inc()
             self.bytes_in.inc(len(frame))
         else:
-            self.messages_in.labels("other").inc()
+            self._in["other"].inc()
             self.bytes_in.inc(len((frame or "").encode()))
 
     def sent(self, frame: bytes) -> None:
         """Count one frame written to a socket."""
-        self.messages_out.labels(frame_kind(frame)).inc()
+        self._out[frame_kind(frame)].inc()
         self.bytes_out.inc(len(frame))
 
     def counting_send(self, send: Callable[[bytes], Awaitable[None]]) -> Callable[[bytes], Awaitable[None]]:
