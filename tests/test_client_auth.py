@@ -46,3 +46,27 @@ async def test_tokens_work_and_a_bad_token_is_a_permanent_refusal(server_factory
         assert eve.last_close_code == 4401 or "401" in (eve.last_error or "")
         await eve.post_message("offline still works")
         assert eve.pending_count == 1
+
+
+async def test_identity_comes_from_the_token_of_the_http_flow(server_factory, tmp_path: Path) -> None:
+    import httpx
+
+    server = server_factory(args=("--secret", SECRET))
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        created = (await http.post("/api/workshops", json={"title": "T", "name": "Fay", "values": ["Trust"]})).json()
+        joined = (
+            await http.post(
+                f"/api/workshops/{created['workshop_id']}/join",
+                json={"invite_code": created["invite_code"], "name": "Ann"},
+            )
+        ).json()
+    async with WorkshopClient(
+        server.url, joined["workshop_id"], token=joined["token"], store_path=tmp_path / "a.sqlite3", backoff=FAST
+    ) as ann:
+        assert (ann.participant_id, ann.name, ann.role) == (joined["participant_id"], "Ann", "participant")
+        await ann.wait_connected(10)
+        await ann.toggle_value("Trust")
+        await ann.post_message("hello")
+        await ann.wait_saved(10)
+        assert not ann.gave_up and ann.last_close_code is None
+        assert ann.value_stats[0].count == 1

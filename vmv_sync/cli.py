@@ -39,11 +39,17 @@ def _settings(**flags: Any) -> Settings:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--log-level", default="INFO", show_default=True, help="Logging level.")
-def main(log_level: str) -> None:
+@click.option(
+    "--log-level",
+    default=None,
+    help="Logging level [default: INFO for serve, WARNING for the other commands].",
+)
+@click.pass_context
+def main(ctx: click.Context, log_level: str | None) -> None:
     """vmv-sync: real-time, offline-first sync for Vision-Mission-Values workshops."""
+    level = log_level or ("INFO" if ctx.invoked_subcommand == "serve" else "WARNING")
     config = dict(LOGGING_CONFIG)
-    config["root"] = {"handlers": ["stderr"], "level": log_level.upper()}
+    config["root"] = {"handlers": ["stderr"], "level": level.upper()}
     logging.config.dictConfig(config)
 
 

@@ -66,8 +66,11 @@ class Settings:
     max_connections_per_workshop: int = 500
     #: Origin values allowed for browser WebSocket upgrades; empty: the server's own
     allowed_origins: tuple[str, ...] = ()
-    #: WebSocket ping interval (keeps NATs open, lets the OS notice dead peers)
-    ping_interval: float = 10.0
+    #: WebSocket ping interval in seconds, 0 for none. Off by default: hypercorn never
+    #: checks pongs, so pings detect nothing; vanished peers are dropped by the
+    #: application's own liveness rule (nothing received within awareness_timeout ->
+    #: 4408), and a sleeping ping task would hold graceful shutdown for its full grace.
+    ping_interval: float = 0.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "Settings":

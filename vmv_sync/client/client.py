@@ -85,6 +85,20 @@ def workshop_url(url_base: str, workshop_id: str, token: str | None) -> str:
     return url
 
 
+def token_claims(token: str) -> dict[str, Any]:
+    """The claims of a workshop token, read without checking the signature.
+
+    The client only needs to know who it is; the server verifies the token.
+    """
+    import jwt
+
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError as exc:
+        raise ClientError("the token is not a valid JWT") from exc
+    return claims if isinstance(claims, dict) else {}
+
+
 class WorkshopClient(WorkshopActions, WorkshopViews):
     """An offline-first participant (or facilitator, bot, observer) of one workshop.
 
@@ -109,7 +123,7 @@ class WorkshopClient(WorkshopActions, WorkshopViews):
         url_base: str,
         workshop_id: str,
         *,
-        participant_id: str,
+        participant_id: str | None = None,
         store_path: str | os.PathLike[str] | None = None,
         store: Store | None = None,
         name: str | None = None,
@@ -125,8 +139,13 @@ class WorkshopClient(WorkshopActions, WorkshopViews):
     ) -> None:
         if not isinstance(workshop_id, str) or not _WORKSHOP_ID_RE.fullmatch(workshop_id):
             raise InvalidWorkshopId(str(workshop_id))
+        if participant_id is None and token is not None:
+            claims = token_claims(token)
+            participant_id = claims.get("sub")
+            name = name if name is not None else claims.get("name")
+            role = claims.get("role", role)
         if not isinstance(participant_id, str) or not participant_id:
-            raise ClientError("participant_id must be a non-empty string")
+            raise ClientError("participant_id must be a non-empty string (or pass a token)")
         if role not in ROLES:
             raise ClientError(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
         self.workshop_id = workshop_id
