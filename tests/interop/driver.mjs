@@ -2,7 +2,9 @@
 // (serverUrl ws://HOST:PORT/workshops, roomname = workshop id, ws as the polyfill),
 // driven line by line over stdin/stdout by tests/interop/test_node_interop.py.
 //
-// Usage: node driver.mjs WS_BASE WORKSHOP_ID PARTICIPANT_ID
+// Usage: node driver.mjs WS_BASE WORKSHOP_ID PARTICIPANT_ID [TOKEN]
+// With TOKEN the provider sends it as y-websocket's `params: {token}` (authentication
+// on, tests/interop/test_node_interop_auth.py); nothing else about the provider changes.
 // Each stdin line is a JSON command {id, cmd, ...}; each answer is one stdout line
 // {id, ok, result | error}. Waiting commands are woken by doc / awareness events,
 // never by polling, and fail after their `timeout` (ms).
@@ -13,14 +15,33 @@ import { WebsocketProvider } from 'y-websocket'
 import WebSocket from 'ws'
 import { deriveState } from '../../web/src/derived.js'
 
-const [wsBase, workshopId, pid] = process.argv.slice(2)
+const [wsBase, workshopId, pid, token] = process.argv.slice(2)
 const doc = new Y.Doc()
 const provider = new WebsocketProvider(wsBase, workshopId, doc, {
   WebSocketPolyfill: WebSocket,
   disableBc: true,
-  maxBackoffTime: 500
+  maxBackoffTime: 500,
+  params: token ? { token } : {}
 })
 const awareness = provider.awareness
+
+/** Every `connection-close` the provider reported: the server's close code and reason. */
+const closes = []
+provider.on('connection-close', (event) => {
+  closes.push({ code: event ? event.code : null, reason: event ? String(event.reason || '') : null })
+})
+/**
+ * The stock provider sends an awareness frame for every awareness 'update' event, the
+ * ones caused by states it received from the server (origin: the provider) included:
+ * count those echoes, and the other clients' states they carried, so tests can show the
+ * server saw them.
+ */
+const echoes = { frames: 0, foreignStates: 0 }
+awareness.on('update', ({ added, updated, removed }, origin) => {
+  if (origin !== provider) return
+  echoes.frames++
+  echoes.foreignStates += added.concat(updated, removed).filter((cid) => cid !== doc.clientID).length
+})
 
 /** Every root of contract section 3, as canonical JSON (Y types converted, keys sorted). */
 const ROOTS = {
@@ -59,6 +80,7 @@ function waitFor (predicate, timeout = 10000, what = 'condition') {
       awareness.off('change', check)
       provider.off('status', check)
       provider.off('sync', check)
+      provider.off('connection-close', check)
       err ? reject(err) : resolve(value)
     }
     const timer = setTimeout(() => finish(new Error(`timed out waiting for ${what}: ${canonical(snapshot())}`)), timeout)
@@ -66,6 +88,7 @@ function waitFor (predicate, timeout = 10000, what = 'condition') {
     awareness.on('change', check)
     provider.on('status', check)
     provider.on('sync', check)
+    provider.on('connection-close', check)
     check()
   })
 }
@@ -112,6 +135,49 @@ function writeAll (tag) {
   })
 }
 
+/** Run `fn` inside its own transaction per call, as a page does one action per transaction. */
+const act = (fn) => doc.transact(fn)
+
+/**
+ * What a participant may write under authentication (docs/security.md): a message with
+ * itself as author, its own selections, matrix, progress and draft, its own vote on an
+ * open ballot, and the shared mission / vision texts. One transaction per action, in
+ * the containers the server created at join (created here only if absent).
+ */
+function writeOwn (tag, ballot) {
+  const now = Date.now() / 1000
+  const own = (name, Type) => {
+    const m = doc.getMap(name)
+    if (!(m.get(pid) instanceof Type)) m.set(pid, new Type())
+    return m.get(pid)
+  }
+  act(() => {
+    const msg = new Y.Map()
+    for (const [k, v] of Object.entries({ id: `${pid}-${tag}`, author: pid, text: `hello from ${pid} ${tag}`, sent_at: now, stage: 'values-select' })) msg.set(k, v)
+    doc.getArray('messages').push([msg])
+  })
+  act(() => own('selections', Y.Map).set(`Courage ${tag}`, now))
+  act(() => own('selections', Y.Map).set('Honesty', now))
+  act(() => own('matrix', Y.Map).set('Honesty', { importance: 4, practice: 2 }))
+  act(() => {
+    const progress = new Y.Map()
+    for (const [k, v] of Object.entries({ stage: 'values-matrix', completed: ['values-select'], updated_at: now })) progress.set(k, v)
+    doc.getMap('progress').set(pid, progress)
+  })
+  act(() => own('drafts', Y.Text).insert(0, `Draft of ${pid} ${tag}. `))
+  if (ballot) {
+    act(() => {
+      const votes = doc.getMap('votes').get(ballot)
+      if (!(votes instanceof Y.Map)) throw new Error(`no votes Map for ballot ${ballot}`)
+      votes.set(pid, 'Honesty')
+    })
+  }
+  act(() => { const m = doc.getText('mission'); m.insert(m.length, ` [${pid} ${tag}]`) })
+  act(() => { const v = doc.getText('vision'); v.insert(0, `(${pid} ${tag}) `) })
+}
+
+const remoteStates = () => [...awareness.getStates()].filter(([cid]) => cid !== doc.clientID)
+
 const commands = {
   async synced ({ timeout }) {
     await waitFor(() => provider.synced, timeout, 'sync')
@@ -133,6 +199,70 @@ const commands = {
     const find = () => [...awareness.getStates()].find(([cid, s]) => cid !== doc.clientID && s && s.user && s.user.id === userId)
     const found = await waitFor(() => (present ? find() : !find()), timeout, `awareness ${userId} present=${present}`)
     return present ? { clientID: found[0], state: found[1] } : { absent: true }
+  },
+  write_own ({ tag, ballot }) { writeOwn(tag, ballot); return snapshot() },
+  /** A write the token does not allow: another participant's selection. */
+  forbidden_write ({ target, value }) {
+    act(() => {
+      const m = doc.getMap('selections')
+      if (!(m.get(target) instanceof Y.Map)) m.set(target, new Y.Map())
+      m.get(target).set(value, Date.now() / 1000)
+    })
+    return snapshot()
+  },
+  /**
+   * `duration` ms of awareness traffic every `interval` ms: cursor moves alternating with
+   * renewals (the same call the Awareness check interval makes every 15 s).
+   */
+  async awareness_traffic ({ duration, interval, stage }) {
+    const start = Date.now()
+    const before = { ...echoes }
+    let moves = 0
+    let renewals = 0
+    let tick = 0
+    while (Date.now() - start < duration) {
+      if (tick++ % 2 === 0) {
+        awareness.setLocalStateField('cursor', { x: (moves % 100) / 100, y: 0.5, stage })
+        moves++
+      } else {
+        awareness.setLocalState(awareness.getLocalState())
+        renewals++
+      }
+      await new Promise((resolve) => setTimeout(resolve, interval))
+    }
+    awareness.setLocalStateField('cursor', { x: 0.99, y: 0.99, stage })
+    moves++
+    return {
+      moves,
+      renewals,
+      elapsed: Date.now() - start,
+      echo_frames: echoes.frames - before.frames,
+      echoed_foreign_states: echoes.foreignStates - before.foreignStates
+    }
+  },
+  /** Wait until a remote state of `user_id` has `field` equal to `value` (canonical JSON). */
+  async wait_remote_field ({ user_id: userId, field, value, timeout }) {
+    const want = canonical(value)
+    const found = await waitFor(() => remoteStates().find(([, s]) => s && s.user && s.user.id === userId && canonical(s[field]) === want), timeout, `awareness ${userId}.${field}`)
+    return { clientID: found[0], state: found[1] }
+  },
+  remote_states () { return remoteStates() },
+  status () {
+    return {
+      clientID: doc.clientID,
+      wsconnected: provider.wsconnected,
+      synced: provider.synced,
+      shouldConnect: provider.shouldConnect,
+      closes,
+      echo_frames: echoes.frames,
+      echoed_foreign_states: echoes.foreignStates,
+      clock: awareness.meta.get(doc.clientID).clock
+    }
+  },
+  /** Wait until the provider reported a `connection-close` with `code`. */
+  async wait_close ({ code, timeout }) {
+    await waitFor(() => closes.some((c) => c.code === code), timeout, `close ${code}`)
+    return { closes, wsconnected: provider.wsconnected, shouldConnect: provider.shouldConnect }
   },
   disconnect () { provider.disconnect(); return { wsconnected: provider.wsconnected } },
   async connect ({ timeout }) {

@@ -39,10 +39,14 @@ def ensure_node_modules() -> str:
 
 
 class NodePeer:
-    """One Node process holding one Y.Doc connected with ``WebsocketProvider``."""
+    """One Node process holding one Y.Doc connected with ``WebsocketProvider``.
 
-    def __init__(self, ws_base: str, workshop_id: str, participant_id: str) -> None:
-        self.args = (ws_base, workshop_id, participant_id)
+    ``token`` (authentication on) is passed to the provider as ``params: {token}``,
+    which y-websocket sends as the ``?token=`` query parameter.
+    """
+
+    def __init__(self, ws_base: str, workshop_id: str, participant_id: str, token: str | None = None) -> None:
+        self.args = (ws_base, workshop_id, participant_id, *((token,) if token else ()))
         self.process: Process | None = None
         self._lines: list[str] = []
         self._buffer = ""

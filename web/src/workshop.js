@@ -54,23 +54,6 @@ function askToJoin (wid, config) {
   name.focus()
 }
 
-/**
- * The stock provider re-broadcasts every awareness change it applies, the other
- * clients' states included. A server that checks each state's user against the
- * sender's token (contract section 5 + 6) rightly refuses those echoes, so only
- * our own changes go out; remote ones (origin: the provider) and local expiry of
- * remote states (origin: 'timeout') are not echoed.
- */
-function sendOnlyOwnAwareness (provider) {
-  const original = provider._awarenessUpdateHandler
-  if (typeof original !== 'function') return
-  provider.awareness.off('update', original)
-  provider._awarenessUpdateHandler = (changes, origin) => {
-    if (origin !== provider && origin !== 'timeout') original(changes, origin)
-  }
-  provider.awareness.on('update', provider._awarenessUpdateHandler)
-}
-
 class WorkshopView {
   constructor (wid, me, config) {
     this.wid = wid
@@ -96,7 +79,6 @@ class WorkshopView {
       connect: navigator.onLine,
       maxBackoffTime: 2500
     })
-    sendOnlyOwnAwareness(this.provider)
     this.presence = new Presence(this.provider.awareness, this.me, this.view)
     this.ctx = {
       doc,
