@@ -296,3 +296,29 @@ async def test_origin_allow_list(auth_server) -> None:
     own = auth_server.url  # http://127.0.0.1:PORT
     async with websockets.connect(url, origin=own) as ok:
         assert await ok.recv()  # the server's sync step 1
+
+
+async def test_cli_created_workshop_works_with_the_running_server(auth_server) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "vmv_sync", "workshop", "create", "--title", "CLI", "--name", "Fay",
+         "--value", "Honesty", "--db", str(auth_server.db), "--secret", SECRET],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout
+    fields = dict(line.split(":", 1) for line in out.splitlines())
+    wid = fields["workshop"].strip()
+    code = fields["invite code"].split()[0]
+    token = fields["facilitator"].split("token=", 1)[1].strip()
+    async with httpx.AsyncClient(base_url=auth_server.url) as http:
+        joined = await http.post(f"/api/workshops/{wid}/join", json={"invite_code": code, "name": "Ann"})
+        assert joined.status_code == 200, joined.text
+        state = await http.get(f"/workshops/{wid}/state", params={"token": token})
+        assert state.status_code == 200
+        assert [v["name"] for v in state.json()["values"]] == ["Honesty"]
+    async with YClient(f"{auth_server.ws(wid)}?token={token}", saved=True) as fac:
+        await fac.synced.wait()
+        assert fac.doc.get("meta", type=Map)["title"] == "CLI"
+        schema.set_stage(fac.doc, "values-matrix")
+        await fac.wait_for(lambda: fac.saved_count == 1)

@@ -68,6 +68,64 @@ def serve(host: str | None, port: int | None, db: Path | None, secret: str | Non
 
 
 
+@main.group()
+def workshop() -> None:
+    """Create workshops and mint tokens (the CLI side of the workshop flow)."""
+
+
+@workshop.command("create")
+@click.option("--title", required=True, help="The workshop's title.")
+@click.option("--name", required=True, help="The facilitator's display name.")
+@click.option("--value", "values", multiple=True, help="A value of the catalogue (repeat the option).")
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="Base URL printed in the links.")
+@click.option("--db", type=click.Path(path_type=Path, dir_okay=False), default=None, help="SQLite file [env VMV_DB; default ./data/vmv.sqlite3].")
+@click.option("--secret", default=None, help="Token secret [env VMV_SECRET; default: the one beside the database].")
+def workshop_create(title: str, name: str, values: tuple[str, ...], url: str, db: Path | None, secret: str | None) -> None:
+    """Create a workshop in the database; print its facilitator link and invite code.
+
+    Safe while the server runs: the workshop is new, so no server holds it in memory.
+    """
+    from pycrdt import Doc
+
+    from . import schema
+    from .server.auth import AccessRegistry, TokenIssuer, load_secret, new_id
+    from .storage import SQLiteStore
+
+    settings = _settings(db=db, secret=secret)
+    workshop_id, facilitator_id = new_id(), new_id("f-")
+    doc: Doc = Doc()
+    schema.new_workshop(doc, title=title, facilitator_id=facilitator_id, facilitator_name=name, values=values)
+
+    async def create() -> str:
+        async with SQLiteStore(settings.db) as store:
+            await store.append(workshop_id, [doc.get_update()])
+        access = await AccessRegistry(settings.db).create(workshop_id, facilitator_id)
+        return access.invite_code
+
+    invite_code = _run(create)
+    token = TokenIssuer(load_secret(settings.secret, settings.data_dir)).issue(workshop_id, facilitator_id, name, "facilitator")
+    click.echo(f"workshop:    {workshop_id}")
+    click.echo(f"invite code: {invite_code}   (participants join at {url}/)")
+    click.echo(f"facilitator: {url}/w/{workshop_id}?token={token}")
+
+
+@workshop.command("token")
+@click.argument("workshop_id")
+@click.option("--name", required=True, help="Display name in the token.")
+@click.option("--role", type=click.Choice(["facilitator", "participant", "observer"]), default="participant", show_default=True)
+@click.option("--participant-id", default=None, help="Participant id (default: a new one).")
+@click.option("--ttl", type=float, default=None, help="Lifetime in seconds [default: 30 days].")
+@click.option("--db", type=click.Path(path_type=Path, dir_okay=False), default=None, help="SQLite file [env VMV_DB; default ./data/vmv.sqlite3].")
+@click.option("--secret", default=None, help="Token secret [env VMV_SECRET; default: the one beside the database].")
+def workshop_token(workshop_id: str, name: str, role: str, participant_id: str | None, ttl: float | None, db: Path | None, secret: str | None) -> None:
+    """Print a token for one participant of a workshop (for bots, tests and scripts)."""
+    from .server.auth import TokenIssuer, load_secret, new_id
+
+    settings = _settings(db=db, secret=secret)
+    pid = participant_id or new_id("p-")
+    click.echo(TokenIssuer(load_secret(settings.secret, settings.data_dir)).issue(_check_id(workshop_id), pid, name, role, ttl=ttl))
+
+
 # -- operations on the database (no server needed; safe while one runs) ---------------------
 #
 # Each command opens the SQLite file itself. WAL lets it read and write beside a running

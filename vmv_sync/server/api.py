@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 
 from .. import schema
 from ..errors import CloseError, Forbidden, Unauthenticated, VmvSyncError
+from .auth import new_id
 from .connection import Principal
 from .rooms import RoomManager
 
@@ -85,10 +86,6 @@ def _text(body: dict[str, Any], key: str, limit: int) -> str:
     return value
 
 
-def _new_id(prefix: str = "") -> str:
-    return prefix + secrets.token_urlsafe(9).replace("-", "x").replace("_", "y")
-
-
 async def create_workshop(request: Request) -> Response:
     try:
         body = await _json(request)
@@ -100,8 +97,8 @@ async def create_workshop(request: Request) -> Response:
     except _BadRequest as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
     app = request.app
-    workshop_id = _new_id()
-    facilitator_id = _new_id("f-")
+    workshop_id = new_id()
+    facilitator_id = new_id("f-")
     manager: RoomManager = app.state.manager
     room = await manager.acquire(workshop_id)
     try:
@@ -144,7 +141,7 @@ async def join_workshop(request: Request) -> Response:
     role = body.get("role", "participant")
     if role not in ("participant", "observer"):
         return JSONResponse({"error": "'role' must be participant or observer"}, status_code=400)
-    participant_id = _new_id("p-")
+    participant_id = new_id("p-")
     manager: RoomManager = app.state.manager
     room = await manager.acquire(workshop_id)
     try:

@@ -26,7 +26,7 @@ from ..errors import Forbidden, Unauthenticated
 from ..schema import ROLES
 from .connection import Principal
 
-__all__ = ("TokenIssuer", "AccessRegistry", "load_secret", "WorkshopAccess")
+__all__ = ("TokenIssuer", "AccessRegistry", "load_secret", "WorkshopAccess", "new_id")
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +200,11 @@ class AccessRegistry:
 
     def is_revoked(self, workshop_id: str, participant_id: str | None) -> bool:
         return participant_id is not None and participant_id in self._revoked.get(workshop_id, ())
+
+
+def new_id(prefix: str = "") -> str:
+    """A random workshop or participant id within the contract's ``[A-Za-z0-9_-]``."""
+    return prefix + secrets.token_urlsafe(9).replace("-", "x").replace("_", "y")
 
 
 def _invite_code() -> str:
