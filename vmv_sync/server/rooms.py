@@ -303,12 +303,25 @@ class Room:
             raise item.error
 
     def _relay(self, applied: list[_Incoming]) -> None:
+        """Enqueue the batch to every peer, each frame encoded once.
+
+        A peer that sent nothing in this batch gets one frame with all the batch's
+        updates merged; a peer that sent some gets the others' updates one by one
+        (it must not receive its own back, and merging per peer would cost more).
+        """
         peers = list(self.connections.values())
-        for item in applied:
-            frame = encode_sync_update(item.update)
-            sender = item.conn
-            for peer in peers:
-                if peer is not sender:
+        senders = {id(item.conn) for item in applied if item.conn is not None}
+        frames = [encode_sync_update(item.update) for item in applied]
+        if len(applied) > 1:
+            merged = encode_sync_update(merge_updates(*(item.update for item in applied)))
+        else:
+            merged = frames[0]
+        for peer in peers:
+            if id(peer) not in senders:
+                peer.enqueue(merged)
+                continue
+            for item, frame in zip(applied, frames):
+                if item.conn is not peer:
                     peer.enqueue(frame)
         acked: dict[int, _Incoming] = {}
         for item in applied:
