@@ -11,7 +11,7 @@ import pytest
 import websockets
 from pycrdt import Array, Doc, Map, Text
 
-from vmv_sync.protocol import decode_state_vector, encode_awareness, encode_sync_update
+from vmv_sync.protocol import decode_state_vector, encode_awareness, encode_awareness_update, encode_sync_update
 
 from .yclient import YClient
 
@@ -320,3 +320,28 @@ async def test_sigterm_flushes_and_exits_zero(server) -> None:
     server.restart()
     async with YClient(url) as b:
         await b.wait_for(lambda: len(items(b.doc)) == 100)
+
+
+async def test_reconnect_reclaims_presence_and_late_echoes_do_not_resurrect(server) -> None:
+    url = server.ws("reclaim")
+    state = {"user": {"id": "p1", "name": "Ann"}}
+    async with YClient(url) as watcher:
+        await watcher.synced.wait()
+        await watcher.set_awareness({"user": {"id": "w"}})  # a provider's first frame is its own state
+        async with YClient(url) as a:
+            await a.synced.wait()
+            await a.set_awareness(state)
+            await watcher.wait_for(lambda: watcher.awareness.get(a.client_id) is not None)
+            cid = a.client_id
+        await watcher.wait_for(lambda: watcher.awareness.get(cid, "x") is None)
+        # a stock provider echoing the removed state late (same clock) brings back no ghost
+        await watcher.send_raw(encode_awareness(encode_awareness_update([(cid, 1, json.dumps(state))])))
+        await watcher.set_awareness({"user": {"id": "w", "n": 2}})
+        await watcher.wait_for(lambda: (watcher.awareness.get(watcher.client_id) or {}).get("user", {}).get("n") == 2)
+        assert watcher.awareness.get(cid, "x") is None
+        # the same client reconnecting re-announces its state with the same clock: seen at once
+        async with YClient(url, client_id=cid) as again:
+            await again.synced.wait()
+            await again.set_awareness(state)  # clock 1 again, as a provider's reconnect sends
+            with anyio.fail_after(2):
+                await watcher.wait_for(lambda: watcher.awareness.get(cid) is not None)

@@ -50,6 +50,8 @@ class _Client:
     conn_id: int | None
     participant_id: str | None
     updated: float  # monotonic time of the last renewal
+    removed_at: float | None = None  # monotonic time the server removed the state
+    offset: int = 0  # the server's clock minus the client's, after reclaims
 
 
 class RoomAwareness:
@@ -89,34 +91,59 @@ class RoomAwareness:
         """
         now = time.monotonic()
         pid = conn.principal.participant_id
+        entries = list(entries)
+        # A provider that reconnects re-announces its state with the clock the server
+        # saw before removing it; taking that as an echo would hide it for ~15 s.
+        first = not conn.awareness_seen and len(entries) == 1
+        conn.awareness_seen = True
         for entry in entries:
             current = self._clients.get(entry.client_id)
-            owned = current is not None and current.conn_id == conn.id
             removing = entry.state is None
-            if current is not None:
+            offset = 0
+            if current is None:
+                if removing:
+                    continue
+                sclock = entry.clock
+            else:
+                owned = current.conn_id == conn.id
                 live = current.state_json != "null"
-                newer = current.clock < entry.clock or (current.clock == entry.clock and removing and live)
-                if not newer:
+                # Clocks from the client itself are shifted by its offset; echoes from
+                # other peers carry the clocks the server relayed and are compared as is.
+                same_client = owned or (
+                    current.conn_id is None and (pid is None or current.participant_id == pid)
+                ) or (pid is not None and current.participant_id == pid)
+                offset = current.offset if same_client else 0
+                sclock = entry.clock + offset
+                newer = current.clock < sclock or (current.clock == sclock and removing and live)
+                reclaim = (
+                    first and same_client and not owned and not live and not removing and current.clock == sclock
+                )
+                if reclaim:
+                    # Peers ignore a state whose clock they already saw removed: relay
+                    # the reclaimed state one clock later and remember the shift.
+                    offset += 1
+                    sclock += 1
+                elif not newer:
                     if owned:
                         current.updated = now
                     continue
-                if not owned and current.conn_id is not None:
+                elif not owned and current.conn_id is not None:
                     if removing:
                         continue
                     if pid is not None and current.participant_id != pid:
                         raise Forbidden(f"awareness client {entry.client_id} belongs to another participant")
                 elif not owned and pid is not None and current.participant_id not in (None, pid):
                     raise Forbidden(f"awareness client {entry.client_id} belongs to another participant")
-            elif removing:
-                continue
             if not removing and conn.principal.authenticated:
                 check_awareness_identity((entry,), conn.principal)
             self._clients[entry.client_id] = _Client(
-                clock=entry.clock,
+                clock=sclock,
                 state_json=entry.state_json,
                 conn_id=None if removing else conn.id,
                 participant_id=pid,
                 updated=now,
+                removed_at=now if removing else None,
+                offset=offset,
             )
             if removing:
                 conn.awareness_ids.discard(entry.client_id)
@@ -133,8 +160,16 @@ class RoomAwareness:
         conn.awareness_ids.clear()
 
     def expire(self) -> int:
-        """Remove states not renewed within the timeout; returns how many."""
-        deadline = time.monotonic() - self.timeout
+        """Remove states not renewed within the timeout; returns how many.
+
+        Also forgets removed entries after twice the timeout: their clocks are kept
+        that long so late echoes of a removed state are recognised as echoes.
+        """
+        now = time.monotonic()
+        forget = now - 2 * self.timeout
+        for cid in [c for c, e in self._clients.items() if e.removed_at is not None and e.removed_at < forget]:
+            del self._clients[cid]
+        deadline = now - self.timeout
         stale = [
             (cid, c)
             for cid, c in self._clients.items()
@@ -150,6 +185,7 @@ class RoomAwareness:
         # the client's own next state (clock + 1) is still accepted after a reconnect.
         client.state_json = "null"
         client.conn_id = None
+        client.removed_at = time.monotonic()
         self._dirty.add(cid)
 
     # -- encoding --------------------------------------------------------------
@@ -164,7 +200,6 @@ class RoomAwareness:
                 (cid, self._clients[cid].clock, self._clients[cid].state_json) for cid in ids
             )
         )
-        self._forget_removed(ids)
         return frame
 
     def full_frame(self) -> bytes | None:
@@ -173,12 +208,3 @@ class RoomAwareness:
         if not live:
             return None
         return encode_awareness(encode_awareness_update(live))
-
-    def _forget_removed(self, ids: list[int]) -> None:
-        # Keep removed entries' clocks only while a stale copy could still arrive;
-        # dropping them bounds memory in long workshops with many reconnects.
-        if len(self._clients) > 4096:
-            for cid in ids:
-                client = self._clients.get(cid)
-                if client is not None and client.state_json == "null":
-                    del self._clients[cid]

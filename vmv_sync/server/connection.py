@@ -67,6 +67,8 @@ class Connection:
         self._out, self._in = anyio.create_memory_object_stream[bytes](queue_size)
         #: awareness client ids this connection has announced
         self.awareness_ids: set[int] = set()
+        #: whether an awareness frame has come in yet (a reconnect's first one reclaims)
+        self.awareness_seen = False
         #: number of non-empty updates this connection sent to the room
         self.updates_received = 0
         self.last_seen = time.monotonic()
