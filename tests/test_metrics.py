@@ -80,7 +80,9 @@ async def test_counters_move_with_traffic(server) -> None:
 
     after = await scrape(server.url)
     assert value(after, "vmv_messages_in_total", type="update") - value(before, "vmv_messages_in_total", type="update") >= 5
-    assert value(after, "vmv_messages_out_total", type="update") - value(before, "vmv_messages_out_total", type="update") >= 5
+    relayed = value(after, "vmv_messages_out_total", type="update") - value(before, "vmv_messages_out_total", type="update")
+    assert 1 <= relayed <= 5  # the relay merges a batch into one frame for peers that sent nothing in it
+    assert value(after, "vmv_updates_committed_total") - value(before, "vmv_updates_committed_total") >= 5
     assert value(after, "vmv_messages_in_total", type="awareness") > value(before, "vmv_messages_in_total", type="awareness")
     assert value(after, "vmv_messages_out_total", type="awareness") >= 2  # to a and to b
     assert value(after, "vmv_messages_out_total", type="sync_step1") >= 2
