@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from .client import Backoff, ConnectionState, WorkshopClient
 from .config import Settings
+from .export import export_json, export_markdown
+from .server import create_app
 from .errors import (
     ClientError,
     CloseError,
@@ -25,6 +27,9 @@ __version__ = "0.1.0"
 __all__ = (
     "__version__",
     "Settings",
+    "create_app",
+    "export_json",
+    "export_markdown",
     "VmvSyncError",
     "CloseError",
     "MalformedMessage",

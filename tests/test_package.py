@@ -1,0 +1,77 @@
+"""The package's shape: a curated public API and the import direction of the layers."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import vmv_sync
+
+PACKAGE = Path(vmv_sync.__file__).parent
+
+# Layer -> the vmv_sync modules it may import (style.md, section A).
+ALLOWED = {
+    "errors": set(),
+    "config": {"errors"},
+    "protocol": {"errors", "protocol"},
+    "storage": {"errors", "storage"},
+    "schema": {"errors", "schema"},
+    "derived": {"errors", "schema", "derived"},
+    "presence": {"errors", "schema"},
+    "export": {"errors", "schema", "derived"},
+    "client": {"errors", "config", "protocol", "storage", "schema", "derived", "presence", "client"},
+    "server": {"errors", "config", "protocol", "storage", "schema", "derived", "presence", "server", "export"},
+    "cli": {"errors", "config", "protocol", "storage", "schema", "derived", "server", "export"},
+}
+
+
+def _layer(path: Path) -> str:
+    rel = path.relative_to(PACKAGE)
+    return rel.parts[0].removesuffix(".py")
+
+
+def _imported_layers(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    depth = len(path.relative_to(PACKAGE).parts) - 1
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 0 and node.module and node.module.startswith("vmv_sync."):
+                found.add(node.module.split(".")[1])
+            elif node.level > 0:
+                up = node.level - 1
+                if up < depth:  # a sibling inside the same subpackage
+                    found.add(path.relative_to(PACKAGE).parts[0])
+                elif node.module:
+                    found.add(node.module.split(".")[0])
+                else:
+                    found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("vmv_sync."):
+                    found.add(alias.name.split(".")[1])
+    return found
+
+
+def test_public_api_is_curated() -> None:
+    public = {name for name in vmv_sync.__all__}
+    for name in public:
+        assert hasattr(vmv_sync, name), name
+    assert {"create_app", "WorkshopClient", "Settings", "VmvSyncError", "export_json"} <= public
+    assert len(public) == len(vmv_sync.__all__), "duplicates in __all__"
+
+
+def test_import_direction_of_the_layers() -> None:
+    problems = []
+    for path in PACKAGE.rglob("*.py"):
+        layer = _layer(path)
+        if layer in {"__init__", "__main__"}:
+            continue
+        allowed = ALLOWED[layer] | {layer}
+        for imported in _imported_layers(path) - allowed:
+            problems.append(f"{path.relative_to(PACKAGE)} imports {imported}")
+    assert not problems, "\n".join(sorted(problems))
+
+
+def test_server_and_client_never_import_each_other() -> None:
+    assert "client" not in ALLOWED["server"] and "server" not in ALLOWED["client"]
