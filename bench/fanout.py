@@ -314,6 +314,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     from . import report as report_mod
 
+    (args.out / "fanout.json").write_text(json.dumps(report, indent=1))  # first: never lose a run
     report["targets"] = report_mod.check_targets(report)
     (args.out / "fanout.json").write_text(json.dumps(report, indent=1))
     md = report_mod.markdown(report)
