@@ -17,6 +17,23 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 _LISTENING = re.compile(r"listening on (http://[^\s]+)")
 
+# --- hypothesis profiles (owner: convergence suite, docs/testing.md) -------------------
+# ``ci`` is loaded by default; ``--hypothesis-profile=deep`` (or any registered name)
+# overrides it, because hypothesis' pytest plugin loads that option after this import.
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+_SLOW_OK = [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large]
+settings.register_profile(
+    "ci", max_examples=200, stateful_step_count=100, deadline=None, print_blob=True,
+    suppress_health_check=_SLOW_OK,
+)  # fmt: skip
+settings.register_profile(
+    "deep", max_examples=7000, stateful_step_count=100, deadline=None, print_blob=True,
+    suppress_health_check=_SLOW_OK,
+)  # fmt: skip
+settings.load_profile("ci")
+# --- end of hypothesis profiles ------------------------------------------------------
+
 
 @pytest.fixture
 def anyio_backend() -> str:
