@@ -155,7 +155,7 @@ class Session:
                         client._session_synced()
                 elif isinstance(message, Awareness):
                     entries = decode_awareness_update(message.update)
-                    client._presence_changed(lambda: client._awareness.apply(entries))
+                    client._presence_changed(lambda: client._awareness.apply(entries))  # noqa: B023 (called at once)
                 elif isinstance(message, QueryAwareness):
                     self._enqueue(client._me.frame())
                 elif isinstance(message, Saved):

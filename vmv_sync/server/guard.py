@@ -13,7 +13,7 @@ wrappers (see bench/bench_guard.py).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from pycrdt import Array, ArrayEvent, Doc, Map, MapEvent, Text, TextEvent
 
@@ -39,7 +39,7 @@ class WriteGuard:
         self._build()
 
     def _build(self) -> None:
-        self._shadow = Doc()
+        self._shadow: Doc[Any] = Doc()
         self._shadow.apply_update(self._room_doc.get_update())
         self._roots: list[Any] = []
         self._subscriptions: list[Any] = []
@@ -101,7 +101,7 @@ def _to_change(root: str, event: Any) -> Change:
     if isinstance(event, MapEvent):
         keys: dict[str, Any] = {}
         deleted: set[str] = set()
-        for key, info in event.keys.items():
+        for key, info in event.keys.items():  # type: ignore[attr-defined]
             if info.get("action") == "delete":
                 deleted.add(key)
             else:
@@ -110,7 +110,7 @@ def _to_change(root: str, event: Any) -> Change:
     if isinstance(event, (ArrayEvent, TextEvent)):
         inserted: list[Any] = []
         removed = 0
-        for op in event.delta:
+        for op in event.delta:  # type: ignore[union-attr]
             if "insert" in op:
                 value = op["insert"]
                 if isinstance(value, list):
@@ -118,7 +118,7 @@ def _to_change(root: str, event: Any) -> Change:
                 else:
                     inserted.append(value)
             removed += int(op.get("delete", 0))
-        kind = "array" if isinstance(event, ArrayEvent) else "text"
+        kind: Literal["array", "text"] = "array" if isinstance(event, ArrayEvent) else "text"
         return Change(root, path, kind, inserted=tuple(inserted), deleted=removed)
     raise Forbidden(f"unsupported change of type {type(event).__name__}")
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any, Union
 
 import anyio
 from anyio.abc import TaskStatus
@@ -101,7 +102,7 @@ class Room:
         self.workshop_id = workshop_id
         self.store = store
         self.settings = settings
-        self.doc = Doc()
+        self.doc: Doc[Any] = Doc()
         self.derived = DerivedTracker(self.doc)
         self.awareness = RoomAwareness(settings.awareness_timeout)
         self.connections: dict[int, Connection] = {}
@@ -320,7 +321,7 @@ class Room:
             if id(peer) not in senders:
                 peer.enqueue(merged)
                 continue
-            for item, frame in zip(applied, frames):
+            for item, frame in zip(applied, frames, strict=False):
                 if item.conn is not peer:
                     peer.enqueue(frame)
         acked: dict[int, _Incoming] = {}
@@ -409,7 +410,7 @@ class RoomManager:
         self._tg: anyio.abc.TaskGroup | None = None
         self._closed = False
 
-    async def __aenter__(self) -> "RoomManager":
+    async def __aenter__(self) -> RoomManager:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         return self
