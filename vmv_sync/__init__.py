@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from .client import Backoff, ConnectionState, WorkshopClient
 from .config import Settings
-from .export import export_json, export_markdown
-from .server import create_app
 from .errors import (
     ClientError,
     CloseError,
@@ -21,6 +19,8 @@ from .errors import (
     Unauthenticated,
     VmvSyncError,
 )
+from .export import export_json, export_markdown
+from .server import create_app
 
 __version__ = "0.1.0"
 

@@ -7,9 +7,10 @@ as an argument so tests never touch ``os.environ``. Flags win over variables
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .errors import ConfigError
 
@@ -73,7 +74,7 @@ class Settings:
     ping_interval: float = 0.0
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
         """Build settings from ``VMV_*`` variables; unknown variables are ignored."""
         values: dict[str, Any] = {}
         for f in fields(cls):
@@ -83,7 +84,7 @@ class Settings:
             values[f.name] = _convert(key, f.name, environ[key])
         return cls(**values)
 
-    def with_overrides(self, **overrides: Any) -> "Settings":
+    def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with the given fields replaced; ``None`` values are ignored (unset flags)."""
         from dataclasses import replace
 

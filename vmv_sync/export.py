@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pycrdt import Doc
@@ -128,7 +128,7 @@ def export_json(
                 "percent": v.percent,
                 "participants": list(v.participants),
             }
-            for rank, v in zip(ranks, values)
+            for rank, v in zip(ranks, values, strict=False)
         ],
         "matrix": [
             {
@@ -175,7 +175,7 @@ def dumps_export(report: dict[str, Any]) -> str:
 def _when(ts: float | None) -> str:
     if ts is None:
         return "unknown"
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _cell(text: object) -> str:

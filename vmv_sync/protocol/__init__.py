@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from .awareness import AwarenessEntry, decode_awareness_update, encode_awareness_update
-from .varint import decode_state_vector
 from .messages import (
     MSG_AWARENESS,
     MSG_QUERY_AWARENESS,
@@ -24,6 +23,7 @@ from .messages import (
     encode_sync_update,
     parse_message,
 )
+from .varint import decode_state_vector
 
 __all__ = (
     "MSG_SYNC",

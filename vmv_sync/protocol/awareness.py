@@ -8,8 +8,9 @@ rejects anything that is not a JSON object or ``null``.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from ..errors import MalformedMessage
 from .varint import Reader, write_var_bytes, write_var_uint

@@ -17,6 +17,7 @@ from typing import Any
 
 from pycrdt import Array, Doc, Map, Text
 
+from vmv_sync.errors import VmvSyncError
 from vmv_sync.schema.parse import (
     parse_ballot,
     parse_ballot_votes,
@@ -31,7 +32,6 @@ from vmv_sync.schema.parse import (
     parse_text,
 )
 from vmv_sync.schema.records import Message, WorkshopData
-from vmv_sync.errors import VmvSyncError
 from vmv_sync.schema.stages import Stage
 
 __all__ = (

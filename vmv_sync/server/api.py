@@ -15,7 +15,6 @@ import secrets
 import time
 from typing import Any
 
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route

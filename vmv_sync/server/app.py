@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import anyio
 from starlette.applications import Starlette

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from ..errors import Forbidden
 from ..protocol import AwarenessEntry, encode_awareness, encode_awareness_update

@@ -23,7 +23,7 @@ import math
 import re
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio.to_thread
@@ -96,7 +96,7 @@ def parse_at(text: str) -> float:
                 f"'at' must be unix seconds or an ISO 8601 time, not {text!r}"
             ) from None
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
+            moment = moment.replace(tzinfo=UTC)
         value = moment.timestamp()
     if not math.isfinite(value):
         raise ValueError(f"'at' must be a finite time, not {text!r}")

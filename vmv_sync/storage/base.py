@@ -14,8 +14,9 @@ snapshot and the updates after it that the latest snapshot already covers (see
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 __all__ = ("Store", "StoredDoc", "WorkshopInfo", "StoredUpdate")
 
@@ -77,7 +78,7 @@ class Store(Protocol):
     :class:`vmv_sync.errors.StorageError`; they are never swallowed.
     """
 
-    async def __aenter__(self) -> "Store": ...
+    async def __aenter__(self) -> Store: ...
 
     async def __aexit__(self, *exc_info: object) -> None: ...
 

@@ -14,10 +14,11 @@ import logging
 import os
 import sqlite3
 import time
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence, TypeVar
+from typing import Any, Literal, TypeVar
 
 import anyio
 import anyio.abc
@@ -321,7 +322,7 @@ class SQLiteStore:
         self.commits += 1
         self.appends += len(batch)
         self.max_batch = max(self.max_batch, len(batch))
-        for request, seq in zip(batch, seqs):
+        for request, seq in zip(batch, seqs, strict=False):
             request.seq = seq
             request.done.set()
 
