@@ -349,3 +349,15 @@ async def test_reconnect_reclaims_presence_and_late_echoes_do_not_resurrect(serv
             await again.set_awareness(state)  # clock 1 again, as a provider's reconnect sends
             with anyio.fail_after(2):
                 await watcher.wait_for(lambda: watcher.awareness.get(cid) is not None)
+
+
+async def test_permessage_deflate_is_declined(server) -> None:
+    async with websockets.connect(server.ws("deflate")) as ws:  # websockets offers deflate
+        assert "sec-websocket-extensions" not in ws.response.headers
+        assert await ws.recv()  # uncompressed frames work
+
+
+async def test_permessage_deflate_can_be_turned_on(server_factory) -> None:
+    server = server_factory(env={"VMV_WS_DEFLATE": "on"})
+    async with websockets.connect(server.ws("deflate")) as ws:
+        assert "permessage-deflate" in ws.response.headers.get("sec-websocket-extensions", "")

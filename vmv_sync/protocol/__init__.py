@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .awareness import AwarenessEntry, decode_awareness_update, encode_awareness_update
+from .awareness import AwarenessEntry, decode_awareness_update, encode_awareness_update, merge_awareness_payloads
 from .messages import (
     MSG_AWARENESS,
     MSG_QUERY_AWARENESS,
@@ -48,4 +48,5 @@ __all__ = (
     "decode_awareness_update",
     "encode_awareness_update",
     "decode_state_vector",
+    "merge_awareness_payloads",
 )

@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import MalformedMessage
 from .varint import Reader, write_var_bytes, write_var_uint
 
-__all__ = ("AwarenessEntry", "decode_awareness_update", "encode_awareness_update")
+__all__ = ("AwarenessEntry", "decode_awareness_update", "encode_awareness_update", "merge_awareness_payloads")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,4 +58,25 @@ def encode_awareness_update(entries: Iterable[tuple[int, int, str]]) -> bytes:
         parts.append(write_var_uint(client_id))
         parts.append(write_var_uint(clock))
         parts.append(write_var_bytes(state_json.encode("utf-8")))
+    return b"".join(parts)
+
+
+def merge_awareness_payloads(payloads: list[bytes]) -> bytes:
+    """Several awareness updates as one: the latest entry of each client id wins.
+
+    Works on the bytes (no JSON parsing): later payloads were produced later, so an
+    entry in a later payload supersedes the same client's entry in an earlier one.
+    """
+    latest: dict[int, tuple[int, bytes]] = {}
+    for payload in payloads:
+        reader = Reader(payload)
+        for _ in range(reader.read_var_uint()):
+            client_id = reader.read_var_uint()
+            clock = reader.read_var_uint()
+            latest[client_id] = (clock, reader.read_var_bytes())
+    parts = [write_var_uint(len(latest))]
+    for client_id, (clock, state) in latest.items():
+        parts.append(write_var_uint(client_id))
+        parts.append(write_var_uint(clock))
+        parts.append(write_var_bytes(state))
     return b"".join(parts)

@@ -19,8 +19,10 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ..errors import CloseError, SlowConsumer
+from ..protocol import Awareness as AwarenessMessage
+from ..protocol import SyncUpdate, encode_awareness, encode_sync_update, merge_awareness_payloads, parse_message
 
-__all__ = ("Channel", "Connection", "Principal")
+__all__ = ("Channel", "Connection", "Principal", "coalesce_frames")
 
 logger = logging.getLogger(__name__)
 _ids = itertools.count(1)
@@ -115,11 +117,70 @@ class Connection:
             scope.cancel()
 
     async def run_writer(self) -> None:
-        """Drain the send queue into the socket, one frame at a time, in order."""
+        """Drain the send queue into the socket, in order.
+
+        When frames have piled up (the peer or the machine is slower than the
+        room), consecutive document updates are merged into one update and
+        consecutive awareness frames into one carrying each client's latest state:
+        the peer ends in the same state with fewer, cheaper sends.
+        """
         async with self._in:
             async for frame in self._in:
-                await self._send_frame(frame)
-                self.bytes_out += len(frame)
+                queued = [frame]
+                while True:
+                    try:
+                        queued.append(self._in.receive_nowait())
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                for out in coalesce_frames(queued) if len(queued) > 1 else queued:
+                    await self._send_frame(out)
+                    self.bytes_out += len(out)
 
     def queued(self) -> int:
         return self._out.statistics().current_buffer_used
+
+
+_UPDATE_PREFIX = b"\x00\x02"
+_AWARENESS_PREFIX = b"\x01"
+
+
+def coalesce_frames(frames: list[bytes]) -> list[bytes]:
+    """Merge runs of consecutive update frames and of awareness frames; keep the order."""
+    from pycrdt import merge_updates
+
+    out: list[bytes] = []
+    run: list[bytes] = []
+    run_kind = b""
+
+    def flush() -> None:
+        if not run:
+            return
+        if len(run) == 1:
+            out.append(run[0])
+        elif run_kind == _UPDATE_PREFIX:
+            updates = [m.update for m in map(parse_message, run) if isinstance(m, SyncUpdate)]
+            out.append(encode_sync_update(merge_updates(*updates)))
+        else:
+            payloads = [m.update for m in map(parse_message, run) if isinstance(m, AwarenessMessage)]
+            out.append(encode_awareness(merge_awareness_payloads(payloads)))
+        run.clear()
+
+    for frame in frames:
+        if frame.startswith(_UPDATE_PREFIX):
+            kind = _UPDATE_PREFIX
+        elif frame.startswith(_AWARENESS_PREFIX):
+            kind = _AWARENESS_PREFIX
+        else:
+            kind = b""
+        if kind and kind == run_kind:
+            run.append(frame)
+            continue
+        flush()
+        if kind:
+            run_kind = kind
+            run.append(frame)
+        else:
+            run_kind = b""
+            out.append(frame)
+    flush()
+    return out

@@ -38,8 +38,37 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _refuse_permessage_deflate() -> None:
+    """Make hypercorn's WebSocket handshake ignore extension offers (no permessage-deflate).
+
+    hypercorn has no setting for it and always accepts permessage-deflate, which
+    browsers and websockets always offer; with it, every frame is compressed once per
+    recipient. Ignoring the offer (as if the client sent none) is standard: the
+    client then sends and expects uncompressed frames. Process-wide, so only the
+    server's own process calls it.
+    """
+    from hypercorn.protocol import ws_stream
+
+    original = ws_stream.Handshake.accept
+    if getattr(original, "_vmv_no_deflate", False):
+        return
+
+    def accept(self: ws_stream.Handshake, *args: object, **kwargs: object) -> object:
+        self.extensions = None
+        return original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    accept._vmv_no_deflate = True  # type: ignore[attr-defined]
+    ws_stream.Handshake.accept = accept  # type: ignore[method-assign,assignment]
+
+
 async def serve(settings: Settings) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+    if not settings.ws_deflate:
+        _refuse_permessage_deflate()
+    # The SQLite writer thread needs the GIL back after each statement; with the
+    # event loop busy, the default 5 ms switch interval turns a commit of many rows
+    # into a convoy. 1 ms keeps commits short under load.
+    sys.setswitchinterval(0.001)
     sock = _bind(settings.host, settings.port)
     port = sock.getsockname()[1]
     config = HypercornConfig()

@@ -144,6 +144,10 @@ def _check_restorable(conn: sqlite3.Connection, src: Path) -> None:
         raise StorageError(f"{src}: integrity check failed: {result}")
 
 
+#: rows per multi-row INSERT: 4 parameters each, well under SQLite's 32766 limit
+_ROWS_PER_INSERT = 500
+
+
 class SQLiteStore:
     """A durable :class:`~vmv_sync.storage.base.Store` in one SQLite file (WAL mode).
 
@@ -186,6 +190,8 @@ class SQLiteStore:
         self._write_limiter = anyio.CapacityLimiter(1)
         self._read_limiter = anyio.CapacityLimiter(1)
         self._pending: list[_Append] = []
+        #: workshop id -> last committed seq (see _commit_sync)
+        self._seq_cache: dict[str, int] = {}
         self._wakeup = anyio.Event()
         self._stack = AsyncExitStack()
         self._released = False
@@ -327,39 +333,59 @@ class SQLiteStore:
             request.done.set()
 
     def _commit_sync(self, batch: list[_Append]) -> list[int]:
+        """One transaction for the whole batch, in as few statements as possible.
+
+        Why few statements: this runs in a worker thread that must win the GIL back
+        from a busy event loop after every SQLite call, so a statement per row (or per
+        room) turns one commit into a convoy. Rows go in multi-row INSERTs, and the
+        per-workshop sequence numbers come from a cache (this store is the only writer
+        of a workshop's updates), read from the table only on a miss.
+        """
         conn = self._require(self._writer)
         now = self._clock()
         last: dict[str, int] = {}
         seqs: list[int] = []
+        rows: list[tuple[str, int, bytes, float]] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
             for request in batch:
                 wid = request.workshop_id
                 seq = last.get(wid)
                 if seq is None:
+                    seq = self._seq_cache.get(wid)
+                if seq is None:
                     row = conn.execute(
                         "SELECT last_seq FROM workshops WHERE workshop_id = ?", (wid,)
                     ).fetchone()
                     seq = row[0] if row else 0
-                conn.executemany(
-                    "INSERT INTO updates (workshop_id, seq, data, stored_at) VALUES (?, ?, ?, ?)",
-                    [(wid, seq + i, data, now) for i, data in enumerate(request.updates, 1)],
-                )
+                rows.extend((wid, seq + i, data, now) for i, data in enumerate(request.updates, 1))
                 seq += len(request.updates)
                 last[wid] = seq
                 seqs.append(seq)
-            conn.executemany(
-                """INSERT INTO workshops (workshop_id, last_seq, created_at, last_activity)
-                   VALUES (?, ?, ?, ?)
-                   ON CONFLICT (workshop_id) DO UPDATE
+            for chunk in range(0, len(rows), _ROWS_PER_INSERT):
+                part = rows[chunk : chunk + _ROWS_PER_INSERT]
+                conn.execute(
+                    "INSERT INTO updates (workshop_id, seq, data, stored_at) VALUES "
+                    + ",".join(["(?, ?, ?, ?)"] * len(part)),
+                    [value for row in part for value in row],
+                )
+            marks = list(last.items())
+            for chunk in range(0, len(marks), _ROWS_PER_INSERT):
+                part_marks = marks[chunk : chunk + _ROWS_PER_INSERT]
+                conn.execute(
+                    "INSERT INTO workshops (workshop_id, last_seq, created_at, last_activity) VALUES "
+                    + ",".join(["(?, ?, ?, ?)"] * len(part_marks))
+                    + """ ON CONFLICT (workshop_id) DO UPDATE
                    SET last_seq = excluded.last_seq, last_activity = excluded.last_activity""",
-                [(wid, seq, now, now) for wid, seq in last.items()],
-            )
+                    [value for wid, seq in part_marks for value in (wid, seq, now, now)],
+                )
             conn.execute("COMMIT")
         except BaseException:
+            self._seq_cache.clear()  # the table is the truth again after a failure
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        self._seq_cache.update(last)
         return seqs
 
     # -- helpers -------------------------------------------------------------------
@@ -544,6 +570,7 @@ class SQLiteStore:
         def run(conn: sqlite3.Connection) -> None:
             for table in ("updates", "snapshots", "workshops"):
                 conn.execute(f"DELETE FROM {table} WHERE workshop_id = ?", (workshop_id,))
+            self._seq_cache.pop(workshop_id, None)
             logger.info("workshop %s: deleted", workshop_id)
 
         await self._run(f"workshop {workshop_id}: delete", run, write=True)
