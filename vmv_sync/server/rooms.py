@@ -137,6 +137,7 @@ class Room:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 tg.start_soon(self._awareness_loop)
+                self._maybe_compact()  # a long tail loaded: fold it before the next load
                 await self._pipeline()
                 tg.cancel_scope.cancel()
         finally:
@@ -146,9 +147,13 @@ class Room:
     async def _load(self) -> None:
         started = time.perf_counter()
         stored = await self.store.load(self.workshop_id)
-        parts = ([stored.snapshot] if stored.snapshot else []) + list(stored.updates)
-        if parts:
-            self.doc.apply_update(parts[0] if len(parts) == 1 else merge_updates(*parts))
+        # One transaction, one update at a time: merge_updates over a long tail is
+        # far slower (quadratic) than integrating the updates one by one.
+        with self.doc.transaction():
+            if stored.snapshot:
+                self.doc.apply_update(stored.snapshot)
+            for update in stored.updates:
+                self.doc.apply_update(update)
         self.last_seq = stored.last_seq
         if self.settings.enforce_ownership:
             self.guard = WriteGuard(self.doc)
