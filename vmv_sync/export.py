@@ -130,17 +130,7 @@ def export_json(
             }
             for rank, v in zip(ranks, values, strict=False)
         ],
-        "matrix": [
-            {
-                "name": r.name,
-                "key": r.key,
-                "importance": r.importance,
-                "practice": r.practice,
-                "gap": r.gap,
-                "ratings": r.ratings,
-            }
-            for r in state.matrix
-        ],
+        "matrix": state.to_json()["matrix"],
         "ballots": [_ballot(bid, t) for bid, t in state.ballots.items()],
         "stages": dict(state.stages),
         "mission": data.mission,
