@@ -361,3 +361,26 @@ async def test_permessage_deflate_can_be_turned_on(server_factory) -> None:
     server = server_factory(env={"VMV_WS_DEFLATE": "on"})
     async with websockets.connect(server.ws("deflate")) as ws:
         assert "permessage-deflate" in ws.response.headers.get("sec-websocket-extensions", "")
+
+
+async def test_gapped_update_is_refused_and_nothing_of_it_kept(server) -> None:
+    url = server.ws("gap")
+    source = Doc()
+    updates: list[bytes] = []
+    source.observe(lambda event: updates.append(event.update))
+    source.get("messages", type=Array).append("first")
+    source.get("messages", type=Array).append("second")
+    async with YClient(url) as watcher, YClient(url) as sender:
+        await watcher.synced.wait()
+        await sender.synced.wait()
+        await sender.send_raw(encode_sync_update(updates[1]))  # skips "first"
+        assert await sender.wait_closed() == 4400
+        assert "resync" in (sender.close_reason or "")
+    async with YClient(url) as fresh:
+        await fresh.synced.wait()
+        assert items(fresh.doc) == []
+        # the whole history, in order, is accepted
+        fresh.doc.apply_update(source.get_update())
+        await fresh.wait_for(lambda: fresh.sent_updates == 1)
+    async with YClient(url) as later:
+        await later.wait_for(lambda: items(later.doc) == ["first", "second"])

@@ -34,6 +34,16 @@ class UpdateSummary:
     #: number of structs
     count: int = 0
 
+    def skips_ahead_of(self, state: dict[int, int]) -> bool:
+        """True when, for some client, the update starts past ``state``'s clock.
+
+        yrs integrates such a gapped update at once (Yjs would keep it pending),
+        with the state vector unchanged: the content then shows on this replica but
+        never travels in a sync step 2, and edits inside it fire no events. Found by
+        the convergence suite (docs/testing.md).
+        """
+        return any(first > state.get(client, 0) for client, (first, _) in self.structs.items())
+
     def integrated_in(self, state: dict[int, int]) -> bool:
         """True when a document with this state vector holds all of the update.
 

@@ -19,7 +19,7 @@ from pycrdt import Array, ArrayEvent, Doc, Map, MapEvent, Text, TextEvent
 
 from ..errors import Forbidden, MalformedMessage
 from ..protocol import decode_state_vector
-from ..protocol.update import summarize_update
+from ..protocol.update import UpdateSummary, summarize_update
 from ..schema import ROOTS
 from ..schema.ownership import Change, check_change
 from .connection import Principal
@@ -58,9 +58,9 @@ class WriteGuard:
 
         return collect
 
-    def check(self, update: bytes, principal: Principal) -> None:
+    def check(self, update: bytes, principal: Principal, summary: UpdateSummary | None = None) -> None:
         """Apply ``update`` to the shadow if ``principal`` may write all of it; else raise."""
-        summary = summarize_update(update)
+        summary = summary or summarize_update(update)
         role = principal.role
         if summary.subdocs:
             raise Forbidden("sub-documents are not part of the workshop document")

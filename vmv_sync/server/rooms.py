@@ -38,12 +38,14 @@ from ..protocol import (
     SyncStep2,
     SyncUpdate,
     decode_awareness_update,
+    decode_state_vector,
     encode_saved,
     encode_sync_step1,
     encode_sync_step2,
     encode_sync_update,
     parse_message,
 )
+from ..protocol.update import summarize_update
 from ..storage import Store
 from .awareness import RoomAwareness
 from .connection import Connection
@@ -263,8 +265,13 @@ class Room:
         if conn.close_error is not None and conn.close_error.refuses_input:
             return False  # a connection refused for bad input: drop what it still had queued
         try:
+            summary = summarize_update(item.update)
+            if summary.skips_ahead_of(decode_state_vector(self.doc.get_state())):
+                raise MalformedMessage(
+                    "the update skips changes the server does not have yet; reconnect to resync"
+                )
             if self.guard is not None and conn.principal.authenticated:
-                self.guard.check(item.update, conn.principal)
+                self.guard.check(item.update, conn.principal, summary)
             self.doc.apply_update(item.update)
         except CloseError as exc:
             conn.fail(exc)
