@@ -70,6 +70,8 @@ class Connection:
         self._out, self._in = anyio.create_memory_object_stream[bytes](queue_size)
         #: awareness client ids this connection has announced
         self.awareness_ids: set[int] = set()
+        #: whether the room has answered this peer's sync step 1 (relays start then)
+        self.synced = False
         #: whether an awareness frame has come in yet (a reconnect's first one reclaims)
         self.awareness_seen = False
         #: number of non-empty updates this connection sent to the room

@@ -257,6 +257,7 @@ class Room:
         for item in batch:
             if isinstance(item, _SyncRequest) and not item.conn.closed:
                 item.conn.enqueue(encode_sync_step2(self.doc.get_update(item.state_vector)))
+                item.conn.synced = True
         self._maybe_compact()
 
     def _apply_incoming(self, item: _Incoming) -> bool:
@@ -322,7 +323,10 @@ class Room:
         updates merged; a peer that sent some gets the others' updates one by one
         (it must not receive its own back, and merging per peer would cost more).
         """
-        peers = list(self.connections.values())
+        # Only peers that have had their sync step 2: until then an update could
+        # reach them before the history it builds on (a gap; see protocol/update.py),
+        # and their step 2, computed later, holds it anyway.
+        peers = [peer for peer in self.connections.values() if peer.synced]
         senders = {id(item.conn) for item in applied if item.conn is not None}
         frames = [encode_sync_update(item.update) for item in applied]
         if len(applied) > 1:
