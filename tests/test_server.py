@@ -384,3 +384,17 @@ async def test_gapped_update_is_refused_and_nothing_of_it_kept(server) -> None:
         await fresh.wait_for(lambda: fresh.sent_updates == 1)
     async with YClient(url) as later:
         await later.wait_for(lambda: items(later.doc) == ["first", "second"])
+
+
+async def test_synchronous_normal_still_survives_kill_9(server_factory) -> None:
+    server = server_factory(env={"VMV_SYNCHRONOUS": "normal"})
+    url = server.ws("normal")
+    async with YClient(url, saved=True) as a:
+        await a.synced.wait()
+        for i in range(50):
+            a.doc.get("messages", type=Array).append(i)
+        await a.wait_for(lambda: a.saved_count == 50)
+        server.kill()
+    server.restart()
+    async with YClient(url) as b:
+        await b.wait_for(lambda: len(items(b.doc)) == 50)

@@ -26,6 +26,13 @@ def _parse_bool(text: str) -> bool:
     raise ValueError(f"expected on/off, got {text!r}")
 
 
+def _parse_synchronous(text: str) -> str:
+    value = text.strip().upper()
+    if value not in {"FULL", "NORMAL"}:
+        raise ValueError("expected full or normal")
+    return value.lower()
+
+
 def _parse_list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
@@ -38,6 +45,9 @@ class Settings:
     port: int = 8000
     #: path of the SQLite database (the embedded default store)
     db: Path = Path("data/vmv.sqlite3")
+    #: SQLite durability: "full" fsyncs every commit (survives power loss); "normal"
+    #: (WAL) survives a crash or kill -9 of the server but not of the machine
+    synchronous: str = "full"
     #: authentication on (contract section 6); off is for local development only
     auth: bool = True
     #: HS256 signing secret; None: generated once and kept beside the database
@@ -123,6 +133,7 @@ _CONVERTERS: dict[str, Callable[[str], Any]] = {
     "allowed_origins": _parse_list,
     "ping_interval": float,
     "ws_deflate": _parse_bool,
+    "synchronous": _parse_synchronous,
 }
 
 

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator
+from typing import Literal
 
 import anyio
 from starlette.applications import Starlette
@@ -73,7 +74,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         async with contextlib.AsyncExitStack() as stack:
             the_store = store
             if the_store is None:
-                the_store = await stack.enter_async_context(SQLiteStore(settings.db))
+                synchronous: Literal["FULL", "NORMAL"] = "NORMAL" if settings.synchronous == "normal" else "FULL"
+                the_store = await stack.enter_async_context(SQLiteStore(settings.db, synchronous=synchronous))
             manager = await stack.enter_async_context(RoomManager(app.state.metrics.instrument(the_store), room_settings(settings)))
             app.state.tokens = TokenIssuer(load_secret(settings.secret, settings.data_dir))
             app.state.registry = AccessRegistry(settings.db)
