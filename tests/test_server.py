@@ -398,3 +398,14 @@ async def test_synchronous_normal_still_survives_kill_9(server_factory) -> None:
     server.restart()
     async with YClient(url) as b:
         await b.wait_for(lambda: len(items(b.doc)) == 50)
+
+
+async def test_first_update_sent_at_once_on_a_new_room_is_kept_and_relayed(server) -> None:
+    """pycrdt-websocket trap: the first update could arrive before the room observed its doc."""
+    url = server.ws("first-update")
+    source = Doc()
+    source.get("messages", type=Array).append("first")
+    async with websockets.connect(url) as raw:
+        await raw.send(encode_sync_update(source.get_update()))  # before reading anything
+    async with YClient(url) as reader:
+        await reader.wait_for(lambda: items(reader.doc) == ["first"])
