@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from .app import create_app
 from .connection import Connection, Principal
-from .rooms import Room, RoomManager, RoomSettings
+from .manager import RoomManager
+from .rooms import Room, RoomSettings
 from .serve import run, serve
 
 __all__ = ("create_app", "Connection", "Principal", "Room", "RoomManager", "RoomSettings", "run", "serve")

@@ -23,7 +23,7 @@ from .. import schema
 from ..errors import CloseError, Forbidden, Unauthenticated, VmvSyncError
 from .auth import new_id
 from .connection import Principal
-from .rooms import RoomManager
+from .manager import RoomManager
 
 __all__ = ("api_routes", "request_token", "authorize")
 

@@ -36,9 +36,10 @@ from .api import api_routes, authorize, error_response
 from .auth import AccessRegistry, TokenIssuer, load_secret
 from .connection import Connection, Principal
 from .limits import RateLimiter, check_size
+from .manager import RoomManager
 from .metrics import Metrics
 from .ops import ops_routes, state_at
-from .rooms import Room, RoomManager, RoomSettings
+from .rooms import Room, RoomSettings
 from .web import web_routes
 
 __all__ = ("create_app", "WORKSHOP_ID_RE")

@@ -38,8 +38,8 @@ from ..errors import CloseError, VmvSyncError
 from ..export import export_json, export_markdown
 from ..storage import Store, StoredUpdate
 from .api import authorize, error_response
+from .manager import RoomManager
 from .metrics import Metrics
-from .rooms import RoomManager
 
 __all__ = (
     "ops_routes",
