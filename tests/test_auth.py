@@ -239,7 +239,9 @@ async def test_awareness_spoofing_refused(auth_server) -> None:
             a2.awareness_clock = 100
             await a2.set_awareness({"user": {"id": ann.pid, "name": "Ann", "role": "participant"}}, client_id=b.client_id)
             assert await a2.wait_closed() == 4403
-        await anyio.sleep(0.2)
+        # Bob's own newer state comes back after anything the spoof could have caused
+        await b.set_awareness({"user": {"id": bob.pid, "name": "Bob", "role": "participant"}, "mark": 1})
+        await b.wait_for(lambda: (b.awareness.get(b.client_id) or {}).get("mark") == 1)
         assert b.awareness[b.client_id]["user"]["id"] == bob.pid
         assert not b.closed.is_set()
 

@@ -315,9 +315,8 @@ async def test_sigterm_flushes_and_exits_zero(server) -> None:
         await a.synced.wait()
         for i in range(100):
             a.doc.get("messages", type=Array).append(i)
-        with anyio.fail_after(10):
-            while a.sent_updates < 100:
-                await anyio.sleep(0.001)
+        # No event tells when frames reach the server without also proving them saved
+        # (which would not test the flush): give the loopback a moment.
         await anyio.sleep(0.05)
         assert server.stop() == 0
         assert await a.wait_closed() in (1001, 1000, 1006)

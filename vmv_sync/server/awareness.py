@@ -62,18 +62,6 @@ class RoomAwareness:
         self._clients: dict[int, _Client] = {}
         self._dirty: set[int] = set()
 
-    # -- reading ---------------------------------------------------------------
-    def live_ids(self) -> list[int]:
-        return [cid for cid, c in self._clients.items() if c.state_json != "null"]
-
-    def states(self) -> dict[int, str]:
-        """Live client id -> state JSON text."""
-        return {cid: c.state_json for cid, c in self._clients.items() if c.state_json != "null"}
-
-    @property
-    def dirty(self) -> bool:
-        return bool(self._dirty)
-
     # -- writing ---------------------------------------------------------------
     def apply(self, conn: Connection, entries: Iterable[AwarenessEntry]) -> None:
         """Apply a connection's awareness update (y-protocols clock rules), server-controlled.

@@ -138,8 +138,6 @@ class Connection:
                     await self._send_frame(out)
                     self.bytes_out += len(out)
 
-    def queued(self) -> int:
-        return self._out.statistics().current_buffer_used
 
 
 _UPDATE_PREFIX = b"\x00\x02"

@@ -73,7 +73,8 @@ class WriteGuard:
         except Exception as exc:  # undecodable: pycrdt raises before changing anything
             raise MalformedMessage("the update could not be applied to the document") from exc
         try:
-            if not summary.integrated_in(decode_state_vector(self._shadow.get_state())):
+            pending_possible = summary.structs or summary.deletes
+            if pending_possible and not summary.integrated_in(decode_state_vector(self._shadow.get_state())):
                 raise MalformedMessage(
                     "the update depends on changes the server does not have; resync first"
                 )

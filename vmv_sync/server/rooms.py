@@ -119,7 +119,6 @@ class Room:
         self.load_error: BaseException | None = None
         self.closing = False
         self._tg: anyio.abc.TaskGroup | None = None
-        self.updates_applied = 0
         self.guard: WriteGuard | None = None
 
     # -- lifecycle -------------------------------------------------------------
@@ -247,7 +246,6 @@ class Room:
                     edit.error = edit.error or exc
                     edit.done.set()
                 raise
-            self.updates_applied += len(applied)
             self._since_snapshot += len(updates)
             self._bytes_since_snapshot += sum(len(u) for u in updates)
             self._relay(applied)
@@ -266,7 +264,7 @@ class Room:
             return False  # a connection refused for bad input: drop what it still had queued
         try:
             summary = summarize_update(item.update)
-            if summary.skips_ahead_of(decode_state_vector(self.doc.get_state())):
+            if summary.structs and summary.skips_ahead_of(decode_state_vector(self.doc.get_state())):
                 raise MalformedMessage(
                     "the update skips changes the server does not have yet; reconnect to resync"
                 )
