@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--servers", default="ours,node,pycrdt", help="comma-separated from ours,node,pycrdt")
     parser.add_argument("--no-deflate", action="store_true", help="clients do not offer permessage-deflate (browsers do)")
     parser.add_argument("--skip-extras", action="store_true", help="skip cold load, concurrent join and reconnect")
-    parser.add_argument("--profile", action="store_true", help="py-spy our server in A10 and C10 (needs py-spy)")
+    parser.add_argument("--profile", action="store_true", help="py-spy our server in each scenario's first round (needs py-spy)")
     parser.add_argument("--ours-root", type=Path, default=None, help="run our server.py from this checkout (default: this repo)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     args = parser.parse_args(argv)
@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:
                 for name in servers:
                     tag = f"b{scenario.key}r{rnd}{name}"
                     profile = None
-                    if args.profile and name == "ours" and scenario.key in ("A10", "C10") and rnd == 1:
+                    if args.profile and name == "ours" and rnd == 1:
                         profile = args.out / f"profile-{scenario.key}.txt"
                     print(f"round {rnd}/{rounds} {scenario.key} {SERVERS[name]} ...", file=sys.stderr, flush=True)
                     try:

@@ -27,7 +27,7 @@ LOGGING_CONFIG: dict[str, Any] = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}},
     "root": {"handlers": ["stderr"], "level": "INFO"},
-    "loggers": {"hypercorn.error": {"level": "WARNING"}},
+    "loggers": {"uvicorn.error": {"level": "WARNING"}},
 }
 
 

@@ -77,14 +77,14 @@ class Settings:
     max_connections_per_workshop: int = 500
     #: Origin values allowed for browser WebSocket upgrades; empty: the server's own
     allowed_origins: tuple[str, ...] = ()
-    #: WebSocket ping interval in seconds, 0 for none. Off by default: hypercorn never
-    #: checks pongs, so pings detect nothing; vanished peers are dropped by the
+    #: WebSocket ping interval in seconds, 0 for none (a peer that misses a pong for
+    #: as long is dropped). Off by default: vanished peers are already dropped by the
     #: application's own liveness rule (nothing received within awareness_timeout ->
-    #: 4408), and a sleeping ping task would hold graceful shutdown for its full grace.
+    #: 4408), which y-websocket providers satisfy with their awareness renewals.
     ping_interval: float = 0.0
-    #: accept permessage-deflate when a client offers it. Off by default: hypercorn
-    #: compresses every frame separately for every recipient, which cost 27-30% of the
-    #: server's CPU in the fan-out benchmark; Yjs frames are small and binary.
+    #: accept permessage-deflate when a client offers it. Off by default: every frame
+    #: is compressed separately for every recipient, which cost 27-30% of the server's
+    #: CPU in the fan-out benchmark; Yjs frames are small and binary.
     ws_deflate: bool = False
 
     @classmethod

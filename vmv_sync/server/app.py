@@ -19,6 +19,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from ..config import Settings
@@ -117,31 +118,11 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             manager.release(room)
         return JSONResponse(body)
 
-    async def workshop_socket(websocket: WebSocket) -> None:
-        workshop_id = websocket.path_params["workshop_id"]
-        if not WORKSHOP_ID_RE.fullmatch(workshop_id):
-            await websocket.send_denial_response(_bad_workshop_id())
-            return
-        if not origin_allowed(websocket, settings):
-            await websocket.send_denial_response(
-                PlainTextResponse("this Origin may not open workshops on this server", status_code=403)
-            )
-            return
-        await websocket.accept()
-        try:
-            principal = await _authenticate(websocket, workshop_id, settings)
-        except CloseError as exc:
-            logger.info("workshop=%s refused at connect code=%d reason=%s", workshop_id, exc.code, exc.reason)
-            websocket.app.state.metrics.refused(exc.code)
-            await _close(websocket, exc)
-            return
-        await _serve_socket(websocket, workshop_id, settings, principal)
-
     app = Starlette(
         routes=[
             Route("/healthz", healthz),
             Route("/workshops/{workshop_id}/state", state),
-            WebSocketRoute("/workshops/{workshop_id}", workshop_socket),
+            WebSocketRoute("/workshops/{workshop_id}", WorkshopSocket(settings)),
             *api_routes(),
             *ops_routes(),
             *web_routes(),
@@ -152,6 +133,73 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.state.settings = settings
     app.state.metrics = Metrics()
     return app
+
+
+class WorkshopSocket:
+    """The WebSocket endpoint, as a raw ASGI app rather than a Starlette endpoint.
+
+    Starlette's :class:`WebSocket` does the handshake and the close; frames are read
+    and written on the raw ASGI channels, which skips two wrappers and their checks
+    on every frame (the hottest path of the server).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        settings = self.settings
+        websocket = WebSocket(scope, receive, send)
+        workshop_id = websocket.path_params["workshop_id"]
+        if not WORKSHOP_ID_RE.fullmatch(workshop_id):
+            await websocket.send_denial_response(_bad_workshop_id())
+            return
+        if not origin_allowed(websocket, settings):
+            await websocket.send_denial_response(
+                PlainTextResponse("this Origin may not open workshops on this server", status_code=403)
+            )
+            return
+        await websocket.accept()
+        channel = _Channel(websocket, receive, send)
+        try:
+            principal = await _authenticate(websocket, workshop_id, settings)
+        except CloseError as exc:
+            logger.info("workshop=%s refused at connect code=%d reason=%s", workshop_id, exc.code, exc.reason)
+            websocket.app.state.metrics.refused(exc.code)
+            await channel.close(exc)
+            return
+        await _serve_socket(channel, workshop_id, settings, principal)
+
+
+class _Channel:
+    """One accepted WebSocket: Starlette's object for its metadata, raw ASGI for frames."""
+
+    def __init__(self, websocket: WebSocket, receive: Receive, send: Send) -> None:
+        self.websocket = websocket
+        self.receive = receive
+        self._send = send
+
+    async def send(self, frame: bytes) -> None:
+        await self._send({"type": "websocket.send", "bytes": frame})
+
+    async def close(self, error: CloseError) -> None:
+        """Send the close frame, reading (and dropping) what the peer still sends meanwhile.
+
+        A peer that flooded us may still have frames in flight; reading them until
+        the disconnect (2 s at most) lets the server see the peer's close reply and
+        complete the closing handshake instead of leaving the peer waiting.
+        """
+
+        async def drain() -> None:
+            with contextlib.suppress(Exception):
+                while (await self.receive())["type"] != "websocket.disconnect":
+                    pass
+
+        with anyio.move_on_after(2.0):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(drain)
+                with contextlib.suppress(Exception):
+                    await self._send({"type": "websocket.close", "code": error.code, "reason": error.reason[:120]})
+                # drain() ends when the peer's close reply (or the disconnect) comes in
 
 
 def _bad_workshop_id() -> Response:
@@ -185,19 +233,21 @@ async def _authenticate(websocket: WebSocket, workshop_id: str, settings: Settin
     return principal
 
 
-async def _serve_socket(websocket: WebSocket, workshop_id: str, settings: Settings, principal: Principal) -> None:
-    manager: RoomManager = websocket.app.state.manager
+async def _serve_socket(channel: _Channel, workshop_id: str, settings: Settings, principal: Principal) -> None:
+    state = channel.websocket.app.state
+    manager: RoomManager = state.manager
     try:
         room = await manager.acquire(workshop_id)
     except VmvSyncError as exc:
-        await _close(websocket, ServerError(f"could not open the workshop: {exc}"))
+        await channel.close(ServerError(f"could not open the workshop: {exc}"))
         return
     conn = Connection(
         workshop_id,
-        websocket.app.state.metrics.counting_send(websocket.send_bytes),
+        channel.send,
         principal=principal,
         queue_size=settings.send_queue_size,
-        wants_saved=websocket.query_params.get("saved") in {"1", "true"},
+        wants_saved=channel.websocket.query_params.get("saved") in {"1", "true"},
+        on_sent=state.metrics.sent_many,
     )
     try:
         if len(room.connections) >= settings.max_connections_per_workshop:
@@ -206,42 +256,49 @@ async def _serve_socket(websocket: WebSocket, workshop_id: str, settings: Settin
             conn.fail(GoingAway("the server is shutting down"))
         else:
             logger.info("workshop=%s conn=%d open participant=%s", workshop_id, conn.id, principal.participant_id)
-            websocket.app.state.metrics.opened()
+            state.metrics.opened()
             room.add(conn)
             async with anyio.create_task_group() as tg:
                 conn.attach(tg.cancel_scope)
-                tg.start_soon(_write, conn, tg.cancel_scope)
-                await _read(websocket, conn, room, settings)
+                tg.start_soon(_write, conn)
+                await _read(channel, conn, room, settings)
                 tg.cancel_scope.cancel()
     finally:
         room.remove(conn)
         manager.release(room)
     code = conn.close_error.code if conn.close_error else 1000
     logger.info("workshop=%s conn=%d close participant=%s code=%d", workshop_id, conn.id, principal.participant_id, code)
-    websocket.app.state.metrics.closed(conn.close_error)
+    state.metrics.closed(conn.close_error)
     if conn.close_error is not None:
-        await _close(websocket, conn.close_error)
+        await channel.close(conn.close_error)
 
 
-async def _write(conn: Connection, scope: anyio.CancelScope) -> None:
+async def _write(conn: Connection) -> None:
+    """Run the writer; a failed send means the peer is gone, and only writing stops.
+
+    Reading goes on until the disconnect: frames the peer sent just before closing
+    (its last edits) are still in the receive queue and must reach the room.
+    """
     try:
         await conn.run_writer()
-    except Exception as exc:  # any send failure means the peer is gone
+    except Exception as exc:
         logger.debug("workshop=%s conn=%d send failed: %r", conn.workshop_id, conn.id, exc)
-        scope.cancel()
 
 
-async def _read(websocket: WebSocket, conn: Connection, room: Room, settings: Settings) -> None:
+async def _read(channel: _Channel, conn: Connection, room: Room, settings: Settings) -> None:
     limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
     limit = settings.max_message_size
-    registry: AccessRegistry = websocket.app.state.registry
+    state = channel.websocket.app.state
+    registry: AccessRegistry = state.registry
+    metrics: Metrics = state.metrics
+    receive = channel.receive
     pid = conn.principal.participant_id
     while True:
-        message = await websocket.receive()
-        if message["type"] == "websocket.disconnect":
-            return
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            return  # websocket.disconnect
         frame = message.get("bytes")
-        websocket.app.state.metrics.received(frame if frame is not None else message.get("text"))
+        metrics.received(frame if frame is not None else message.get("text"))
         try:
             if frame is None:
                 text = message.get("text") or ""
@@ -255,25 +312,3 @@ async def _read(websocket: WebSocket, conn: Connection, room: Room, settings: Se
         except CloseError as exc:
             conn.fail(exc)
             return
-
-
-async def _close(websocket: WebSocket, error: CloseError) -> None:
-    """Send the close frame, reading (and dropping) what the peer still sends meanwhile.
-
-    hypercorn hands frames to the app through a small queue; a peer that flooded us
-    has filled it, and hypercorn would never read the peer's close reply behind it,
-    leaving the peer waiting. Draining until the disconnect (2 s at most) completes
-    the closing handshake.
-    """
-    async def drain() -> None:
-        receive = websocket._receive  # the raw ASGI channel: Starlette's refuses after close
-        with contextlib.suppress(Exception):
-            while (await receive())["type"] != "websocket.disconnect":
-                pass
-
-    with anyio.move_on_after(2.0):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(drain)
-            with contextlib.suppress(Exception):
-                await websocket.close(code=error.code, reason=error.reason[:120])
-            # drain() ends when the peer's close reply (or the disconnect) comes in

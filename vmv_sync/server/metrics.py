@@ -4,9 +4,9 @@ Each app owns one :class:`Metrics` with its own ``CollectorRegistry`` (never the
 process-global one), so several apps in one test process never collide. The
 instrumentation is deliberately at the edges, where it costs one line elsewhere:
 
-- frames in and out are counted at the socket (``received`` in the read loop, the
-  send function wrapped by :meth:`Metrics.counting_send`), classified by their first
-  bytes without parsing them a second time;
+- frames in and out are counted at the socket (``received`` in the read loop,
+  ``sent_many`` by each connection's writer), classified by their first bytes
+  without parsing them a second time, in plain integers exported at scrape time;
 - commit latency, committed updates and compactions by wrapping the store the rooms
   use (:meth:`Metrics.instrument`), so the room's update path is untouched;
 - gauges (connections, rooms loaded, store transactions) are read from the live
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import (
@@ -92,18 +92,12 @@ class Metrics:
         disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.messages_in = Counter(
-            "vmv_messages_in", "WebSocket messages received, by y-websocket type.", ["type"], registry=r
-        )
-        self.messages_out = Counter(
-            "vmv_messages_out", "WebSocket messages sent, by y-websocket type.", ["type"], registry=r
-        )
-        self.bytes_in = Counter("vmv_bytes_in", "Bytes of WebSocket messages received.", registry=r)
-        self.bytes_out = Counter("vmv_bytes_out", "Bytes of WebSocket messages sent.", registry=r)
-        # Every series exists from the start, at 0; the children are cached because
-        # ``labels()`` costs a lock and a dict lookup on every frame.
-        self._in = {kind: self.messages_in.labels(kind) for kind in FRAME_KINDS}
-        self._out = {kind: self.messages_out.labels(kind) for kind in FRAME_KINDS}
+        # Frames are counted in plain integers (a labelled Counter takes a lock per
+        # call, and this runs for every frame in and out) and exported at scrape time.
+        self._in_counts = dict.fromkeys(FRAME_KINDS, 0)
+        self._out_counts = dict.fromkeys(FRAME_KINDS, 0)
+        self._bytes_in = 0
+        self._bytes_out = 0
         self.connections_opened = Counter(
             "vmv_connections_opened", "WebSocket connections admitted to a room.", registry=r
         )
@@ -142,6 +136,7 @@ class Metrics:
         self.connections = Gauge("vmv_connections", "Open WebSocket connections.", registry=r)
         self._store: Any = None
         r.register(_StoreCollector(self))
+        r.register(_TrafficCollector(self))
 
     # -- exposition ---------------------------------------------------------------------
     def render(self, *, rooms: int = 0, connections: int = 0, store: object | None = None) -> bytes:
@@ -161,25 +156,18 @@ class Metrics:
         Text frames (not part of the protocol) count as ``other``.
         """
         if isinstance(frame, (bytes, bytearray)):
-            self._in[frame_kind(bytes(frame))].inc()
-            self.bytes_in.inc(len(frame))
+            self._in_counts[frame_kind(frame)] += 1
+            self._bytes_in += len(frame)
         else:
-            self._in["other"].inc()
-            self.bytes_in.inc(len((frame or "").encode()))
+            self._in_counts["other"] += 1
+            self._bytes_in += len((frame or "").encode())
 
-    def sent(self, frame: bytes) -> None:
-        """Count one frame written to a socket."""
-        self._out[frame_kind(frame)].inc()
-        self.bytes_out.inc(len(frame))
-
-    def counting_send(self, send: Callable[[bytes], Awaitable[None]]) -> Callable[[bytes], Awaitable[None]]:
-        """Wrap a socket's send function so every frame it sends is counted once sent."""
-
-        async def counted(frame: bytes) -> None:
-            await send(frame)
-            self.sent(frame)
-
-        return counted
+    def sent_many(self, frames: list[bytes]) -> None:
+        """Count frames handed to a socket (a connection's writer calls this per run)."""
+        counts = self._out_counts
+        for frame in frames:
+            counts[frame_kind(frame)] += 1
+            self._bytes_out += len(frame)
 
     # -- connections ----------------------------------------------------------------------
     def opened(self) -> None:
@@ -229,6 +217,34 @@ class _StoreCollector(Collector):
             )
             gauge.add_metric([], max_batch)
             yield gauge
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+
+class _TrafficCollector(Collector):
+    """Frames and bytes in and out, from the plain counters of :class:`Metrics`."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        m = self._metrics
+        for name, doc, counts in (
+            ("vmv_messages_in", "WebSocket messages received, by y-websocket type.", m._in_counts),
+            ("vmv_messages_out", "WebSocket messages sent, by y-websocket type.", m._out_counts),
+        ):
+            family = CounterMetricFamily(name, doc, labels=["type"])
+            for kind, value in counts.items():
+                family.add_metric([kind], value)
+            yield family
+        for name, doc, value in (
+            ("vmv_bytes_in", "Bytes of WebSocket messages received.", m._bytes_in),
+            ("vmv_bytes_out", "Bytes of WebSocket messages sent.", m._bytes_out),
+        ):
+            family = CounterMetricFamily(name, doc)
+            family.add_metric([], value)
+            yield family
 
     def describe(self) -> Iterator[Metric]:
         return iter(())

@@ -1,8 +1,14 @@
-"""Run the app on hypercorn: bind, print the listening line, stop cleanly on a signal.
+"""Run the app on uvicorn: bind, print the listening line, stop cleanly on a signal.
 
-Shutdown happens in named phases, like uvicorn's: stop accepting new work, close
-every connection with 1001 while each room drains and commits its pending updates,
-then stop hypercorn and close the store.
+Shutdown happens in named phases: stop accepting new work, close every connection
+with 1001 while each room drains and commits its pending updates, then stop
+uvicorn (its lifespan closes the store).
+
+Why uvicorn and not hypercorn (the design card's first choice): the fan-out bench
+(docs/benchmarks.md) is bound by the per-frame cost of the ASGI WebSocket stack.
+uvicorn's ``websockets-sansio`` protocol writes a frame to the transport in one call
+where hypercorn passes it through five coroutines and a lock; with uvloop, the same
+run of scenario B10 cost about half the CPU per frame.
 """
 
 from __future__ import annotations
@@ -12,10 +18,10 @@ import logging
 import signal
 import socket
 import sys
+from collections.abc import Iterator
 
 import anyio
-from hypercorn.asyncio import serve as hypercorn_serve
-from hypercorn.config import Config as HypercornConfig
+import uvicorn
 
 from ..config import Settings
 from .app import create_app
@@ -38,51 +44,47 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _refuse_permessage_deflate() -> None:
-    """Make hypercorn's WebSocket handshake ignore extension offers (no permessage-deflate).
+class _Server(uvicorn.Server):
+    """uvicorn's server without its signal handlers: :func:`serve` owns the signals."""
 
-    hypercorn has no setting for it and always accepts permessage-deflate, which
-    browsers and websockets always offer; with it, every frame is compressed once per
-    recipient. Ignoring the offer (as if the client sent none) is standard: the
-    client then sends and expects uncompressed frames. Process-wide, so only the
-    server's own process calls it.
-    """
-    from hypercorn.protocol import ws_stream
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
-    original = ws_stream.Handshake.accept
-    if getattr(original, "_vmv_no_deflate", False):
-        return
 
-    def accept(self: ws_stream.Handshake, *args: object, **kwargs: object) -> object:
-        self.extensions = None
-        return original(self, *args, **kwargs)  # type: ignore[arg-type]
-
-    accept._vmv_no_deflate = True  # type: ignore[attr-defined]
-    ws_stream.Handshake.accept = accept  # type: ignore[method-assign,assignment]
+def _uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        http="httptools",
+        ws="websockets-sansio",
+        # Yjs frames are small and binary, and a compressor per recipient cost 27-30%
+        # of the server's CPU in the fan-out bench: off unless VMV_WS_DEFLATE=1.
+        ws_per_message_deflate=settings.ws_deflate,
+        ws_max_size=max(_TRANSPORT_CAP, settings.max_message_size * 2),
+        ws_ping_interval=settings.ping_interval or None,
+        ws_ping_timeout=settings.ping_interval or None,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=5,
+    )
 
 
 async def serve(settings: Settings) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully."""
-    if not settings.ws_deflate:
-        _refuse_permessage_deflate()
     # The SQLite writer thread needs the GIL back after each statement; with the
     # event loop busy, the default 5 ms switch interval turns a commit of many rows
     # into a convoy. 1 ms keeps commits short under load.
     sys.setswitchinterval(0.001)
     sock = _bind(settings.host, settings.port)
     port = sock.getsockname()[1]
-    config = HypercornConfig()
-    config.bind = [f"fd://{sock.fileno()}"]
-    config.websocket_max_message_size = max(_TRANSPORT_CAP, settings.max_message_size * 2)
-    config.websocket_ping_interval = settings.ping_interval or None
-    config.accesslog = None
-    config.errorlog = logging.getLogger("hypercorn.error")
-    config.graceful_timeout = 5.0
     app = create_app(settings)
-    stop_hypercorn = anyio.Event()
+    server = _Server(_uvicorn_config(app, settings))
     async with anyio.create_task_group() as tg:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            tg.start_soon(lambda: hypercorn_serve(app, config, shutdown_trigger=stop_hypercorn.wait))  # type: ignore[arg-type]
+            tg.start_soon(lambda: server.serve(sockets=[sock]))
             await app.state.started.wait()
             if not settings.auth:
                 logger.warning("AUTHENTICATION IS OFF: anyone can read and write every workshop")
@@ -91,14 +93,14 @@ async def serve(settings: Settings) -> None:
                 logger.info("received %s; shutting down", signal.Signals(signum).name)
                 break
         await app.state.manager.aclose()
-        stop_hypercorn.set()
-    with contextlib.suppress(OSError):  # hypercorn may have closed the descriptor already
+        server.should_exit = True
+    with contextlib.suppress(OSError):  # uvicorn closes the socket on shutdown
         sock.close()
 
 
 def run(settings: Settings) -> None:
     """Blocking entry point used by the CLI and ``server.py``."""
     try:
-        anyio.run(serve, settings)
+        anyio.run(serve, settings, backend_options={"use_uvloop": True})
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         sys.exit(130)
