@@ -169,7 +169,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
         p99 = [_get(report, k, s, "p99_ms") or 0 for k in keys]
         ax.bar(xs, p99, width * 0.9, color=colors.get(s), alpha=0.45, hatch="//", label=f"{SERVERS[s]} p99")
         ax.bar(xs, p50, width * 0.9, color=colors.get(s), label=f"{SERVERS[s]} p50")
-        for x, k in zip(xs, keys):
+        for x, k in zip(xs, keys, strict=False):
             d = _get(report, k, s, "delivered_pct")
             if d is not None and d < 99.95:
                 ax.annotate(f"{d:.0f}%", (x, max(_get(report, k, s, "p99_ms") or 1, 1)), ha="center", va="bottom", fontsize=7, color="red")

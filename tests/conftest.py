@@ -52,7 +52,7 @@ class ServerProcess:
         self.log: list[str] = []
         self.port = 0
 
-    def start(self, port: int = 0) -> "ServerProcess":
+    def start(self, port: int = 0) -> ServerProcess:
         cmd = [sys.executable, str(ROOT / "server.py"), "--port", str(port), "--db", str(self.db), *self.args]
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -95,7 +95,7 @@ class ServerProcess:
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
 
-    def restart(self) -> "ServerProcess":
+    def restart(self) -> ServerProcess:
         """Stop (if running) and start again on the same port and database."""
         if self.proc is not None and self.proc.poll() is None:
             self.stop()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import statistics
@@ -186,7 +185,7 @@ async def test_twenty_clients_spread_their_reconnects(server, tmp_path: Path) ->
             min(t for t in c.connection_attempts if t > c.disconnected_at)  # type: ignore[operator]
             for c in clients
         ]
-        delays = [f - c.disconnected_at for f, c in zip(firsts, clients)]  # type: ignore[operator]
+        delays = [f - c.disconnected_at for f, c in zip(firsts, clients, strict=False)]  # type: ignore[operator]
         spread = max(firsts) - min(firsts)
         # Full jitter: first retries uniform over [0, base); a storm would be ~0 apart.
         assert statistics.stdev(firsts) > 0.15 * base, firsts
@@ -273,7 +272,7 @@ async def test_cursor_updates_are_throttled_and_the_last_arrives(server, tmp_pat
         await b.wait_for(lambda: b.cursor_of("pa") == last, 5)
         sends = [t for t in a.cursor_sends if t >= started]
         elapsed = sends[-1] - sends[0]
-        gaps = [y - x for x, y in zip(sends, sends[1:])]
+        gaps = [y - x for x, y in zip(sends, sends[1:], strict=False)]
         assert min(gaps) >= 0.1 - 0.005, gaps
         assert len(sends) <= elapsed / 0.1 + 1.01
         assert len(sends) >= 5  # and it did keep sending while moving

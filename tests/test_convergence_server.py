@@ -27,7 +27,6 @@ import anyio.to_thread
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from pycrdt import Map
 
 from tests.conftest import ServerProcess
 from tests.yclient import YClient

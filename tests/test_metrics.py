@@ -10,10 +10,10 @@ import websockets
 from prometheus_client.parser import text_string_to_metric_families
 from pycrdt import Array, Map
 
-from vmv_sync.protocol import encode_awareness, encode_awareness_update
+from vmv_sync.protocol import encode_sync_step1, encode_sync_update
 from vmv_sync.server.metrics import Metrics, frame_kind
 
-from .yclient import YClient
+from .yclient import YClient, big_updates, connect_slow
 
 pytestmark = pytest.mark.anyio
 
@@ -115,22 +115,30 @@ async def test_counters_move_with_traffic(server) -> None:
 
 
 async def test_slow_client_dropped_is_counted(server_factory) -> None:
-    """With a send queue of one frame, a newcomer's initial sync step 1 + awareness overflow it."""
-    server = server_factory(env={"VMV_SEND_QUEUE_SIZE": "1"})
+    """A peer that stops reading fills its socket, then its send queue (16 frames): 4409."""
+    server = server_factory(env={"VMV_SEND_QUEUE_SIZE": "16"})
     url = server.ws("slow")
-    state = b'{"user": {"id": "p", "name": "P", "color": "#000", "role": "participant"}}'
-    async with websockets.connect(url) as first:
-        await first.send(encode_awareness(encode_awareness_update([(7, 1, state.decode())])))
-        with anyio.fail_after(10):
-            while (await first.recv())[0] != 1:  # wait for the awareness echo: it is in the room
-                pass
-        async with websockets.connect(url) as second:
-            with anyio.fail_after(10), pytest.raises(websockets.ConnectionClosed) as info:
-                while True:
-                    await second.recv()
-            assert info.value.rcvd is not None and info.value.rcvd.code == 4409
+    async with await connect_slow(url) as stalled:
+        await stalled.send(encode_sync_step1(b"\x00"))  # synced: relays are due to it
+        async with YClient(url, saved=True) as writer:
+            with anyio.fail_after(10):
+                await writer.synced.wait()
+            dropped = 0.0
+            for i, chunk in enumerate(big_updates(200), 1):
+                await writer.ws.send(encode_sync_update(chunk))
+                # one relay (one frame) per update: wait for its commit before the next
+                await writer.wait_for(lambda i=i: writer.saved_count >= i)
+                if i % 10 == 0:
+                    dropped = value(await scrape(server.url), "vmv_slow_clients_dropped_total")
+                    if dropped:
+                        break
+            assert dropped == 1
+            assert not writer.closed.is_set()  # the writer is untouched
+        with anyio.fail_after(20), pytest.raises(websockets.ConnectionClosed) as info:
+            while True:
+                await stalled.recv()
+        assert info.value.rcvd is not None and info.value.rcvd.code == 4409
     samples = await scrape(server.url)
-    assert value(samples, "vmv_slow_clients_dropped_total") == 1
     assert value(samples, "vmv_connections_closed_total", code="4409") == 1
     assert value(samples, "vmv_connections_refused_total", code="4409") == 0
 

@@ -11,7 +11,13 @@ import pytest
 import websockets
 from pycrdt import Array, Doc, Map, Text
 
-from vmv_sync.protocol import decode_state_vector, encode_awareness, encode_awareness_update, encode_sync_update
+from vmv_sync.protocol import (
+    decode_state_vector,
+    encode_awareness,
+    encode_awareness_update,
+    encode_sync_step1,
+    encode_sync_update,
+)
 
 from .yclient import YClient
 
@@ -408,3 +414,47 @@ async def test_first_update_sent_at_once_on_a_new_room_is_kept_and_relayed(serve
         await raw.send(encode_sync_update(source.get_update()))  # before reading anything
     async with YClient(url) as reader:
         await reader.wait_for(lambda: items(reader.doc) == ["first"])
+
+
+async def test_slow_reader_gets_every_update_in_causal_order(server) -> None:
+    """A peer whose socket stalls and drains again switches from direct writes to its
+    queue (coalesced when it is read) and back; it must still get every update, none
+    before what it builds on, and end with the writer's document."""
+    from vmv_sync.protocol import SyncStep2, SyncUpdate, parse_message
+    from vmv_sync.protocol.update import summarize_update
+
+    from .yclient import big_updates, connect_slow
+
+    total, stall_until = 150, 100  # 100 x 60 kB unread: more than the socket buffers hold
+    url = server.ws("slow-reader")
+    updates = big_updates(total)
+    async with await connect_slow(url) as slow:
+        await slow.send(encode_sync_step1(b"\x00"))
+        async with YClient(url, saved=True) as writer:
+            with anyio.fail_after(10):
+                await writer.synced.wait()
+            doc = Doc()
+            messages = doc.get("messages", type=Array)
+            stalled_enough = anyio.Event()
+
+            async def write() -> None:
+                for i, update in enumerate(updates, 1):
+                    await writer.ws.send(encode_sync_update(update))
+                    await writer.wait_for(lambda i=i: writer.saved_count >= i)  # one relay each
+                    if i == stall_until:
+                        stalled_enough.set()
+
+            async def read() -> None:
+                await stalled_enough.wait()
+                while len(messages) < total:
+                    message = parse_message(await slow.recv())
+                    if isinstance(message, (SyncStep2, SyncUpdate)):
+                        summary = summarize_update(message.update)
+                        assert not summary.skips_ahead_of(decode_state_vector(doc.get_state()))
+                        doc.apply_update(message.update)
+
+            with anyio.fail_after(60):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(write)
+                    tg.start_soon(read)
+    assert [item[:6] for item in messages] == [f"{i:06d}" for i in range(total)]

@@ -12,23 +12,23 @@ import random
 import sqlite3
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 import anyio
 import pytest
 from pycrdt import Array, Doc, Map, Text
 
+import vmv_sync.storage as storage_pkg
 from vmv_sync.errors import StorageError
 from vmv_sync.storage import (
     MemoryStore,
     SQLiteStore,
     Store,
     StoredDoc,
-    StoredUpdate,
     open_store,
 )
-import vmv_sync.storage as storage_pkg
 
 pytestmark = pytest.mark.anyio
 

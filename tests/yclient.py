@@ -52,7 +52,7 @@ class YClient:
         self._out_send, self._out_recv = anyio.create_memory_object_stream[bytes](100_000)
         self._flushed = anyio.Event()
 
-    async def __aenter__(self) -> "YClient":
+    async def __aenter__(self) -> YClient:
         self.ws = await websockets.connect(self.url, max_size=None, open_timeout=10)
         self._sub = self.doc.observe(self._on_update)
         self._tg = anyio.create_task_group()
@@ -142,3 +142,34 @@ class YClient:
         with anyio.fail_after(timeout):
             await self.closed.wait()
         return self.close_code
+
+
+async def connect_slow(url: str) -> Any:
+    """A raw WebSocket whose receive buffer is tiny and that reads only when told.
+
+    The server's writes to it stall after a few frames, as with a peer on a slow link:
+    what a test needs to see the server's backpressure (queueing, then 4409).
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((parts.hostname, parts.port))  # loopback: immediate
+    sock.setblocking(False)
+    return websockets.connect(url, sock=sock, max_size=None, max_queue=1, compression=None, open_timeout=10)
+
+
+def big_updates(count: int, size: int = 60_000) -> list[bytes]:
+    """``count`` updates, each appending a ``size``-character string to ``messages``."""
+    from pycrdt import Array
+
+    doc = Doc()
+    updates: list[bytes] = []
+    sub = doc.observe(lambda event: updates.append(event.update))
+    messages = doc.get("messages", type=Array)
+    for i in range(count):
+        messages.append(f"{i:06d}" + "x" * size)
+    doc.unobserve(sub)
+    return updates

@@ -1,18 +1,24 @@
 """Regression: a late echo of a removed client's state, among thousands of awareness entries, is ignored (not 4403)."""
 from __future__ import annotations
+
 import json
 from typing import Any
+
 import pytest
-from tests.interop.test_node_interop_auth import make_workshop, presence, SECRET, refusals
+
+from tests.interop.test_node_interop_auth import SECRET, make_workshop, presence, refusals
 from tests.yclient import YClient
 from vmv_sync.protocol import encode_awareness, encode_awareness_update
+
 pytestmark = pytest.mark.anyio
 
 async def test_late_echo_after_forget(server_factory: Any) -> None:
     server = server_factory(env={"VMV_SECRET": SECRET}, args=())
     ws = await make_workshop(server, "Ann", "Bob")
     ann, bob = ws.members["Ann"], ws.members["Bob"]
-    url = lambda m: f"{server.ws(ws.wid)}?token={m.token}"
+    def url(member: Any) -> str:
+        return f"{server.ws(ws.wid)}?token={member.token}"
+
     async with YClient(url(ann)) as a:
         # Ann's connection announces 4100 client ids of her own (e.g. many past page loads).
         entries = [(10_000 + i, 1, json.dumps(presence(ann))) for i in range(4100)]

@@ -6,10 +6,14 @@ and relays it one clock later (docs/protocol.md). The reference server leaves th
 client invisible until its next renewal (~15-18 s).
 """
 from __future__ import annotations
+
 import time
 from typing import Any
+
 import pytest
-from tests.interop.test_node_interop_auth import make_workshop, node_peer, presence, SECRET
+
+from tests.interop.test_node_interop_auth import SECRET, make_workshop, node_peer, presence
+
 pytestmark = pytest.mark.anyio
 
 async def test_presence_back_after_reconnect(server_factory: Any) -> None:
@@ -17,7 +21,8 @@ async def test_presence_back_after_reconnect(server_factory: Any) -> None:
     ws = await make_workshop(server, "Ann", "Bob")
     ann, bob = ws.members["Ann"], ws.members["Bob"]
     async with node_peer(server, ws, ann) as a, node_peer(server, ws, bob) as b:
-        await a.call("synced"); await b.call("synced")
+        await a.call("synced")
+        await b.call("synced")
         await b.call("set_awareness", state=presence(bob))
         await a.call("wait_awareness", user_id=bob.pid, present=True)
         await b.call("disconnect")

@@ -14,7 +14,6 @@ closed with 4403, and the others keep syncing.
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 

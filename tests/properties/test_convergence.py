@@ -427,7 +427,7 @@ class ConvergenceMachine(RuleBasedStateMachine):
 
         # 3. derived state: tracker == full recompute on each, equal across replicas.
         derived = [compute_state(r.doc).to_json() for r in replicas]
-        for replica, full in zip(replicas, derived):
+        for replica, full in zip(replicas, derived, strict=False):
             assert replica.tracker.state.to_json() == full
             assert full == derived[0]
 

@@ -123,14 +123,14 @@ def test_incremental_equals_full_and_replicas_converge(
                 apply_step(docs[a % replicas], b, now=float(n))
             elif a % replicas != b % replicas:
                 sync(docs[a % replicas], docs[b % replicas])
-            for doc, tracker in zip(docs, trackers):
+            for doc, tracker in zip(docs, trackers, strict=False):
                 assert tracker.state == compute_state(doc)
         for src in docs:
             for dst in docs:
                 if src is not dst:
                     sync(src, dst)
         first = compute_state(docs[0]).to_json()
-        for doc, tracker in zip(docs, trackers):
+        for doc, tracker in zip(docs, trackers, strict=False):
             assert compute_state(doc).to_json() == first
             assert tracker.state.to_json() == first
     finally:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator
-from typing import Literal
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any, Literal, cast
 
 import anyio
 from starlette.applications import Starlette
@@ -181,6 +181,24 @@ class _Channel:
     async def send(self, frame: bytes) -> None:
         await self._send({"type": "websocket.send", "bytes": frame})
 
+    def send_nowait(self, frame: bytes) -> bool:
+        """Run the ASGI send to completion now if it does not need to wait.
+
+        uvicorn's websockets-sansio ``send`` (pinned in pyproject.toml) only ever
+        waits before it writes, while the transport is paused (the peer reads too
+        slowly); otherwise it writes the frame and returns without suspending. So a
+        send that suspends has written nothing: it is closed and False returned, and
+        the frame goes through the connection's queue and writer task instead.
+        tests/test_server.py checks both halves of this against the real server.
+        """
+        coro = cast(Coroutine[Any, Any, None], self._send({"type": "websocket.send", "bytes": frame}))
+        try:
+            coro.send(None)
+        except StopIteration:
+            return True
+        coro.close()
+        return False
+
     async def close(self, error: CloseError) -> None:
         """Send the close frame, reading (and dropping) what the peer still sends meanwhile.
 
@@ -247,6 +265,7 @@ async def _serve_socket(channel: _Channel, workshop_id: str, settings: Settings,
         principal=principal,
         queue_size=settings.send_queue_size,
         wants_saved=channel.websocket.query_params.get("saved") in {"1", "true"},
+        send_nowait=channel.send_nowait,
         on_sent=state.metrics.sent_many,
     )
     try:

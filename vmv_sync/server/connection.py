@@ -5,10 +5,14 @@ Fan-out never awaits a socket: the room encodes a frame once and calls
 single writer task drains. A peer whose queue overflows is a slow consumer: it is
 closed with 4409 and resyncs when it reconnects, so memory stays bounded.
 
-This is the hottest code of the server (every frame to every peer passes here), so
-the queue is a plain deque with one reusable wake-up event rather than a memory
-object stream: the writer is woken once per burst, not once per frame, and drains
-everything queued by then.
+This is the hottest code of the server (every frame to every peer passes here):
+
+- when nothing is queued or being written, a channel that can write without waiting
+  (``send_nowait``) gets the frame at once, in the caller's turn of the event loop:
+  a relay to 50 peers is 50 writes, not 50 task switches;
+- otherwise the frame joins a plain deque with one reusable wake-up event (not a
+  memory object stream): the writer is woken once per burst and drains everything
+  queued by then, so order is kept and a stalled peer never blocks the caller.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,6 +43,10 @@ class Channel(Protocol):
 
     async def send(self, frame: bytes) -> None: ...
 
+    def send_nowait(self, frame: bytes) -> bool:
+        """Write ``frame`` now if that needs no waiting; False (nothing written) if not."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Principal:
@@ -57,8 +65,9 @@ class Principal:
 class Connection:
     """A peer of a room. Created by the app, registered with a room while it lives.
 
-    ``on_sent`` is told of every run of frames once they are handed to the socket
-    (the app counts them for ``/metrics``).
+    ``send_nowait`` (optional) writes a frame without waiting or returns False having
+    written nothing; ``on_sent`` is told of every run of frames once they are handed
+    to the socket (the app counts them for ``/metrics``).
     """
 
     def __init__(
@@ -69,13 +78,16 @@ class Connection:
         principal: Principal | None = None,
         queue_size: int = 4096,
         wants_saved: bool = False,
-        on_sent: Callable[[list[bytes]], None] | None = None,
+        send_nowait: Callable[[bytes], bool] | None = None,
+        on_sent: Callable[[Sequence[bytes]], None] | None = None,
     ) -> None:
         self.id = next(_ids)
         self.workshop_id = workshop_id
         self.principal = principal or Principal(None)
         self.wants_saved = wants_saved
         self._send_frame = send
+        self._send_nowait = send_nowait
+        self._writing = False  # the writer task has frames in hand (maybe mid-send)
         self._on_sent = on_sent
         self._queue: deque[bytes] = deque()
         self._queue_size = queue_size
@@ -101,6 +113,17 @@ class Connection:
         """Queue a frame for this peer without waiting; overflow closes it (4409)."""
         if self.close_error is not None or self._writer_gone:
             return
+        if not self._queue and not self._writing and self._send_nowait is not None:
+            try:
+                sent = self._send_nowait(frame)
+            except Exception as exc:  # the socket is gone; the reader sees the disconnect
+                logger.debug("workshop=%s conn=%d send failed: %r", self.workshop_id, self.id, exc)
+                self._writer_gone = True
+                return
+            if sent:
+                if self._on_sent is not None:
+                    self._on_sent((frame,))
+                return
         if len(self._queue) >= self._queue_size:
             self.fail(SlowConsumer("the connection fell too far behind; reconnect to resync"))
             return
@@ -150,8 +173,10 @@ class Connection:
                 queue.clear()
                 if len(frames) > 1:
                     frames = coalesce_frames(frames)
+                self._writing = True
                 for frame in frames:
                     await send(frame)
+                self._writing = False
                 if self._on_sent is not None:
                     self._on_sent(frames)
         finally:  # the socket is gone or the connection failed: queue nothing more

@@ -162,7 +162,7 @@ class Metrics:
             self._in_counts["other"] += 1
             self._bytes_in += len((frame or "").encode())
 
-    def sent_many(self, frames: list[bytes]) -> None:
+    def sent_many(self, frames: Sequence[bytes]) -> None:
         """Count frames handed to a socket (a connection's writer calls this per run)."""
         counts = self._out_counts
         for frame in frames:
