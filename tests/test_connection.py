@@ -1,9 +1,12 @@
-"""Coalescing of queued frames for one peer (the writer's catch-up path)."""
+"""One peer's send path: direct writes, the queue behind them, and coalescing."""
 
 from __future__ import annotations
 
+import anyio
+import pytest
 from pycrdt import Array, Doc
 
+from vmv_sync.errors import SlowConsumer
 from vmv_sync.protocol import (
     Awareness,
     Saved,
@@ -15,7 +18,66 @@ from vmv_sync.protocol import (
     encode_sync_update,
     parse_message,
 )
-from vmv_sync.server.connection import coalesce_frames
+from vmv_sync.server.connection import Connection, coalesce_frames
+
+
+class FakeChannel:
+    """A socket whose writes can be paused, like a transport over its high-water mark."""
+
+    def __init__(self) -> None:
+        self.paused = False
+        self.resumed = anyio.Event()
+        self.written: list[bytes] = []
+
+    def send_nowait(self, frame: bytes) -> bool:
+        if self.paused:
+            return False
+        self.written.append(frame)
+        return True
+
+    async def send(self, frame: bytes) -> None:
+        while self.paused:
+            await self.resumed.wait()
+        self.written.append(frame)
+
+
+def _frames(n: int) -> list[bytes]:
+    return [b"\x00\x00\x01" + bytes([i]) for i in range(n)]  # sync step 1s: never merged
+
+
+@pytest.mark.anyio
+async def test_direct_writes_never_overtake_queued_frames() -> None:
+    channel = FakeChannel()
+    conn = Connection("w", channel)
+    f = _frames(4)
+    conn.enqueue(f[0])  # nothing pending: written at once
+    assert channel.written == [f[0]]
+    channel.paused = True
+    conn.enqueue(f[1])  # the socket cannot take it: queued
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(conn.run_writer)
+        await anyio.wait_all_tasks_blocked()  # the writer holds f[1], waiting for the socket
+        channel.paused = False  # writable again, but f[1] is still in flight ...
+        conn.enqueue(f[2])  # ... so this one must queue behind it, not be written now
+        assert channel.written == [f[0]]
+        channel.resumed.set()
+        with anyio.fail_after(5):
+            while len(channel.written) < 3:
+                await anyio.sleep(0.001)
+        conn.enqueue(f[3])  # drained: direct again
+        assert channel.written == f
+        conn.fail(SlowConsumer("test over"))
+
+
+@pytest.mark.anyio
+async def test_full_queue_closes_the_peer_with_4409() -> None:
+    channel = FakeChannel()
+    channel.paused = True
+    conn = Connection("w", channel, queue_size=3)
+    for frame in _frames(4):
+        conn.enqueue(frame)
+    assert conn.close_error is not None and conn.close_error.code == 4409
+    assert channel.written == []
 
 
 def test_updates_and_awareness_runs_merge_in_order() -> None:

@@ -261,11 +261,10 @@ async def _serve_socket(channel: _Channel, workshop_id: str, settings: Settings,
         return
     conn = Connection(
         workshop_id,
-        channel.send,
+        channel,
         principal=principal,
         queue_size=settings.send_queue_size,
         wants_saved=channel.websocket.query_params.get("saved") in {"1", "true"},
-        send_nowait=channel.send_nowait,
         on_sent=state.metrics.sent_many,
     )
     try:

@@ -22,7 +22,7 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,7 +39,7 @@ _ids = itertools.count(1)
 
 
 class Channel(Protocol):
-    """What a room needs of a socket; the app adapts the ASGI channel to it."""
+    """What a connection needs of a socket; the app adapts the ASGI channel to it."""
 
     async def send(self, frame: bytes) -> None: ...
 
@@ -65,28 +65,25 @@ class Principal:
 class Connection:
     """A peer of a room. Created by the app, registered with a room while it lives.
 
-    ``send_nowait`` (optional) writes a frame without waiting or returns False having
-    written nothing; ``on_sent`` is told of every run of frames once they are handed
-    to the socket (the app counts them for ``/metrics``).
+    ``on_sent`` is told of every run of frames once they are handed to the socket
+    (the app counts them for ``/metrics``).
     """
 
     def __init__(
         self,
         workshop_id: str,
-        send: Callable[[bytes], Awaitable[None]],
+        channel: Channel,
         *,
         principal: Principal | None = None,
         queue_size: int = 4096,
         wants_saved: bool = False,
-        send_nowait: Callable[[bytes], bool] | None = None,
         on_sent: Callable[[Sequence[bytes]], None] | None = None,
     ) -> None:
         self.id = next(_ids)
         self.workshop_id = workshop_id
         self.principal = principal or Principal(None)
         self.wants_saved = wants_saved
-        self._send_frame = send
-        self._send_nowait = send_nowait
+        self._channel = channel
         self._writing = False  # the writer task has frames in hand (maybe mid-send)
         self._on_sent = on_sent
         self._queue: deque[bytes] = deque()
@@ -110,12 +107,15 @@ class Connection:
         return self.close_error is not None
 
     def enqueue(self, frame: bytes) -> None:
-        """Queue a frame for this peer without waiting; overflow closes it (4409)."""
+        """Write ``frame`` now if nothing is pending for this peer, else queue it.
+
+        Never waits. A full queue closes the peer (4409).
+        """
         if self.close_error is not None or self._writer_gone:
             return
-        if not self._queue and not self._writing and self._send_nowait is not None:
+        if not self._queue and not self._writing:
             try:
-                sent = self._send_nowait(frame)
+                sent = self._channel.send_nowait(frame)
             except Exception as exc:  # the socket is gone; the reader sees the disconnect
                 logger.debug("workshop=%s conn=%d send failed: %r", self.workshop_id, self.id, exc)
                 self._writer_gone = True
@@ -162,7 +162,7 @@ class Connection:
         the peer ends in the same state with fewer, cheaper sends.
         """
         queue = self._queue
-        send = self._send_frame
+        send = self._channel.send
         try:
             while self.close_error is None:
                 if not queue:
