@@ -1,9 +1,10 @@
 """One WebSocket in one room: its send queue, its writer task and its close code.
 
 Fan-out never awaits a socket: the room encodes a frame once and calls
-:meth:`Connection.enqueue` for each peer, which appends it to a bounded queue that a
-single writer task drains. A peer whose queue overflows is a slow consumer: it is
-closed with 4409 and resyncs when it reconnects, so memory stays bounded.
+:meth:`Connection.enqueue` for each peer, which writes it at once or appends it to a
+bounded queue that a single writer task drains. A peer whose queue overflows is a
+slow consumer: it is closed with 4409 and resyncs when it reconnects, so memory stays
+bounded.
 
 This is the hottest code of the server (every frame to every peer passes here):
 

@@ -5,7 +5,7 @@ process-global one), so several apps in one test process never collide. The
 instrumentation is deliberately at the edges, where it costs one line elsewhere:
 
 - frames in and out are counted at the socket (``received`` in the read loop,
-  ``sent_many`` by each connection's writer), classified by their first bytes
+  ``sent_many`` by each connection once it has written them), classified by their first bytes
   without parsing them a second time, in plain integers exported at scrape time;
 - commit latency, committed updates and compactions by wrapping the store the rooms
   use (:meth:`Metrics.instrument`), so the room's update path is untouched;
