@@ -49,7 +49,7 @@ class RoomManager:
         """
         self._closed = True
         for room in list(self.rooms.values()):
-            room._fail_all(GoingAway("the server is shutting down"))
+            room.fail_all(GoingAway("the server is shutting down"))
         for room in list(self.rooms.values()):
             await room.stop()
         self.rooms.clear()

@@ -241,7 +241,7 @@ class Room:
                 self.last_seq = await self.store.append(self.workshop_id, updates)
             except StorageError as exc:
                 logger.exception("workshop=%s commit failed; closing the room", self.workshop_id)
-                self._fail_all(ServerError("the server could not save an update; reconnect"))
+                self.fail_all(ServerError("the server could not save an update; reconnect"))
                 for edit in edits:
                     edit.error = edit.error or exc
                     edit.done.set()
@@ -345,7 +345,8 @@ class Room:
             assert item.conn is not None
             item.conn.enqueue(encode_saved(item.number))
 
-    def _fail_all(self, error: CloseError) -> None:
+    def fail_all(self, error: CloseError) -> None:
+        """Close every connection of the room with ``error``'s code (shutdown, a failed commit)."""
         for conn in list(self.connections.values()):
             conn.fail(error)
 

@@ -148,6 +148,15 @@ def _check_restorable(conn: sqlite3.Connection, src: Path) -> None:
 _ROWS_PER_INSERT = 500
 
 
+def _insert_rows(conn: sqlite3.Connection, head: str, rows: Sequence[tuple[Any, ...]], tail: str = "") -> None:
+    """``head`` + one ``VALUES`` group per row + ``tail``, in statements of at most
+    ``_ROWS_PER_INSERT`` rows (each statement is one GIL round trip, not one per row)."""
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        part = rows[start : start + _ROWS_PER_INSERT]
+        group = "(" + ", ".join("?" * len(part[0])) + ")"
+        conn.execute(head + ",".join([group] * len(part)) + tail, [value for row in part for value in row])
+
+
 class SQLiteStore:
     """A durable :class:`~vmv_sync.storage.base.Store` in one SQLite file (WAL mode).
 
@@ -362,23 +371,14 @@ class SQLiteStore:
                 seq += len(request.updates)
                 last[wid] = seq
                 seqs.append(seq)
-            for chunk in range(0, len(rows), _ROWS_PER_INSERT):
-                part = rows[chunk : chunk + _ROWS_PER_INSERT]
-                conn.execute(
-                    "INSERT INTO updates (workshop_id, seq, data, stored_at) VALUES "
-                    + ",".join(["(?, ?, ?, ?)"] * len(part)),
-                    [value for row in part for value in row],
-                )
-            marks = list(last.items())
-            for chunk in range(0, len(marks), _ROWS_PER_INSERT):
-                part_marks = marks[chunk : chunk + _ROWS_PER_INSERT]
-                conn.execute(
-                    "INSERT INTO workshops (workshop_id, last_seq, created_at, last_activity) VALUES "
-                    + ",".join(["(?, ?, ?, ?)"] * len(part_marks))
-                    + """ ON CONFLICT (workshop_id) DO UPDATE
+            _insert_rows(conn, "INSERT INTO updates (workshop_id, seq, data, stored_at) VALUES ", rows)
+            _insert_rows(
+                conn,
+                "INSERT INTO workshops (workshop_id, last_seq, created_at, last_activity) VALUES ",
+                [(wid, seq, now, now) for wid, seq in last.items()],
+                """ ON CONFLICT (workshop_id) DO UPDATE
                    SET last_seq = excluded.last_seq, last_activity = excluded.last_activity""",
-                    [value for wid, seq in part_marks for value in (wid, seq, now, now)],
-                )
+            )
             conn.execute("COMMIT")
         except BaseException:
             self._seq_cache.clear()  # the table is the truth again after a failure
