@@ -14,6 +14,7 @@ __all__ = (
     "MalformedMessage",
     "Unauthenticated",
     "Forbidden",
+    "ClientIdTaken",
     "MessageTooLarge",
     "TooManyMessages",
     "SlowConsumer",
@@ -62,6 +63,22 @@ class Forbidden(CloseError):
 
     code = 4403
     refuses_input = True
+
+
+class ClientIdTaken(Forbidden):
+    """An update writes under a Yjs client id that another participant owns (4403).
+
+    The reason always starts with :data:`CLIENT_ID_TAKEN_PREFIX`, so a client can
+    tell this refusal (recoverable: pick a fresh client id) from a write rule.
+    """
+
+    def __init__(self, client_id: int) -> None:
+        super().__init__(f"{CLIENT_ID_TAKEN_PREFIX} {client_id} belongs to another participant; use a fresh one")
+        self.client_id = client_id
+
+
+#: The start of the close reason of :class:`ClientIdTaken` (docs/protocol.md).
+CLIENT_ID_TAKEN_PREFIX = "client id taken:"
 
 
 class MessageTooLarge(CloseError):
