@@ -7,10 +7,13 @@ as an argument so tests never touch ``os.environ``. Flags win over variables
 
 from __future__ import annotations
 
+import types
+import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import Field, dataclass, fields
+from dataclasses import field as _field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from .errors import ConfigError
 
@@ -26,76 +29,105 @@ def _parse_bool(text: str) -> bool:
     raise ValueError(f"expected on/off, got {text!r}")
 
 
-def _parse_synchronous(text: str) -> str:
-    value = text.strip().upper()
-    if value not in {"FULL", "NORMAL"}:
-        raise ValueError("expected full or normal")
-    return value.lower()
-
-
 def _parse_list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+def setting(default: Any, *, minimum: float | None = None, maximum: float | None = None, repr: bool = True) -> Any:
+    """A Settings field with an optional allowed range, checked by ``Settings.__post_init__``."""
+    return _field(default=default, repr=repr, metadata={"min": minimum, "max": maximum})
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Everything the server can be told. Defaults suit one machine and a real deployment."""
+    """Everything the server can be told. Defaults suit one machine and a real deployment.
+
+    Each field's type says how its ``VMV_*`` variable is read (``int``, ``float``,
+    ``bool`` as on/off, ``Path``, a ``Literal`` of choices, a comma-separated
+    ``tuple[str, ...]``); numeric fields carry their allowed range.
+    """
 
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = setting(8000, minimum=0, maximum=65535)
     #: path of the SQLite database (the embedded default store)
     db: Path = Path("data/vmv.sqlite3")
     #: SQLite durability: "full" fsyncs every commit (survives power loss); "normal"
     #: (WAL) survives a crash or kill -9 of the server but not of the machine
-    synchronous: str = "full"
+    synchronous: Literal["full", "normal"] = "full"
     #: authentication on (contract section 6); off is for local development only
     auth: bool = True
     #: HS256 signing secret; None: generated once and kept beside the database
-    secret: str | None = field(default=None, repr=False)
+    secret: str | None = setting(None, repr=False)
     #: largest accepted WebSocket frame, in bytes (4413 past it)
-    max_message_size: int = 1024 * 1024
+    max_message_size: int = setting(1024 * 1024, minimum=1024)
     #: an awareness state not renewed for this long is removed; a connection that
     #: sends nothing for this long is closed (contract section 5: 30 s at most)
-    awareness_timeout: float = 30.0
+    awareness_timeout: float = setting(30.0, minimum=0.1, maximum=30.0)
     #: awareness changes of a room are coalesced over this tick, in seconds
-    awareness_tick: float = 0.05
+    awareness_tick: float = setting(0.05, minimum=0.0, maximum=5.0)
     #: a room with no connection is unloaded after this many seconds
-    room_idle_seconds: float = 30.0
+    room_idle_seconds: float = setting(30.0, minimum=0.0)
     #: compact a workshop once this many updates follow its snapshot ...
-    compact_updates: int = 2000
+    compact_updates: int = setting(2000, minimum=1)
     #: ... or once they weigh this many bytes
-    compact_bytes: int = 8 * 1024 * 1024
+    compact_bytes: int = setting(8 * 1024 * 1024, minimum=1)
     #: covered updates younger than this survive compaction (history views)
-    history_seconds: float = 0.0
-    #: frames queued for one connection before it counts as a slow consumer
-    send_queue_size: int = 4096
+    history_seconds: float = setting(0.0, minimum=0.0)
+    #: frames queued for one connection before it counts as a slow consumer (4409)
+    send_queue_size: int = setting(4096, minimum=1)
+    #: bytes queued for one connection before it counts as a slow consumer (4409)
+    send_queue_bytes: int = setting(64 * 1024 * 1024, minimum=1024)
     #: messages per second one connection may send, averaged over a burst
-    rate_limit: float = 200.0
+    rate_limit: float = setting(200.0, minimum=0.001)
     #: burst size of the rate limit
-    rate_burst: int = 1000
-    #: most connections one workshop accepts
-    max_connections_per_workshop: int = 500
+    rate_burst: int = setting(1000, minimum=1)
+    #: most connections one workshop accepts (4429 past it)
+    max_connections_per_workshop: int = setting(500, minimum=1)
+    #: most connections one participant may hold open in one workshop (4429 past it)
+    max_connections_per_participant: int = setting(20, minimum=1)
+    #: most awareness client ids one connection may announce (4429 past it)
+    max_awareness_clients: int = setting(16, minimum=1)
+    #: largest awareness state (its JSON), in bytes (4413 past it)
+    max_awareness_state_bytes: int = setting(16 * 1024, minimum=64)
+    #: a workshop's stored document may not grow past this many bytes: a participant's
+    #: update that would pass it is refused (4413); 0 for no quota
+    workshop_quota_bytes: int = setting(64 * 1024 * 1024, minimum=0)
     #: Origin values allowed for browser WebSocket upgrades; empty: the server's own
     allowed_origins: tuple[str, ...] = ()
     #: WebSocket ping interval in seconds, 0 for none (a peer that misses a pong for
     #: as long is dropped). Off by default: vanished peers are already dropped by the
     #: application's own liveness rule (nothing received within awareness_timeout ->
     #: 4408), which y-websocket providers satisfy with their awareness renewals.
-    ping_interval: float = 0.0
+    ping_interval: float = setting(0.0, minimum=0.0)
     #: accept permessage-deflate when a client offers it. Off by default: every frame
     #: is compressed separately for every recipient, which cost 27-30% of the server's
     #: CPU in the fan-out benchmark; Yjs frames are small and binary.
     ws_deflate: bool = False
 
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            low, high = f.metadata.get("min"), f.metadata.get("max")
+            value = getattr(self, f.name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                if (low is not None and value < low) or (high is not None and value > high):
+                    raise ConfigError(f"{f.name}={value!r} is out of range {_describe_range(low, high)}")
+            choices = _choices(f)
+            if choices and value not in choices:
+                raise ConfigError(f"{f.name}={value!r} is invalid: expected one of {', '.join(choices)}")
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
-        """Build settings from ``VMV_*`` variables; unknown variables are ignored."""
+        """Build settings from ``VMV_*`` variables; unknown variables are ignored.
+
+        Example:
+            >>> Settings.from_env({"VMV_PORT": "9000", "VMV_AUTH": "off"}).port
+            9000
+        """
         values: dict[str, Any] = {}
         for f in fields(cls):
             key = "VMV_" + f.name.upper()
-            if key not in environ:
-                continue
-            values[f.name] = _convert(key, f.name, environ[key])
+            if key in environ:
+                values[f.name] = _convert(key, f, environ[key])
         return cls(**values)
 
     def with_overrides(self, **overrides: Any) -> Settings:
@@ -113,32 +145,47 @@ class Settings:
         return self.db.parent
 
 
-_CONVERTERS: dict[str, Callable[[str], Any]] = {
-    "host": str,
-    "port": int,
-    "db": Path,
-    "auth": _parse_bool,
-    "secret": str,
-    "max_message_size": int,
-    "awareness_timeout": float,
-    "awareness_tick": float,
-    "room_idle_seconds": float,
-    "compact_updates": int,
-    "compact_bytes": int,
-    "history_seconds": float,
-    "send_queue_size": int,
-    "rate_limit": float,
-    "rate_burst": int,
-    "max_connections_per_workshop": int,
-    "allowed_origins": _parse_list,
-    "ping_interval": float,
-    "ws_deflate": _parse_bool,
-    "synchronous": _parse_synchronous,
-}
+def _describe_range(low: float | None, high: float | None) -> str:
+    if high is None:
+        return f">= {low:g}" if low is not None else "(any)"
+    if low is None:
+        return f"<= {high:g}"
+    return f"{low:g}..{high:g}"
 
 
-def _convert(key: str, name: str, raw: str) -> Any:
+_HINTS: dict[str, Any] = {}
+
+
+def _hint(f: Field[Any]) -> Any:
+    if not _HINTS:
+        _HINTS.update(typing.get_type_hints(Settings))
+    return _HINTS[f.name]
+
+
+def _choices(f: Field[Any]) -> tuple[str, ...]:
+    hint = _hint(f)
+    return tuple(get_args(hint)) if get_origin(hint) is Literal else ()
+
+
+def _reader(f: Field[Any]) -> Callable[[str], Any]:
+    """How to read a variable for field ``f``, from the field's type."""
+    hint = _hint(f)
+    origin = get_origin(hint)
+    if origin is Literal:
+        return lambda text: text.strip().lower()
+    if origin is tuple:
+        return _parse_list
+    if origin in (typing.Union, types.UnionType):  # Optional[X]: read as X
+        hint = next(a for a in get_args(hint) if a is not type(None))
+    if hint is bool:
+        return _parse_bool
+    if hint in (int, float, str, Path):
+        return hint  # type: ignore[no-any-return]
+    raise TypeError(f"no reader for setting {f.name} of type {hint!r}")  # pragma: no cover
+
+
+def _convert(key: str, f: Field[Any], raw: str) -> Any:
     try:
-        return _CONVERTERS[name](raw)
-    except (ValueError, KeyError) as exc:
+        return _reader(f)(raw)
+    except ValueError as exc:
         raise ConfigError(f"{key}={raw!r} is invalid: {exc}") from exc
