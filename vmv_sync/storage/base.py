@@ -14,8 +14,9 @@ snapshot and the updates after it that the latest snapshot already covers (see
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Protocol
 
 __all__ = ("Store", "StoredDoc", "WorkshopInfo", "StoredUpdate")
@@ -26,12 +27,17 @@ class StoredDoc:
     """What loading a workshop returns: apply ``snapshot`` then ``updates`` in order.
 
     An unknown (or deleted) workshop loads as ``StoredDoc(None, (), 0)``.
+    ``client_ids`` holds every client-id claim of the workshop (Yjs client id ->
+    owner, the first participant, or reserved owner like ``"@server"``, that wrote
+    under it): the server refuses another participant's writes under a claimed id.
     """
 
     snapshot: bytes | None
     updates: tuple[bytes, ...]
     #: sequence number of the last update covered (0 when nothing is stored)
     last_seq: int
+    #: Yjs client id -> owner, every claim of the workshop (read-only)
+    client_ids: Mapping[int, str] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def update_count(self) -> int:
@@ -90,13 +96,24 @@ class Store(Protocol):
         """The latest snapshot and every update after it, in sequence order."""
         ...
 
-    async def append(self, workshop_id: str, updates: Sequence[bytes]) -> int:
+    async def append(
+        self,
+        workshop_id: str,
+        updates: Sequence[bytes],
+        *,
+        claims: Mapping[int, str] | None = None,
+    ) -> int:
         """Durably commit ``updates`` (in order) and return the last sequence number.
 
         When this returns, the updates survive a crash (``kill -9``) of the process.
         Concurrent calls may be grouped into one transaction; if that transaction
         fails every caller in it gets a ``StorageError``. Call it before relaying the
         updates to peers.
+
+        ``claims`` (Yjs client id -> owner) are committed in the same transaction as
+        the updates: both are stored or neither is. A claim of a client id the
+        workshop already has is ignored (the first owner wins). With no updates the
+        call stores only the claims and returns the current last sequence number.
         """
         ...
 

@@ -1,65 +1,29 @@
 """An in-memory :class:`~vmv_sync.storage.base.Store` for tests of other modules.
 
 It follows the same rules as :class:`~vmv_sync.storage.sqlite.SQLiteStore`
-(sequence numbers, compaction, history window) so that one contract test suite runs
-over both; it is not durable. The compaction rule lives here as a pure function
-(:func:`history_boundary`) that the SQLite store reuses.
+(sequence numbers, client-id claims, compaction, history window) so that one
+contract test suite runs over both; it is not durable. The shared rules live in
+:mod:`.rules` (re-exported here for older imports).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import anyio
 import anyio.lowlevel
 
 from ..errors import StorageError
 from .base import StoredDoc, StoredUpdate, WorkshopInfo
+from .rules import check_claims, check_updates, history_boundary
 
 __all__ = ("MemoryStore", "history_boundary", "check_updates")
 
 logger = logging.getLogger(__name__)
-
-
-def check_updates(updates: Sequence[bytes]) -> list[bytes]:
-    """Validate ``append`` input before it joins a batch, so a bad call fails alone.
-
-    A ``str`` is rejected explicitly: it is a sequence too, and iterating it would
-    store one "update" per character.
-    """
-    if isinstance(updates, (bytes, bytearray, memoryview, str)):
-        raise TypeError("append() takes a sequence of updates, not a single update")
-    out = []
-    for u in updates:
-        if not isinstance(u, (bytes, bytearray, memoryview)):
-            raise TypeError(f"a Yjs update must be bytes, not {type(u).__name__}")
-        out.append(bytes(u))
-    return out
-
-
-def history_boundary(
-    history_from: int,
-    snapshot_seqs: Iterable[int],
-    upto_seq: int,
-    first_in_window: int | None,
-) -> int:
-    """The new history boundary ``d`` after a compaction up to ``upto_seq``.
-
-    Updates with ``seq <= d`` are deleted and the snapshot at ``d`` (if ``d > 0``) is
-    the history base, so the kept updates always follow their base without a gap. ``d``
-    can only be a point where a full state exists: the current boundary, a kept
-    snapshot, or the new snapshot. It is the largest such point that is not newer
-    than the first covered update inside the history window (``first_in_window``,
-    ``None`` when no covered update is inside it), so everything inside the window is
-    kept. Time is turned into a sequence bound here, once: a clock stepping backwards
-    can only make more history stay, never hide an update.
-    """
-    limit = upto_seq if first_in_window is None else min(upto_seq, first_in_window - 1)
-    candidates = [history_from, upto_seq, *snapshot_seqs]
-    return max(s for s in candidates if history_from <= s <= limit)
 
 
 @dataclass
@@ -70,6 +34,8 @@ class _Workshop:
     #: upto_seq -> (data, created_at); at most the base and the latest
     snapshots: dict[int, tuple[bytes, float]] = field(default_factory=dict)
     updates: list[StoredUpdate] = field(default_factory=list)
+    #: client id -> (owner, claimed_at); never touched by compaction
+    client_ids: dict[int, tuple[str, float]] = field(default_factory=dict)
 
     def latest_snapshot_seq(self) -> int:
         return max(self.snapshots, default=0)
@@ -103,8 +69,15 @@ class MemoryStore:
         if self._closed:
             raise StorageError("the store is closed")
 
-    async def append(self, workshop_id: str, updates: Sequence[bytes]) -> int:
+    async def append(
+        self,
+        workshop_id: str,
+        updates: Sequence[bytes],
+        *,
+        claims: Mapping[int, str] | None = None,
+    ) -> int:
         data = check_updates(updates)
+        owners = check_claims(claims)
         await anyio.lowlevel.checkpoint()
         self._check_open()
         ws = self._workshops.setdefault(workshop_id, _Workshop())
@@ -112,6 +85,9 @@ class MemoryStore:
         for u in data:
             ws.last_seq += 1
             ws.updates.append(StoredUpdate(ws.last_seq, u, now))
+        if owners:
+            for client_id, owner in owners.items():
+                ws.client_ids.setdefault(client_id, (owner, now))  # the first owner wins
         ws.last_activity = now
         self.commits += 1
         return ws.last_seq
@@ -125,7 +101,10 @@ class MemoryStore:
         top = ws.latest_snapshot_seq()
         snapshot = ws.snapshots[top][0] if top else None
         return StoredDoc(
-            snapshot, tuple(u.update for u in ws.updates if u.seq > top), ws.last_seq
+            snapshot,
+            tuple(u.update for u in ws.updates if u.seq > top),
+            ws.last_seq,
+            MappingProxyType({cid: owner for cid, (owner, _) in ws.client_ids.items()}),
         )
 
     async def compact(

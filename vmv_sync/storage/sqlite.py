@@ -14,10 +14,11 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal, TypeVar
 
 import anyio
@@ -26,7 +27,7 @@ import anyio.to_thread
 
 from ..errors import StorageError
 from .base import StoredDoc, StoredUpdate, WorkshopInfo
-from .memory import check_updates, history_boundary
+from .rules import check_claims, check_updates, history_boundary
 
 __all__ = ("SQLiteStore", "SCHEMA_VERSION")
 
@@ -65,6 +66,18 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (workshop_id, upto_seq)
         )""",
     ),
+    (
+        # Which participant first wrote under each Yjs client id, per workshop;
+        # written in the transaction of the update that claims it. Compaction never
+        # touches it (a snapshot keeps the ids' content, not who wrote it).
+        """CREATE TABLE client_ids (
+            workshop_id TEXT NOT NULL,
+            client_id   INTEGER NOT NULL,
+            owner       TEXT NOT NULL,
+            claimed_at  REAL NOT NULL,
+            PRIMARY KEY (workshop_id, client_id)
+        ) WITHOUT ROWID""",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -82,6 +95,8 @@ class _Append:
 
     workshop_id: str
     updates: list[bytes]
+    #: client id -> owner; ``None`` (the usual case) when the call claims nothing
+    claims: dict[int, str] | None = None
     done: anyio.Event = field(default_factory=anyio.Event)
     seq: int = 0
     error: str | None = None
@@ -280,16 +295,25 @@ class SQLiteStore:
 
     # -- group commit --------------------------------------------------------------
 
-    async def append(self, workshop_id: str, updates: Sequence[bytes]) -> int:
+    async def append(
+        self,
+        workshop_id: str,
+        updates: Sequence[bytes],
+        *,
+        claims: Mapping[int, str] | None = None,
+    ) -> int:
         """Durably commit ``updates`` in order; return the seq of the last one.
 
-        Returns only after COMMIT. If the caller is cancelled while waiting, the
-        updates may or may not have been committed.
+        ``claims`` (Yjs client id -> owner) go into the same transaction; a client id
+        already claimed in the workshop keeps its first owner. Returns only after
+        COMMIT. If the caller is cancelled while waiting, the updates may or may not
+        have been committed.
         """
         data = check_updates(updates)
+        owners = check_claims(claims)
         if self._state is not _State.OPEN:
             raise StorageError(f"workshop {workshop_id}: the store is {self._state.value}")
-        request = _Append(workshop_id, data)
+        request = _Append(workshop_id, data, owners)
         self._pending.append(request)
         self._wakeup.set()
         await request.done.wait()
@@ -355,6 +379,7 @@ class SQLiteStore:
         last: dict[str, int] = {}
         seqs: list[int] = []
         rows: list[tuple[str, int, bytes, float]] = []
+        claimed: dict[tuple[str, int], tuple[str, int, str, float]] = {}
         conn.execute("BEGIN IMMEDIATE")
         try:
             for request in batch:
@@ -371,7 +396,17 @@ class SQLiteStore:
                 seq += len(request.updates)
                 last[wid] = seq
                 seqs.append(seq)
+                if request.claims:
+                    for cid, owner in request.claims.items():
+                        claimed.setdefault((wid, cid), (wid, cid, owner, now))  # first in batch wins
             _insert_rows(conn, "INSERT INTO updates (workshop_id, seq, data, stored_at) VALUES ", rows)
+            if claimed:  # usually not: no statement at all then
+                _insert_rows(
+                    conn,
+                    "INSERT INTO client_ids (workshop_id, client_id, owner, claimed_at) VALUES ",
+                    list(claimed.values()),
+                    " ON CONFLICT (workshop_id, client_id) DO NOTHING",
+                )
             _insert_rows(
                 conn,
                 "INSERT INTO workshops (workshop_id, last_seq, created_at, last_activity) VALUES ",
@@ -441,7 +476,10 @@ class SQLiteStore:
                 "SELECT data FROM updates WHERE workshop_id = ? AND seq > ? ORDER BY seq",
                 (workshop_id, top),
             ).fetchall()
-            return StoredDoc(snapshot, tuple(u for (u,) in updates), row[0])
+            owners = conn.execute(
+                "SELECT client_id, owner FROM client_ids WHERE workshop_id = ?", (workshop_id,)
+            ).fetchall()
+            return StoredDoc(snapshot, tuple(u for (u,) in updates), row[0], MappingProxyType(dict(owners)))
 
         return await self._run(f"workshop {workshop_id}: load", run, write=False)
 
@@ -568,7 +606,7 @@ class SQLiteStore:
 
     async def delete(self, workshop_id: str) -> None:
         def run(conn: sqlite3.Connection) -> None:
-            for table in ("updates", "snapshots", "workshops"):
+            for table in ("updates", "snapshots", "client_ids", "workshops"):
                 conn.execute(f"DELETE FROM {table} WHERE workshop_id = ?", (workshop_id,))
             self._seq_cache.pop(workshop_id, None)
             logger.info("workshop %s: deleted", workshop_id)
