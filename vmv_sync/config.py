@@ -103,6 +103,21 @@ class Settings:
     #: is compressed separately for every recipient, which cost 27-30% of the server's
     #: CPU in the fan-out benchmark; Yjs frames are small and binary.
     ws_deflate: bool = False
+    # -- HTTP API limits (docs/security.md, "HTTP limits"); rates are per minute, 0: no limit
+    #: largest HTTP request body, in bytes: 413 past it, judged before the rest is read
+    max_body_bytes: int = setting(64 * 1024, minimum=1024, maximum=64 * 1024 * 1024)
+    #: workshops one client address may create per minute, on average (429 past it) ...
+    workshop_create_rate: float = setting(10.0, minimum=0.0)
+    #: ... and at once
+    workshop_create_burst: int = setting(20, minimum=1)
+    #: join attempts (right or wrong code) one client address may make per minute ...
+    join_rate: float = setting(30.0, minimum=0.0)
+    #: ... and at once
+    join_burst: int = setting(30, minimum=1)
+    #: wrong invite codes one workshop accepts per minute from all addresses together ...
+    invite_guess_rate: float = setting(10.0, minimum=0.0)
+    #: ... and at once; past it every join of that workshop waits (429)
+    invite_guess_burst: int = setting(20, minimum=1)
 
     def __post_init__(self) -> None:
         for f in fields(self):
