@@ -253,9 +253,9 @@ async def test_removed_participant_loses_access(auth_server) -> None:
         await a.synced.wait()
         started = time.monotonic()
         async with httpx.AsyncClient(base_url=auth_server.url) as http:
-            denied = await http.post(f"/api/workshops/{ws.wid}/participants/{ann.pid}/revoke", params={"token": ann.token})
+            denied = await http.post(f"/api/workshops/{ws.wid}/participants/{ann.pid}/revoke", params={"token": ann.token}, json={})
             assert denied.status_code == 403
-            r = await http.post(f"/api/workshops/{ws.wid}/participants/{ann.pid}/revoke", headers={"Authorization": f"Bearer {ws.facilitator.token}"})
+            r = await http.post(f"/api/workshops/{ws.wid}/participants/{ann.pid}/revoke", headers={"Authorization": f"Bearer {ws.facilitator.token}"}, json={})
             assert r.status_code == 200
         assert await a.wait_closed(timeout=5) == 4401
         assert time.monotonic() - started < 5

@@ -1,16 +1,26 @@
-"""The workshop flow over HTTP: create a workshop, join with an invite code, remove someone.
+"""The workshop flow over HTTP: create a workshop, join with an invite code, manage access.
 
 ``POST /api/workshops`` {title, name, values?} -> the facilitator's token and the
 invite code; ``POST /api/workshops/{id}/join`` {invite_code, name} -> a
-participant token; ``POST /api/workshops/{id}/participants/{pid}/revoke`` (the
-facilitator's token) removes a participant: its tokens stop working and its open
-connections are closed with 4401 at once. The server writes the ``participants``
+participant token; ``GET /api/workshops/{id}/invite`` and
+``POST /api/workshops/{id}/invite/rotate`` (the facilitator's token) -> the invite
+code and join link; ``POST /api/workshops/{id}/participants/{pid}/revoke`` (the
+facilitator's token) removes a participant: its tokens stop working, its open
+connections are closed with 4401 at once, and the invite code is rotated so that
+it cannot join again under a new id. The server writes the ``participants``
 entries itself, through the room's durable update path.
+
+Every input is bounded (docs/security.md, HTTP limits) and judged before any
+work: a 16,000-name ``values`` list used to cost seconds of event loop and
+gigabytes, because pycrdt inserts list items one by one and yrs walks every
+not-yet-merged item of the open transaction to find the next index (quadratic).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import secrets
 import time
 from typing import Any
@@ -20,17 +30,28 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .. import schema
-from ..errors import CloseError, Forbidden, Unauthenticated, VmvSyncError
+from ..errors import Forbidden, Unauthenticated, VmvSyncError
 from .auth import new_id
 from .connection import Principal
+from .httplimits import BadRequest, InvalidField, NotFound, client_key, error_response, http_limits
 from .manager import RoomManager
 
-__all__ = ("api_routes", "request_token", "authorize")
+__all__ = ("api_routes", "request_token", "authorize", "error_response", "MAX_VALUES", "MAX_NAME", "MAX_TITLE")
 
 logger = logging.getLogger(__name__)
 
-_MAX_NAME = 80
-_MAX_TITLE = 200
+#: a display name, in characters (after trimming)
+MAX_NAME = 80
+#: a workshop title, in characters
+MAX_TITLE = 200
+#: value names offered when a workshop is created
+MAX_VALUES = 200
+#: one value name, in characters
+MAX_VALUE_NAME = 80
+#: an invite code: letters and digits (the server makes 8)
+_INVITE_CODE = re.compile(r"[A-Z0-9]{1,32}")
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # contract section 2, also participant ids
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def request_token(request: Request) -> str | None:
@@ -56,45 +77,96 @@ async def authorize(request: Request, workshop_id: str) -> Principal:
     return principal
 
 
-def error_response(error: CloseError) -> JSONResponse:
-    status = {4401: 401, 4403: 403}.get(error.code, 400)
-    return JSONResponse({"error": error.reason, "code": error.code}, status_code=status)
+async def _facilitator(request: Request, workshop_id: str, action: str) -> None:
+    principal = await authorize(request, workshop_id)
+    if request.app.state.settings.auth and principal.role != "facilitator":
+        raise Forbidden(f"only the facilitator may {action}")
+
+
+# -- inputs ----------------------------------------------------------------------------
 
 
 async def _json(request: Request) -> dict[str, Any]:
+    """The body as a JSON object (the middleware has already bounded its size)."""
+    raw = await request.body()
     try:
-        body = await request.json()
-    except ValueError as exc:
-        raise _BadRequest("the body must be JSON") from exc
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested too deep
+        raise BadRequest("the body must be JSON (UTF-8)") from exc
     if not isinstance(body, dict):
-        raise _BadRequest("the body must be a JSON object")
+        raise BadRequest("the body must be a JSON object")
     return body
 
 
-class _BadRequest(VmvSyncError):
-    pass
+def _clean(value: str, key: str, limit: int) -> str:
+    """A trimmed, printable, UTF-8-encodable string of at most ``limit`` characters."""
+    value = value.strip()
+    if not value:
+        raise BadRequest(f"'{key}' must not be blank", key)
+    if len(value) > limit:
+        raise InvalidField(key, f"'{key}' must be at most {limit} characters (got {len(value)})", limit)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate ("\\ud800") in the JSON
+        raise BadRequest(f"'{key}' is not valid Unicode text", key) from exc
+    if _CONTROL.search(value):
+        raise BadRequest(f"'{key}' must not contain control characters (line breaks, tabs)", key)
+    return value
 
 
 def _text(body: dict[str, Any], key: str, limit: int) -> str:
     value = body.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise _BadRequest(f"'{key}' is required and must be a non-empty string")
-    value = value.strip()
-    if len(value) > limit:
-        raise _BadRequest(f"'{key}' must be at most {limit} characters")
-    return value
+    if not isinstance(value, str):
+        raise BadRequest(f"'{key}' is required and must be a non-empty string", key)
+    return _clean(value, key, limit)
+
+
+def _values(body: dict[str, Any]) -> list[str]:
+    values = body.get("values")
+    if values is None:
+        return []
+    if not isinstance(values, list):
+        raise BadRequest("'values' must be a list of value names", "values")
+    if len(values) > MAX_VALUES:  # judged before any item is looked at
+        raise InvalidField("values", f"'values' may hold at most {MAX_VALUES} names (got {len(values)})", MAX_VALUES)
+    if not all(isinstance(v, str) for v in values):
+        raise BadRequest("'values' must be a list of non-empty strings", "values")
+    return [_clean(v, "values", MAX_VALUE_NAME) for v in values]
+
+
+def _workshop_id(request: Request) -> str:
+    workshop_id: str = request.path_params["workshop_id"]
+    if not _ID.fullmatch(workshop_id):
+        raise BadRequest("invalid workshop id: use 1 to 64 characters of A-Z a-z 0-9 _ -")
+    return workshop_id
+
+
+def _invite_code(body: dict[str, Any]) -> str:
+    code = body.get("invite_code")
+    if not isinstance(code, str) or not code.strip():
+        raise BadRequest("'invite_code' is required: ask the facilitator for it", "invite_code")
+    code = code.strip().upper()
+    if not code.isascii() or not _INVITE_CODE.fullmatch(code):
+        raise BadRequest("an invite code is made of letters and digits, like K7M2QX9D", "invite_code")
+    return code
+
+
+def _join_link(workshop_id: str, code: str) -> str:
+    return f"/?join={workshop_id}&code={code}"
+
+
+# -- handlers --------------------------------------------------------------------------
 
 
 async def create_workshop(request: Request) -> Response:
     try:
+        http_limits(request.app).create.take(client_key(request.scope))
         body = await _json(request)
-        title = _text(body, "title", _MAX_TITLE)
-        name = _text(body, "name", _MAX_NAME)
-        values = body.get("values") or []
-        if not isinstance(values, list) or not all(isinstance(v, str) and v.strip() for v in values):
-            raise _BadRequest("'values' must be a list of non-empty strings")
-    except _BadRequest as exc:
-        return JSONResponse({"error": str(exc)}, status_code=400)
+        title = _text(body, "title", MAX_TITLE)
+        name = _text(body, "name", MAX_NAME)
+        values = _values(body)
+    except VmvSyncError as exc:
+        return error_response(exc)
     app = request.app
     workshop_id = new_id()
     facilitator_id = new_id("f-")
@@ -110,7 +182,7 @@ async def create_workshop(request: Request) -> Response:
         manager.release(room)
     access = await app.state.registry.create(workshop_id, facilitator_id)
     token = app.state.tokens.issue(workshop_id, facilitator_id, name, "facilitator")
-    logger.info("workshop=%s created by %s", workshop_id, facilitator_id)
+    logger.info("workshop=%s created by %s (%d values)", workshop_id, facilitator_id, len(values))
     return JSONResponse(
         {
             "workshop_id": workshop_id,
@@ -119,6 +191,7 @@ async def create_workshop(request: Request) -> Response:
             "role": "facilitator",
             "token": token,
             "invite_code": access.invite_code,
+            "join_link": _join_link(workshop_id, access.invite_code),
             "link": f"/w/{workshop_id}?token={token}",
         },
         status_code=201,
@@ -126,20 +199,29 @@ async def create_workshop(request: Request) -> Response:
 
 
 async def join_workshop(request: Request) -> Response:
-    workshop_id = request.path_params["workshop_id"]
+    """Join with the invite code. Every attempt counts against the address's join
+    limit; a wrong code also counts against the workshop's guess limit (the token is
+    taken up front and given back when the code is right, so concurrent guesses
+    cannot all slip past the check)."""
+    limits = http_limits(request.app)
     try:
+        workshop_id = _workshop_id(request)
+        limits.join.take(client_key(request.scope))
         body = await _json(request)
-        name = _text(body, "name", _MAX_NAME)
-        code = _text(body, "invite_code", 64)
-    except _BadRequest as exc:
-        return JSONResponse({"error": str(exc)}, status_code=400)
+        name = _text(body, "name", MAX_NAME)
+        code = _invite_code(body)
+        role = body.get("role", "participant")
+        if role not in ("participant", "observer"):
+            raise BadRequest("'role' must be participant or observer", "role")
+        limits.guesses.take(workshop_id)
+    except VmvSyncError as exc:
+        return error_response(exc)
     app = request.app
     access = await app.state.registry.get(workshop_id)
-    if access is None or not secrets.compare_digest(access.invite_code, code.upper()):
-        return JSONResponse({"error": "unknown workshop or wrong invite code"}, status_code=403)
-    role = body.get("role", "participant")
-    if role not in ("participant", "observer"):
-        return JSONResponse({"error": "'role' must be participant or observer"}, status_code=400)
+    if access is None or not secrets.compare_digest(access.invite_code.encode(), code.encode()):
+        logger.info("workshop=%s join refused: wrong invite code", workshop_id)
+        return error_response(Forbidden("unknown workshop or wrong invite code"))
+    limits.guesses.refund(workshop_id)
     participant_id = new_id("p-")
     manager: RoomManager = app.state.manager
     room = await manager.acquire(workshop_id)
@@ -163,36 +245,61 @@ async def join_workshop(request: Request) -> Response:
 
 
 async def revoke_participant(request: Request) -> Response:
-    workshop_id = request.path_params["workshop_id"]
+    """Remove a participant and rotate the invite code (else it re-joins under a new id)."""
     participant_id = request.path_params["participant_id"]
+    registry = request.app.state.registry
     try:
-        principal = await authorize(request, workshop_id)
-        if request.app.state.settings.auth and principal.role != "facilitator":
-            raise Forbidden("only the facilitator may remove participants")
-    except CloseError as exc:
+        workshop_id = _workshop_id(request)
+        if not _ID.fullmatch(participant_id):
+            raise BadRequest("invalid participant id: use 1 to 64 characters of A-Z a-z 0-9 _ -")
+        await _facilitator(request, workshop_id, "remove participants")
+        access = await registry.get(workshop_id)
+        if access is not None and access.facilitator_id == participant_id:
+            raise Forbidden("the facilitator cannot be removed from their own workshop")
+    except VmvSyncError as exc:
         return error_response(exc)
-    await request.app.state.registry.revoke(workshop_id, participant_id)
+    await registry.revoke(workshop_id, participant_id)
+    code = await registry.rotate(workshop_id)
     manager: RoomManager = request.app.state.manager
     closed = manager.close_participant(
         workshop_id, participant_id, Unauthenticated("you were removed from this workshop")
     )
-    logger.info("workshop=%s participant=%s revoked (%d connections closed)", workshop_id, participant_id, closed)
-    return JSONResponse({"workshop_id": workshop_id, "participant_id": participant_id, "closed": closed})
+    logger.info(
+        "workshop=%s participant=%s revoked (%d connections closed, invite code rotated)",
+        workshop_id, participant_id, closed,
+    )  # fmt: skip
+    answer: dict[str, Any] = {"workshop_id": workshop_id, "participant_id": participant_id, "closed": closed}
+    if code is not None:
+        answer |= {"invite_code": code, "join_link": _join_link(workshop_id, code)}
+    return JSONResponse(answer)
 
 
 async def invite(request: Request) -> Response:
-    """The invite code, for the facilitator."""
-    workshop_id = request.path_params["workshop_id"]
+    """The invite code and join link, for the facilitator."""
     try:
-        principal = await authorize(request, workshop_id)
-        if request.app.state.settings.auth and principal.role != "facilitator":
-            raise Forbidden("only the facilitator may see the invite code")
-    except CloseError as exc:
+        workshop_id = _workshop_id(request)
+        await _facilitator(request, workshop_id, "see the invite code")
+        access = await request.app.state.registry.get(workshop_id)
+        if access is None:
+            raise NotFound("this workshop has no invite code")
+    except VmvSyncError as exc:
         return error_response(exc)
-    access = await request.app.state.registry.get(workshop_id)
-    if access is None:
-        return JSONResponse({"error": "this workshop has no invite code"}, status_code=404)
-    return JSONResponse({"workshop_id": workshop_id, "invite_code": access.invite_code})
+    code = access.invite_code
+    return JSONResponse({"workshop_id": workshop_id, "invite_code": code, "join_link": _join_link(workshop_id, code)})
+
+
+async def rotate_invite(request: Request) -> Response:
+    """A fresh invite code for the facilitator; the old code stops working at once."""
+    try:
+        workshop_id = _workshop_id(request)
+        await _facilitator(request, workshop_id, "change the invite code")
+        code = await request.app.state.registry.rotate(workshop_id)
+        if code is None:
+            raise NotFound("this workshop has no invite code")
+    except VmvSyncError as exc:
+        return error_response(exc)
+    logger.info("workshop=%s invite code rotated", workshop_id)
+    return JSONResponse({"workshop_id": workshop_id, "invite_code": code, "join_link": _join_link(workshop_id, code)})
 
 
 def api_routes() -> list[BaseRoute]:
@@ -200,11 +307,11 @@ def api_routes() -> list[BaseRoute]:
         Route("/api/workshops", create_workshop, methods=["POST"]),
         Route("/api/workshops/{workshop_id}/join", join_workshop, methods=["POST"]),
         Route("/api/workshops/{workshop_id}/invite", invite, methods=["GET"]),
+        Route("/api/workshops/{workshop_id}/invite/rotate", rotate_invite, methods=["POST"]),
         Route(
             "/api/workshops/{workshop_id}/participants/{participant_id}/revoke",
             revoke_participant,
             methods=["POST"],
         ),
     ]
-
 

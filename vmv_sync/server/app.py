@@ -36,6 +36,7 @@ from ..storage import SQLiteStore, Store
 from .api import api_routes, authorize, error_response
 from .auth import AccessRegistry, TokenIssuer, load_secret
 from .connection import Connection, Principal
+from .httplimits import http_middleware
 from .limits import RateLimiter, check_size
 from .manager import RoomManager
 from .metrics import Metrics
@@ -128,6 +129,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             *web_routes(),
         ],
         lifespan=lifespan,
+        middleware=http_middleware(settings),
     )
     app.state.started = anyio.Event()
     app.state.settings = settings

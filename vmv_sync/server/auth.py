@@ -175,6 +175,20 @@ class AccessRegistry:
         )
         return WorkshopAccess(*row) if row else None
 
+    async def rotate(self, workshop_id: str) -> str | None:
+        """Give the workshop a fresh invite code; the old one stops working at once.
+
+        Returns the new code, or ``None`` for a workshop this registry does not know.
+        Nothing caches codes, so the next join already compares against the new one.
+        """
+        code = _invite_code()
+        changed = await self._run(
+            lambda c: c.execute(
+                "UPDATE workshop_access SET invite_code = ? WHERE workshop_id = ?", (code, workshop_id)
+            ).rowcount
+        )
+        return code if changed else None
+
     async def revoke(self, workshop_id: str, participant_id: str) -> None:
         await self._run(
             lambda c: c.execute(

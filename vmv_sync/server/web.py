@@ -24,11 +24,12 @@ logger = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 
 _MARKER = "<!--BUNDLE-MISSING-->"
+#: no inline style: the Content-Security-Policy (server/httplimits.py) allows
+#: styles only from /static, and without the bundle there is no stylesheet either
 _MISSING = (
-    '<p class="bundle-missing" role="alert" style="padding:1rem;background:#fce8e6;'
-    'color:#c5221f;font-weight:600">The page\'s script bundle is missing: run '
+    '<p class="bundle-missing" role="alert"><strong>The page\'s script bundle is missing: run '
     "<code>scripts/setup</code> (it needs Node.js) to build <code>web/dist</code>, "
-    "then reload.</p>"
+    "then reload.</strong></p>"
 )
 _NO_STORE = {"cache-control": "no-store"}
 _WORKSHOP_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # contract section 2
