@@ -13,7 +13,8 @@ from vmv_sync.protocol import encode_awareness, encode_awareness_update
 pytestmark = pytest.mark.anyio
 
 async def test_late_echo_after_forget(server_factory: Any) -> None:
-    server = server_factory(env={"VMV_SECRET": SECRET}, args=())
+    # thousands of ids on one connection: past the default per-connection cap (16), raised here
+    server = server_factory(env={"VMV_SECRET": SECRET, "VMV_MAX_AWARENESS_CLIENTS": "5000"}, args=())
     ws = await make_workshop(server, "Ann", "Bob")
     ann, bob = ws.members["Ann"], ws.members["Bob"]
     def url(member: Any) -> str:

@@ -23,9 +23,11 @@ from .messages import (
     encode_sync_update,
     parse_message,
 )
+from .update import EMPTY_UPDATE
 from .varint import decode_state_vector
 
 __all__ = (
+    "EMPTY_UPDATE",
     "MSG_SYNC",
     "MSG_AWARENESS",
     "MSG_QUERY_AWARENESS",

@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 from ..errors import MalformedMessage
 from .varint import Reader
 
-__all__ = ("UpdateSummary", "summarize_update")
+__all__ = ("EMPTY_UPDATE", "UpdateSummary", "summarize_update")
+
+#: The Yjs update that changes nothing (no structs, no deletes).
+EMPTY_UPDATE = b"\x00\x00"
+
+#: yrs keeps clocks and lengths in 32 bits and silently wraps larger ones (a GC of
+#: length 2**32 + 5 becomes 5), while Yjs peers keep them whole: refuse them
+#: (tests/fuzz), so the server and its peers never disagree about a clock.
+MAX_CLOCK = 2**32 - 1
 
 # content refs
 _GC, _DELETED, _JSON, _BINARY, _STRING, _EMBED, _FORMAT, _TYPE, _ANY, _DOC, _SKIP = range(11)
@@ -33,6 +41,9 @@ class UpdateSummary:
     subdocs: bool = False
     #: number of structs
     count: int = 0
+    #: client id -> highest clock + 1 that an item of this update names as its left
+    #: or right origin or as its parent: the items it needs to be integrated
+    refs: dict[int, int] = field(default_factory=dict)
 
     def skips_ahead_of(self, state: dict[int, int]) -> bool:
         """True when, for some client, the update starts past ``state``'s clock.
@@ -43,6 +54,38 @@ class UpdateSummary:
         the convergence suite (docs/testing.md).
         """
         return any(first > state.get(client, 0) for client, (first, _) in self.structs.items())
+
+    def missing_from(self, state: dict[int, int]) -> int | None:
+        """A client id whose structs this update needs but ``state`` lacks, or None.
+
+        Yjs (and yrs) park such an update as *pending*: it is not in the document,
+        yet it would be stored and acknowledged, and it could be integrated later
+        under the cover of someone else's update. The need is met by ``state`` or by
+        the update's own structs (which start at or before ``state``'s clock).
+        """
+        for client, end in self.refs.items():
+            have = state.get(client, 0)
+            own = self.structs.get(client)
+            if own is not None and own[0] <= have:
+                have = max(have, own[1])
+            if end > have:
+                return client
+        for client, end in self.deletes.items():
+            have = state.get(client, 0)
+            own = self.structs.get(client)
+            if own is not None and own[0] <= have:
+                have = max(have, own[1])
+            if end > have:
+                return client
+        return None
+
+    def new_clocks(self, state: dict[int, int]) -> dict[int, int]:
+        """Per client id, how many clocks past ``state`` this update's structs reach."""
+        return {
+            client: end - state.get(client, 0)
+            for client, (_, end) in self.structs.items()
+            if end > state.get(client, 0)
+        }
 
     def integrated_in(self, state: dict[int, int]) -> bool:
         """True when a document with this state vector holds all of the update.
@@ -71,6 +114,8 @@ def summarize_update(update: bytes) -> UpdateSummary:
             start = clock
             for _ in range(count):
                 clock += _read_struct(reader, summary)
+                if clock > MAX_CLOCK:
+                    raise MalformedMessage("the update's clocks go past 2**32 - 1")
             summary.count += count
             if count:
                 first, end = summary.structs.get(client, (start, clock))
@@ -83,6 +128,8 @@ def summarize_update(update: bytes) -> UpdateSummary:
                 del_clock = reader.read_var_uint()
                 del_len = reader.read_var_uint()
                 end = del_clock + del_len
+                if end > MAX_CLOCK:
+                    raise MalformedMessage("the update deletes past clock 2**32 - 1")
                 if end > summary.deletes.get(client, 0):
                     summary.deletes[client] = end
     except MalformedMessage:
@@ -103,30 +150,33 @@ def _read_struct(reader: Reader, summary: UpdateSummary) -> int:
     has_origin = info & 0x80
     has_right = info & 0x40
     if has_origin:
-        reader.read_var_uint()
-        reader.read_var_uint()
+        _ref(summary, reader.read_var_uint(), reader.read_var_uint())
     if has_right:
-        reader.read_var_uint()
-        reader.read_var_uint()
+        _ref(summary, reader.read_var_uint(), reader.read_var_uint())
     if not (has_origin or has_right):
         if reader.read_var_uint() == 1:
             summary.roots.add(reader.read_var_string())
         else:
-            reader.read_var_uint()
-            reader.read_var_uint()
+            _ref(summary, reader.read_var_uint(), reader.read_var_uint())
         if info & 0x20:
             reader.read_var_string()
     return _read_content(reader, ref, summary)
+
+
+def _ref(summary: UpdateSummary, client: int, clock: int) -> None:
+    refs = summary.refs
+    if clock >= refs.get(client, 0):
+        refs[client] = clock + 1
 
 
 def _read_content(reader: Reader, ref: int, summary: UpdateSummary) -> int:
     if ref == _DELETED:
         return reader.read_var_uint()
     if ref == _JSON:
-        n = reader.read_var_uint()
-        for _ in range(n):
-            reader.read_var_string()
-        return n
+        # Yjs reads n strings, yrs n + 1 (tests/fuzz): one update, two struct layouts,
+        # so the summary (roots, sub-documents) would not be what pycrdt applies. No
+        # Yjs since v13 writes this content (ContentAny replaced it): refuse it.
+        raise MalformedMessage("the update holds JSON content (ref 2), which yrs decodes unlike Yjs")
     if ref == _BINARY:
         reader.read_var_bytes()
         return 1

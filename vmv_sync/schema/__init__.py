@@ -29,6 +29,7 @@ from vmv_sync.schema.document import (
     bind_roots,
     ensure_participant_entries,
     new_workshop,
+    participant_entries_missing,
     read_workshop,
 )
 from vmv_sync.schema.names import choose_display_name, normalize_value_name, tidy_value_name
@@ -88,6 +89,7 @@ __all__ = (
     "Roots",
     "bind_roots",
     "ensure_participant_entries",
+    "participant_entries_missing",
     "new_workshop",
     "read_workshop",
     # actions

@@ -41,6 +41,7 @@ __all__ = (
     "Roots",
     "bind_roots",
     "ensure_participant_entries",
+    "participant_entries_missing",
     "new_workshop",
     "read_workshop",
 )
@@ -185,6 +186,15 @@ def ensure_participant_entries(roots: Roots, pid: str) -> None:
         roots.matrix[pid] = Map()
     if not isinstance(roots.drafts.get(pid), Text):
         roots.drafts[pid] = Text()
+
+
+def participant_entries_missing(roots: Roots, pid: str) -> bool:
+    """Whether any of ``pid``'s containers (see :func:`ensure_participant_entries`) is absent."""
+    return (
+        not isinstance(roots.selections.get(pid), Map)
+        or not isinstance(roots.matrix.get(pid), Map)
+        or not isinstance(roots.drafts.get(pid), Text)
+    )
 
 
 def _read_messages(messages: Array[Any]) -> tuple[tuple[Message, ...], int]:

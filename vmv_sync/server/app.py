@@ -37,11 +37,12 @@ from .api import api_routes, authorize, error_response
 from .auth import AccessRegistry, TokenIssuer, load_secret
 from .connection import Connection, Principal
 from .httplimits import http_middleware
+from .containers import ensure_for
 from .limits import RateLimiter, check_size
 from .manager import RoomManager
 from .metrics import Metrics
 from .ops import ops_routes, state_at
-from .rooms import Room, RoomSettings
+from .rooms import Room
 from .web import web_routes
 
 __all__ = ("create_app", "WORKSHOP_ID_RE")
@@ -49,18 +50,6 @@ __all__ = ("create_app", "WORKSHOP_ID_RE")
 logger = logging.getLogger(__name__)
 
 WORKSHOP_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-def room_settings(settings: Settings) -> RoomSettings:
-    return RoomSettings(
-        awareness_timeout=settings.awareness_timeout,
-        awareness_tick=settings.awareness_tick,
-        idle_seconds=settings.room_idle_seconds,
-        compact_updates=settings.compact_updates,
-        compact_bytes=settings.compact_bytes,
-        history_seconds=settings.history_seconds,
-        enforce_ownership=settings.auth,
-    )
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> Starlette:
@@ -79,7 +68,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             if the_store is None:
                 synchronous: Literal["FULL", "NORMAL"] = "NORMAL" if settings.synchronous == "normal" else "FULL"
                 the_store = await stack.enter_async_context(SQLiteStore(settings.db, synchronous=synchronous))
-            manager = await stack.enter_async_context(RoomManager(app.state.metrics.instrument(the_store), room_settings(settings)))
+            manager = await stack.enter_async_context(RoomManager(app.state.metrics.instrument(the_store), settings))
             app.state.tokens = TokenIssuer(load_secret(settings.secret, settings.data_dir))
             app.state.registry = AccessRegistry(settings.db)
             app.state.manager = manager
@@ -90,12 +79,15 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 
     async def healthz(request: Request) -> Response:
         manager: RoomManager = request.app.state.manager
+        healthy, why = manager.health()
         return JSONResponse(
             {
-                "status": "ok",
+                "status": "ok" if healthy else "unhealthy",
+                "reason": why,
                 "rooms": len(manager.rooms),
                 "connections": sum(len(r.connections) for r in manager.rooms.values()),
-            }
+            },
+            status_code=200 if healthy else 503,
         )
 
     async def state(request: Request) -> Response:
@@ -266,15 +258,24 @@ async def _serve_socket(channel: _Channel, workshop_id: str, settings: Settings,
         channel,
         principal=principal,
         queue_size=settings.send_queue_size,
+        queue_bytes=settings.send_queue_bytes,
         wants_saved=channel.websocket.query_params.get("saved") in {"1", "true"},
         on_sent=state.metrics.sent_many,
     )
+    pid = principal.participant_id
     try:
         if len(room.connections) >= settings.max_connections_per_workshop:
+            logger.warning("workshop=%s connection limit %d reached", workshop_id, settings.max_connections_per_workshop)
             conn.fail(TooManyMessages("this workshop has reached its connection limit"))
+        elif pid is not None and sum(
+            1 for c in room.connections.values() if c.principal.participant_id == pid
+        ) >= settings.max_connections_per_participant:
+            conn.fail(TooManyMessages("you have too many connections open to this workshop; close some"))
         elif room.closing:
             conn.fail(GoingAway("the server is shutting down"))
         else:
+            if principal.authenticated and principal.role != "observer" and pid is not None:
+                await _ensure_containers(room, pid)
             logger.info("workshop=%s conn=%d open participant=%s", workshop_id, conn.id, principal.participant_id)
             state.metrics.opened()
             room.add(conn)
@@ -291,6 +292,14 @@ async def _serve_socket(channel: _Channel, workshop_id: str, settings: Settings,
     state.metrics.closed(conn.close_error)
     if conn.close_error is not None:
         await channel.close(conn.close_error)
+
+
+async def _ensure_containers(room: Room, pid: str) -> None:
+    """Create the participant's containers if a token arrives before they exist (server only)."""
+    from ..schema import bind_roots, participant_entries_missing
+
+    if participant_entries_missing(bind_roots(room.doc), pid):
+        await room.edit(ensure_for(pid), reason="containers")
 
 
 async def _write(conn: Connection) -> None:
@@ -331,4 +340,11 @@ async def _read(channel: _Channel, conn: Connection, room: Room, settings: Setti
             await room.receive(conn, frame)
         except CloseError as exc:
             conn.fail(exc)
+            return
+        except Exception as exc:  # a bug met by this frame: it costs this connection only
+            logger.warning(
+                "workshop=%s conn=%d frame could not be handled (%s: %s); closing with 4400",
+                conn.workshop_id, conn.id, type(exc).__name__, str(exc)[:200],
+            )  # fmt: skip
+            conn.fail(MalformedMessage("the message could not be handled"))
             return

@@ -14,11 +14,16 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..errors import Forbidden
+from ..errors import Forbidden, MessageTooLarge, TooManyMessages
 from ..protocol import AwarenessEntry, encode_awareness, encode_awareness_update
 from .connection import Connection, Principal
 
-__all__ = ("RoomAwareness", "check_awareness_identity")
+__all__ = ("RoomAwareness", "check_awareness_identity", "FRAME_ENTRIES", "FRAME_BYTES")
+
+#: Outgoing awareness frames are split to hold at most this many entries ...
+FRAME_ENTRIES = 1000
+#: ... and about this many bytes of states, well below every client's frame limit.
+FRAME_BYTES = 256 * 1024
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +62,10 @@ class _Client:
 class RoomAwareness:
     """Latest awareness state per client id, with owners and pending changes."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, *, max_clients_per_connection: int = 16, max_state_bytes: int = 16384) -> None:
         self.timeout = timeout
+        self.max_clients_per_connection = max_clients_per_connection
+        self.max_state_bytes = max_state_bytes
         self._clients: dict[int, _Client] = {}
         self._dirty: set[int] = set()
 
@@ -122,8 +129,15 @@ class RoomAwareness:
                         raise Forbidden(f"awareness client {entry.client_id} belongs to another participant")
                 elif not owned and pid is not None and current.participant_id not in (None, pid):
                     raise Forbidden(f"awareness client {entry.client_id} belongs to another participant")
-            if not removing and conn.principal.authenticated:
-                check_awareness_identity((entry,), conn.principal)
+            if not removing:
+                if len(entry.state_json) > self.max_state_bytes:
+                    raise MessageTooLarge(f"an awareness state may hold at most {self.max_state_bytes} bytes")
+                if entry.client_id not in conn.awareness_ids and len(conn.awareness_ids) >= self.max_clients_per_connection:
+                    raise TooManyMessages(
+                        f"one connection may announce at most {self.max_clients_per_connection} awareness clients"
+                    )
+                if conn.principal.authenticated:
+                    check_awareness_identity((entry,), conn.principal)
             self._clients[entry.client_id] = _Client(
                 clock=sclock,
                 state_json=entry.state_json,
@@ -177,22 +191,28 @@ class RoomAwareness:
         self._dirty.add(cid)
 
     # -- encoding --------------------------------------------------------------
-    def take_changes(self) -> bytes | None:
-        """One awareness frame with the latest state of every changed client, or None."""
+    def take_changes(self) -> list[bytes]:
+        """Awareness frames with the latest state of every changed client (none: [])."""
         if not self._dirty:
-            return None
+            return []
         ids = sorted(self._dirty)
         self._dirty.clear()
-        frame = encode_awareness(
-            encode_awareness_update(
-                (cid, self._clients[cid].clock, self._clients[cid].state_json) for cid in ids
-            )
-        )
-        return frame
+        return _frames([(cid, self._clients[cid].clock, self._clients[cid].state_json) for cid in ids])
 
-    def full_frame(self) -> bytes | None:
-        """Every live state, for a new or querying connection."""
-        live = [(cid, c.clock, c.state_json) for cid, c in self._clients.items() if c.state_json != "null"]
-        if not live:
-            return None
-        return encode_awareness(encode_awareness_update(live))
+    def full_frames(self) -> list[bytes]:
+        """Every live state, for a new or querying connection, split into bounded frames."""
+        return _frames([(cid, c.clock, c.state_json) for cid, c in self._clients.items() if c.state_json != "null"])
+
+
+def _frames(entries: list[tuple[int, int, str]]) -> list[bytes]:
+    frames: list[bytes] = []
+    start = 0
+    size = 0
+    for i, (_, _, state_json) in enumerate(entries):
+        size += len(state_json) + 16
+        if i > start and (i - start >= FRAME_ENTRIES or size > FRAME_BYTES):
+            frames.append(encode_awareness(encode_awareness_update(entries[start:i])))
+            start, size = i, len(state_json) + 16
+    if start < len(entries):
+        frames.append(encode_awareness(encode_awareness_update(entries[start:])))
+    return frames

@@ -77,6 +77,7 @@ class Connection:
         *,
         principal: Principal | None = None,
         queue_size: int = 4096,
+        queue_bytes: int = 64 * 1024 * 1024,
         wants_saved: bool = False,
         on_sent: Callable[[Sequence[bytes]], None] | None = None,
     ) -> None:
@@ -89,6 +90,8 @@ class Connection:
         self._on_sent = on_sent
         self._queue: deque[bytes] = deque()
         self._queue_size = queue_size
+        self._queue_bytes = queue_bytes
+        self._queued = 0  # bytes in the queue
         self._wakeup = asyncio.Event()
         self._writer_gone = False
         #: awareness client ids this connection has announced
@@ -110,7 +113,7 @@ class Connection:
     def enqueue(self, frame: bytes) -> None:
         """Write ``frame`` now if nothing is pending for this peer, else queue it.
 
-        Never waits. A full queue closes the peer (4409).
+        Never waits. A full queue (in frames or in bytes) closes the peer (4409).
         """
         if self.close_error is not None or self._writer_gone:
             return
@@ -125,10 +128,11 @@ class Connection:
                 if self._on_sent is not None:
                     self._on_sent((frame,))
                 return
-        if len(self._queue) >= self._queue_size:
+        if len(self._queue) >= self._queue_size or (self._queue and self._queued + len(frame) > self._queue_bytes):
             self.fail(SlowConsumer("the connection fell too far behind; reconnect to resync"))
             return
         self._queue.append(frame)
+        self._queued += len(frame)
         self._wakeup.set()
 
     def fail(self, error: CloseError) -> None:
@@ -144,6 +148,7 @@ class Connection:
             error.reason,
         )
         self._queue.clear()
+        self._queued = 0
         self._wakeup.set()
         if self._cancel is not None:
             self._cancel.cancel()
@@ -172,6 +177,7 @@ class Connection:
                     continue
                 frames = list(queue)
                 queue.clear()
+                self._queued = 0
                 if len(frames) > 1:
                     frames = coalesce_frames(frames)
                 self._writing = True
@@ -183,6 +189,7 @@ class Connection:
         finally:  # the socket is gone or the connection failed: queue nothing more
             self._writer_gone = True
             queue.clear()
+            self._queued = 0
 
 
 _UPDATE_PREFIX = b"\x00\x02"

@@ -3,44 +3,74 @@
 Concurrent first connections to one workshop share a single load (the stock room
 could leave late joiners hanging); a room being unloaded finishes its queued writes
 before the next load of that workshop reads the store.
+
+Each room runs in a task of the manager's task group that never raises: a room that
+fails (a failed commit, a bug) closes its own connections with 1011, is dropped, and
+loads again on the next connection; the manager and every other room go on.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from contextlib import AsyncExitStack
 
 import anyio
+from anyio.abc import TaskGroup, TaskStatus
 
-from ..errors import CloseError, GoingAway, StorageError, VmvSyncError
+from ..config import Settings
+from ..errors import CloseError, GoingAway, ServerError, StorageError
 from ..storage import Store
-from .rooms import Room, RoomSettings
+from .rooms import Room
 
 __all__ = ("RoomManager",)
 
 logger = logging.getLogger(__name__)
 
+#: a room failing within this many seconds of the last failure keeps /healthz unhealthy
+_UNHEALTHY_FOR = 30.0
+
 
 class RoomManager:
-    """Loads rooms on first use, unloads them when idle, flushes them on shutdown."""
+    """Loads rooms on first use, unloads them when idle, flushes them on shutdown.
 
-    def __init__(self, store: Store, settings: RoomSettings) -> None:
+    Used as ``async with RoomManager(store, settings) as manager:``.
+    """
+
+    def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
         self.settings = settings
         self.rooms: dict[str, Room] = {}
-        self._tg: anyio.abc.TaskGroup | None = None
+        self._stack = AsyncExitStack()
+        self._tg: TaskGroup | None = None
         self._closed = False
+        #: monotonic time and text of the last room failure (``/healthz``)
+        self.last_failure: tuple[float, str] | None = None
 
     async def __aenter__(self) -> RoomManager:
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
+        self._tg = await self._stack.enter_async_context(anyio.create_task_group())
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-        assert self._tg is not None
-        self._tg.cancel_scope.cancel()  # pending idle-unload timers
-        await self._tg.__aexit__(None, None, None)
-        self._tg = None
+        try:
+            await self.aclose()
+        finally:
+            if self._tg is not None:
+                self._tg.cancel_scope.cancel()  # pending idle-unload timers
+            self._tg = None
+            await self._stack.aclose()
+
+    @property
+    def running(self) -> bool:
+        return self._tg is not None and not self._closed
+
+    def health(self) -> tuple[bool, str]:
+        """(healthy, why): unhealthy once closed, or while rooms keep failing (say, a full disk)."""
+        if not self.running:
+            return False, "the room manager is not running"
+        if self.last_failure is not None and time.monotonic() - self.last_failure[0] < _UNHEALTHY_FOR:
+            return False, f"a workshop failed recently: {self.last_failure[1]}"
+        return True, "ok"
 
     async def aclose(self) -> None:
         """Close every connection with 1001 and drain every room's pending updates.
@@ -65,48 +95,68 @@ class RoomManager:
         return len(closing)
 
     async def acquire(self, workshop_id: str) -> Room:
-        """The loaded room for ``workshop_id``; concurrent callers share one load."""
-        if self._tg is None or self._closed:
-            raise VmvSyncError("the room manager is not running")
+        """The loaded room for ``workshop_id``; concurrent callers share one load.
+
+        Raises:
+            ServerError: the manager is not running, or the workshop cannot be loaded now.
+        """
         for _ in range(100):
+            if self._tg is None or self._closed:
+                raise ServerError("the server is not accepting workshops (shutting down)")
             room = self.rooms.get(workshop_id)
             if room is None:
                 room = Room(workshop_id, self.store, self.settings)
                 self.rooms[workshop_id] = room
                 room.refs += 1
                 try:
-                    await self._tg.start(room.run)
+                    await self._tg.start(self._run_room, room)
                 except BaseException:
-                    self.rooms.pop(workshop_id, None)
+                    self._forget(room)
                     raise
                 if room.load_error is not None:
-                    self.rooms.pop(workshop_id, None)
-                    raise StorageError(f"could not load workshop {workshop_id}") from room.load_error
+                    self._forget(room)
+                    raise ServerError(f"could not load workshop {workshop_id}; try again") from room.load_error
                 return room
             if room.closing:
                 await room.stopped.wait()
-                if self.rooms.get(workshop_id) is room:
-                    del self.rooms[workshop_id]
+                self._forget(room)
                 continue
             room.refs += 1
             await room.ready.wait()
             if room.load_error is not None:
                 room.refs -= 1
-                raise StorageError(f"could not load workshop {workshop_id}") from room.load_error
+                raise ServerError(f"could not load workshop {workshop_id}; try again") from room.load_error
             return room
-        raise VmvSyncError(f"workshop {workshop_id} is being unloaded; try again")
+        raise ServerError(f"workshop {workshop_id} is being unloaded; try again")
 
     def release(self, room: Room) -> None:
         room.refs -= 1
         if room.refs == 0 and self._tg is not None and not room.closing:
             self._tg.start_soon(self._unload_when_idle, room)
 
+    def _forget(self, room: Room) -> None:
+        if self.rooms.get(room.workshop_id) is room:
+            del self.rooms[room.workshop_id]
+
+    async def _run_room(self, room: Room, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run one room to its end; whatever it raises stays here."""
+        try:
+            await room.run(task_status=task_status)
+        except Exception as exc:  # Room.run handles its own failures; this is the last guard
+            room.failure = room.failure or exc
+            logger.error("workshop=%s room task failed", room.workshop_id, exc_info=exc)
+        finally:
+            failure = room.failure or room.load_error
+            if failure is not None:
+                kind = "storage" if isinstance(failure, StorageError) else type(failure).__name__
+                self.last_failure = (time.monotonic(), f"{room.workshop_id}: {kind}")
+            if room.failure is not None:
+                self._forget(room)
+
     async def _unload_when_idle(self, room: Room) -> None:
-        await anyio.sleep(self.settings.idle_seconds)
+        await anyio.sleep(self.settings.room_idle_seconds)
         if room.refs != 0 or room.closing or self.rooms.get(room.workshop_id) is not room:
             return
         await room.stop()
-        if self.rooms.get(room.workshop_id) is room:
-            del self.rooms[room.workshop_id]
-        logger.info("workshop=%s unloaded after %.0f s idle", room.workshop_id, self.settings.idle_seconds)
-
+        self._forget(room)
+        logger.info("workshop=%s unloaded after %.0f s idle", room.workshop_id, self.settings.room_idle_seconds)

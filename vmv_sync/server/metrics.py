@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import (
@@ -274,10 +274,12 @@ class InstrumentedStore:
     async def load(self, workshop_id: str) -> StoredDoc:
         return await self.inner.load(workshop_id)
 
-    async def append(self, workshop_id: str, updates: Sequence[bytes]) -> int:
+    async def append(
+        self, workshop_id: str, updates: Sequence[bytes], *, claims: Mapping[int, str] | None = None
+    ) -> int:
         started = time.perf_counter()
         try:
-            seq = await self.inner.append(workshop_id, updates)
+            seq = await self.inner.append(workshop_id, updates, claims=claims)
         except Exception:
             self._metrics.store_errors.labels("append").inc()
             raise

@@ -1,11 +1,17 @@
 """A room: one loaded workshop document, its peers, and the durable update path.
 
 Every document update of a room goes through one pipeline task, which reads top to
-bottom: take every pending update -> apply to the document (a bad one closes its
-sender with 4400) -> ``await store.append`` (one grouped commit) -> enqueue to
-peers, encoded once -> acknowledge "saved" -> answer pending sync requests.
-Because sync step 2 answers are produced after the commit, no peer ever receives
-an update the store could still lose.
+bottom: take every pending update -> admit it (integrity, client-id ownership,
+write rules, quota; a bad one closes its sender and nothing of it is applied) ->
+apply to the document -> ``await store.append`` (one grouped commit, with the
+client-id claims) -> enqueue to peers, encoded once -> acknowledge "saved" ->
+answer pending sync requests. Because sync step 2 answers are produced after the
+commit, no peer ever receives an update the store could still lose.
+
+Failure stays inside the room: a bad frame costs its sender's connection; anything
+else that goes wrong in the room (a failed commit, a bug) ends this room only,
+closing its connections with 1011 so they reconnect, and the next connection loads
+the workshop again from the store.
 """
 
 from __future__ import annotations
@@ -20,16 +26,19 @@ import anyio
 from anyio.abc import TaskStatus
 from pycrdt import Doc, merge_updates
 
+from ..config import Settings
 from ..derived import DerivedTracker
 from ..errors import (
     CloseError,
     MalformedMessage,
+    MessageTooLarge,
     ServerError,
     SilentPeer,
     StorageError,
     VmvSyncError,
 )
 from ..protocol import (
+    EMPTY_UPDATE,
     Awareness,
     QueryAwareness,
     Saved,
@@ -44,38 +53,50 @@ from ..protocol import (
     encode_sync_update,
     parse_message,
 )
-from ..protocol.update import summarize_update
+from ..protocol.update import UpdateSummary, summarize_update
 from ..storage import Store
 from .awareness import RoomAwareness
 from .connection import Connection
+from .containers import missing_containers
 from .guard import WriteGuard
+from .integrity import ClientIds, check_integrable
 
-__all__ = ("Room", "RoomSettings")
+__all__ = ("Room", "FromClient", "FromServer", "Origin")
 
 logger = logging.getLogger(__name__)
 
-_EMPTY_UPDATE = b"\x00\x00"
 _BATCH_MAX = 512
+_INBOX_SIZE = 1024
 
 
-@dataclass(frozen=True)
-class RoomSettings:
-    awareness_timeout: float = 30.0
-    awareness_tick: float = 0.04
-    idle_seconds: float = 30.0
-    compact_updates: int = 2000
-    compact_bytes: int = 8 * 1024 * 1024
-    history_seconds: float = 0.0
-    inbox_size: int = 1024
-    #: check every update against the ownership rules (authentication on)
-    enforce_ownership: bool = False
+@dataclass(frozen=True, slots=True)
+class FromClient:
+    """An update sent by a client over one connection (checked before it is applied)."""
+
+    conn: Connection
+
+
+@dataclass(frozen=True, slots=True)
+class FromServer:
+    """An edit the server makes itself (join, workshop creation, containers): never checked."""
+
+    reason: str
+
+
+#: Where an update comes from; the pipeline's steps say which origins they apply to.
+#: (Another server process, with its sequence number, is the next one to come.)
+Origin = Union[FromClient, FromServer]
 
 
 @dataclass(frozen=True, slots=True)
 class _Incoming:
-    conn: Connection | None  # None: the server's own edit
+    origin: Origin
     update: bytes
-    number: int  # the sender's running count, for its "saved" acknowledgement
+    number: int = 0  # a client's running count, for its "saved" acknowledgement
+
+    @property
+    def conn(self) -> Connection | None:
+        return self.origin.conn if isinstance(self.origin, FromClient) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +111,7 @@ class _ServerEdit:
 
     edit: Callable[[Doc], Any]
     done: anyio.Event
+    reason: str = "edit"
     error: BaseException | None = None
 
 
@@ -99,24 +121,33 @@ _Item = Union[_Incoming, _SyncRequest, _ServerEdit]
 class Room:
     """One workshop loaded in memory. Runs inside the manager's task group."""
 
-    def __init__(self, workshop_id: str, store: Store, settings: RoomSettings) -> None:
+    def __init__(self, workshop_id: str, store: Store, settings: Settings) -> None:
         self.workshop_id = workshop_id
         self.store = store
         self.settings = settings
-        self.doc: Doc[Any] = Doc()
+        self.doc: Doc[Any] = Doc()  # replaced at load, under a client id of the server's own
         self.derived = DerivedTracker(self.doc)
-        self.awareness = RoomAwareness(settings.awareness_timeout)
+        self.client_ids = ClientIds()
+        #: bytes of the stored document (snapshot + updates since): the quota's measure
+        self.stored_bytes = 0
+        self.awareness = RoomAwareness(
+            settings.awareness_timeout,
+            max_clients_per_connection=settings.max_awareness_clients,
+            max_state_bytes=settings.max_awareness_state_bytes,
+        )
         self.connections: dict[int, Connection] = {}
         self.refs = 0
         self.last_seq = 0
         self._since_snapshot = 0
         self._bytes_since_snapshot = 0
         self._compacting = False
-        self._inbox_send, self._inbox = anyio.create_memory_object_stream[_Item](settings.inbox_size)
+        self._inbox_send, self._inbox = anyio.create_memory_object_stream[_Item](_INBOX_SIZE)
         self._awareness_wake = anyio.Event()
         self.ready = anyio.Event()
         self.stopped = anyio.Event()
         self.load_error: BaseException | None = None
+        #: what ended the room, if it failed while running (it is then never reused)
+        self.failure: BaseException | None = None
         self.closing = False
         self._tg: anyio.abc.TaskGroup | None = None
         self.guard: WriteGuard | None = None
@@ -134,28 +165,60 @@ class Room:
                 return
             self.ready.set()
             task_status.started()
-            async with anyio.create_task_group() as tg:
-                self._tg = tg
-                tg.start_soon(self._awareness_loop)
-                self._maybe_compact()  # a long tail loaded: fold it before the next load
-                await self._pipeline()
-                tg.cancel_scope.cancel()
+            try:
+                async with anyio.create_task_group() as tg:
+                    self._tg = tg
+                    tg.start_soon(self._awareness_loop)
+                    self._maybe_compact()  # a long tail loaded: fold it before the next load
+                    await self._pipeline()
+                    tg.cancel_scope.cancel()
+            except Exception as exc:  # this room only: the manager and other rooms go on
+                self._fail(exc)
         finally:
+            self._inbox.close()
             self.derived.close()
             self.stopped.set()
+
+    def _fail(self, exc: BaseException) -> None:
+        while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+            exc = exc.exceptions[0]
+        self.failure = exc
+        self.closing = True
+        logger.error("workshop=%s room failed; its connections reconnect and it loads again", self.workshop_id, exc_info=exc)
+        self.fail_all(ServerError("the workshop failed on the server; reconnect"))
+        self._inbox_send.close()
+        # Server edits still queued would wait forever; client updates are dropped
+        # unacknowledged (their senders resend them after reconnecting).
+        while True:
+            try:
+                item = self._inbox.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                break
+            if isinstance(item, _ServerEdit):
+                item.error = item.error or ServerError("the workshop failed on the server; retry")
+                item.done.set()
 
     async def _load(self) -> None:
         started = time.perf_counter()
         stored = await self.store.load(self.workshop_id)
         # One transaction, one update at a time: merge_updates over a long tail is
         # far slower (quadratic) than integrating the updates one by one.
-        with self.doc.transaction():
+        loaded: Doc[Any] = Doc()
+        with loaded.transaction():
             if stored.snapshot:
-                self.doc.apply_update(stored.snapshot)
+                loaded.apply_update(stored.snapshot)
             for update in stored.updates:
-                self.doc.apply_update(update)
+                loaded.apply_update(update)
+        self.client_ids = ClientIds(getattr(stored, "client_ids", None))
+        # The server's own edits go under an id nobody owns or wrote, claimed for it.
+        server_id = self.client_ids.fresh_server_id(decode_state_vector(loaded.get_state()))
+        self.doc = Doc(client_id=server_id)
+        self.doc.apply_update(loaded.get_update())
+        self.derived.close()
+        self.derived = DerivedTracker(self.doc)
         self.last_seq = stored.last_seq
-        if self.settings.enforce_ownership:
+        self.stored_bytes = len(stored.snapshot or b"") + stored.update_bytes
+        if self.settings.auth:
             self.guard = WriteGuard(self.doc)
         self._since_snapshot = stored.update_count
         self._bytes_since_snapshot = stored.update_bytes
@@ -177,8 +240,7 @@ class Room:
     def add(self, conn: Connection) -> None:
         self.connections[conn.id] = conn
         conn.enqueue(encode_sync_step1(self.doc.get_state()))
-        frame = self.awareness.full_frame()
-        if frame is not None:
+        for frame in self.awareness.full_frames():
             conn.enqueue(frame)
 
     def remove(self, conn: Connection) -> None:
@@ -191,63 +253,79 @@ class Room:
         conn.last_seen = time.monotonic()
         message = parse_message(frame)
         if isinstance(message, (SyncStep2, SyncUpdate)):
-            if message.update == _EMPTY_UPDATE:
+            if message.update == EMPTY_UPDATE:
                 return
             conn.updates_received += 1
-            await self._inbox_send.send(_Incoming(conn, message.update, conn.updates_received))
+            await self._submit(_Incoming(FromClient(conn), message.update, conn.updates_received))
         elif isinstance(message, SyncStep1):
-            await self._inbox_send.send(_SyncRequest(conn, message.state_vector))
+            decode_state_vector(message.state_vector)  # undecodable: 4400 for the sender only
+            await self._submit(_SyncRequest(conn, message.state_vector))
         elif isinstance(message, Awareness):
             self.awareness.apply(conn, decode_awareness_update(message.update))
             self._awareness_wake.set()
         elif isinstance(message, QueryAwareness):
-            frame_out = self.awareness.full_frame()
-            if frame_out is not None:
+            for frame_out in self.awareness.full_frames():
                 conn.enqueue(frame_out)
         elif isinstance(message, Saved):
             raise MalformedMessage("'saved' messages only travel from server to client")
 
+    async def _submit(self, item: _Item) -> None:
+        try:
+            await self._inbox_send.send(item)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
+            raise ServerError("the workshop is closing; reconnect") from exc
+
     # -- the update path ---------------------------------------------------------
     async def _pipeline(self) -> None:
-        async with self._inbox:
-            while True:
+        while True:
+            try:
+                first = await self._inbox.receive()
+            except anyio.EndOfStream:
+                return
+            batch = [first]
+            while len(batch) < _BATCH_MAX:
                 try:
-                    first = await self._inbox.receive()
-                except anyio.EndOfStream:
-                    return
-                batch = [first]
-                while len(batch) < _BATCH_MAX:
-                    try:
-                        batch.append(self._inbox.receive_nowait())
-                    except (anyio.WouldBlock, anyio.EndOfStream):
-                        break
-                await self._process(batch)
+                    batch.append(self._inbox.receive_nowait())
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    break
+            await self._process(batch)
 
     async def _process(self, batch: list[_Item]) -> None:
         applied: list[_Incoming] = []
         edits: list[_ServerEdit] = []
+        containers = False
         for item in batch:
             if isinstance(item, _Incoming):
-                if self._apply_incoming(item):
+                summary = self._admit(item)
+                if summary is not None:
                     applied.append(item)
+                    containers = containers or bool(summary.roots & {"participants", "ballots"})
             elif isinstance(item, _ServerEdit):
                 update = self._apply_server_edit(item)
                 edits.append(item)
                 if update is not None:
-                    applied.append(_Incoming(None, update, 0))
+                    applied.append(_Incoming(FromServer(item.reason), update))
+        if containers:
+            # A participant entry or a ballot arrived without its containers (authentication
+            # off, or a page that wrote them itself): the server creates them, once.
+            update = self._apply_server_edit(_ServerEdit(missing_containers, anyio.Event(), "containers"))
+            if update is not None:
+                applied.append(_Incoming(FromServer("containers"), update))
         if applied:
             updates = [item.update for item in applied]
             try:
-                self.last_seq = await self.store.append(self.workshop_id, updates)
+                self.last_seq = await self.store.append(
+                    self.workshop_id, updates, claims=self.client_ids.take_pending() or None
+                )
             except StorageError as exc:
-                logger.exception("workshop=%s commit failed; closing the room", self.workshop_id)
-                self.fail_all(ServerError("the server could not save an update; reconnect"))
                 for edit in edits:
                     edit.error = edit.error or exc
                     edit.done.set()
-                raise
+                raise  # ends this room only (see run); nothing of the batch was acknowledged
             self._since_snapshot += len(updates)
-            self._bytes_since_snapshot += sum(len(u) for u in updates)
+            size = sum(len(u) for u in updates)
+            self._bytes_since_snapshot += size
+            self.stored_bytes += size
             self._relay(applied)
         for edit in edits:
             edit.done.set()
@@ -257,32 +335,47 @@ class Room:
                 item.conn.synced = True
         self._maybe_compact()
 
-    def _apply_incoming(self, item: _Incoming) -> bool:
+    def _admit(self, item: _Incoming) -> UpdateSummary | None:
+        """Check and apply one client update; on refusal close its sender, apply nothing.
+
+        Order: readable -> integrable (no gap, no missing dependency, a plausible clock
+        range) -> client ids owned by the sender -> quota -> write rules (the guard's
+        shadow) -> applied. The first three hold with authentication off too: they are
+        what makes "saved" mean "in the document".
+        """
         conn = item.conn
-        assert conn is not None
+        assert conn is not None  # _Incoming from the inbox always has FromClient origin
         if conn.close_error is not None and conn.close_error.refuses_input:
-            return False  # a connection refused for bad input: drop what it still had queued
+            return None  # a connection refused for bad input: drop what it still had queued
+        principal = conn.principal
         try:
             summary = summarize_update(item.update)
-            if summary.structs and summary.skips_ahead_of(decode_state_vector(self.doc.get_state())):
-                raise MalformedMessage(
-                    "the update skips changes the server does not have yet; reconnect to resync"
-                )
-            if self.guard is not None and conn.principal.authenticated:
-                self.guard.check(item.update, conn.principal, summary)
+            state = decode_state_vector(self.doc.get_state())
+            check_integrable(summary, state)
+            claims = {}
+            if principal.authenticated and principal.participant_id is not None:
+                claims = self.client_ids.check(summary, state, principal.participant_id)
+                quota = self.settings.workshop_quota_bytes
+                if quota and self.stored_bytes + len(item.update) > quota:
+                    raise MessageTooLarge(
+                        f"the workshop has reached its storage quota of {quota} bytes; ask the facilitator"
+                    )
+            if self.guard is not None and principal.authenticated:
+                self.guard.check(item.update, principal, summary)
             self.doc.apply_update(item.update)
         except CloseError as exc:
             conn.fail(exc)
-            return False
+            return None
         except Exception as exc:  # pycrdt raises plain exceptions for undecodable updates
             logger.warning(
                 "workshop=%s conn=%d sent an update pycrdt cannot apply: %s", self.workshop_id, conn.id, exc
             )
             conn.fail(MalformedMessage("the update could not be applied to the document"))
-            return False
-        if self.guard is not None and not conn.principal.authenticated:
+            return None
+        self.client_ids.claim(claims)
+        if self.guard is not None and not principal.authenticated:
             self.guard.accept(item.update)
-        return True
+        return summary
 
     def _apply_server_edit(self, item: _ServerEdit) -> bytes | None:
         captured: list[bytes] = []
@@ -301,14 +394,16 @@ class Room:
             self.guard.accept(update)
         return update
 
-    async def edit(self, edit: Callable[[Doc], Any]) -> None:
+    async def edit(self, edit: Callable[[Doc], Any], *, reason: str = "edit") -> None:
         """Run ``edit(doc)`` as the server, through the durable update path.
 
         Returns once the resulting update is committed and relayed; re-raises what
         ``edit`` raised (nothing of a failed edit is kept only if it wrote nothing).
         """
-        item = _ServerEdit(edit, anyio.Event())
-        await self._inbox_send.send(item)
+        if self.closing:
+            raise ServerError("the workshop is closing; retry")
+        item = _ServerEdit(edit, anyio.Event(), reason)
+        await self._submit(item)
         await item.done.wait()
         if item.error is not None:
             raise item.error
@@ -337,13 +432,13 @@ class Room:
             for item, frame in zip(applied, frames, strict=False):
                 if item.conn is not peer:
                     peer.enqueue(frame)
-        acked: dict[int, _Incoming] = {}
+        acked: dict[int, tuple[Connection, int]] = {}
         for item in applied:
-            if item.conn is not None and item.conn.wants_saved:
-                acked[item.conn.id] = item
-        for item in acked.values():
-            assert item.conn is not None
-            item.conn.enqueue(encode_saved(item.number))
+            conn = item.conn
+            if conn is not None and conn.wants_saved:
+                acked[conn.id] = (conn, item.number)
+        for conn, number in acked.values():
+            conn.enqueue(encode_saved(number))
 
     def fail_all(self, error: CloseError) -> None:
         """Close every connection of the room with ``error``'s code (shutdown, a failed commit)."""
@@ -399,13 +494,12 @@ class Room:
             self._flush_awareness()
 
     def _flush_awareness(self) -> None:
-        frame = self.awareness.take_changes()
-        if frame is None:
-            return
+        frames = self.awareness.take_changes()
         # Sent to every peer, the sender included: y-websocket providers count any
         # received message as a sign of life, and a lone client must not time out.
-        for peer in list(self.connections.values()):
-            peer.enqueue(frame)
+        for frame in frames:
+            for peer in list(self.connections.values()):
+                peer.enqueue(frame)
 
     def _drop_silent(self) -> None:
         deadline = time.monotonic() - self.settings.awareness_timeout
