@@ -22,7 +22,7 @@ import pytest
 from pycrdt import Array, Doc, Map, Text
 
 import vmv_sync.storage as storage_pkg
-from vmv_sync.errors import StorageError
+from vmv_sync.errors import ConfigError, StorageError
 from vmv_sync.storage import (
     MemoryStore,
     SQLiteStore,
@@ -441,7 +441,7 @@ async def test_open_store(tmp_path: Path) -> None:
     assert isinstance(open_store("memory:"), MemoryStore)
     made = open_store(f"sqlite:///{tmp_path}/a.sqlite3")
     assert isinstance(made, SQLiteStore) and made.path == tmp_path / "a.sqlite3"
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         open_store("redis://x")
 
 

@@ -10,6 +10,12 @@ reload.
 Besides the latest snapshot a store may keep, for history views, one older *base*
 snapshot and the updates after it that the latest snapshot already covers (see
 ``compact(..., keep_history_seconds=...)``); ``load`` skips those covered updates.
+
+Two seams, so a room depends only on what it uses (y-redis' storage interface has
+four methods): :class:`RoomStore` is the hot path (load, append, compact, the
+lifecycle); :class:`StoreAdmin` is maintenance (history, stats, list, delete).
+:class:`Store` is both: what a backend implements, what ``open_store`` returns and
+what tools that administer a database take.
 """
 
 from __future__ import annotations
@@ -17,9 +23,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Protocol
+from typing import Protocol, Self
 
-__all__ = ("Store", "StoredDoc", "WorkshopInfo", "StoredUpdate")
+__all__ = ("RoomStore", "StoreAdmin", "Store", "StoredDoc", "WorkshopInfo", "StoredUpdate")
 
 
 @dataclass(frozen=True)
@@ -76,15 +82,15 @@ class WorkshopInfo:
     last_activity: float | None
 
 
-class Store(Protocol):
-    """A durable log of Yjs updates per workshop.
+class RoomStore(Protocol):
+    """What a room needs: a durable log of Yjs updates per workshop (the hot path).
 
     Implementations are used as ``async with store:``; every method is safe to call
     concurrently from many tasks of one event loop. Failures to read or write raise
     :class:`vmv_sync.errors.StorageError`; they are never swallowed.
     """
 
-    async def __aenter__(self) -> Store: ...
+    async def __aenter__(self) -> Self: ...
 
     async def __aexit__(self, *exc_info: object) -> None: ...
 
@@ -138,6 +144,16 @@ class Store(Protocol):
         """
         ...
 
+
+class StoreAdmin(Protocol):
+    """Maintenance and administration of a store: off the hot path.
+
+    History views, compaction decisions from outside a room, ``vmv-sync list`` and
+    deletion. Same error rules as :class:`RoomStore`. Backup is not here: it is
+    backend-specific (a file copy for SQLite; a PostgreSQL store would be backed up
+    by its server), see :meth:`vmv_sync.storage.SQLiteStore.backup`.
+    """
+
     async def history(self, workshop_id: str) -> tuple[bytes | None, list[StoredUpdate]]:
         """A base snapshot and every stored update after it, with commit times.
 
@@ -156,5 +172,14 @@ class Store(Protocol):
         ...
 
     async def delete(self, workshop_id: str) -> None:
-        """Forget a workshop entirely (its sequence numbers start again at 1)."""
+        """Forget a workshop entirely, claims included (its seqs start again at 1)."""
         ...
+
+
+class Store(RoomStore, StoreAdmin, Protocol):
+    """A complete store: the room's hot path and the administration, one lifecycle.
+
+    :class:`~vmv_sync.storage.SQLiteStore` and :class:`~vmv_sync.storage.MemoryStore`
+    implement it. Code that only loads, appends and compacts should ask for a
+    :class:`RoomStore`, so a wrapper (metrics, a remote log) need not implement the rest.
+    """

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.lowlevel
@@ -20,6 +21,9 @@ import anyio.lowlevel
 from ..errors import StorageError
 from .base import StoredDoc, StoredUpdate, WorkshopInfo
 from .rules import check_claims, check_updates, history_boundary
+
+if TYPE_CHECKING:
+    from .base import RoomStore, Store, StoreAdmin
 
 __all__ = ("MemoryStore", "history_boundary", "check_updates")
 
@@ -182,3 +186,9 @@ class MemoryStore:
         await anyio.lowlevel.checkpoint()
         self._check_open()
         self._workshops.pop(workshop_id, None)
+
+
+if TYPE_CHECKING:  # mypy checks that MemoryStore implements every seam
+
+    def _implements(store: MemoryStore) -> tuple[RoomStore, StoreAdmin, Store]:
+        return store, store, store
