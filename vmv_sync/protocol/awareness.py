@@ -39,15 +39,22 @@ def decode_awareness_update(payload: bytes) -> list[AwarenessEntry]:
         clock = reader.read_var_uint()
         text = reader.read_var_string()
         try:
-            state = json.loads(text) if text else None
-        except ValueError as exc:
+            state = json.loads(text, parse_constant=_refuse_constant) if text else None
+        except ValueError as exc:  # JSONDecodeError, and integers past int_max_str_digits
             raise MalformedMessage("awareness state is not valid JSON") from exc
+        except RecursionError as exc:  # found by tests/fuzz: {"a": nested 5,000 deep
+            raise MalformedMessage("awareness state nests too deeply") from exc
         if state is not None and not isinstance(state, dict):
             raise MalformedMessage("awareness state must be a JSON object or null")
         entries.append(AwarenessEntry(client_id, clock, state, text if state is not None else "null"))
     if not reader.done:
         raise MalformedMessage("malformed awareness update: trailing bytes")
     return entries
+
+
+def _refuse_constant(name: str) -> None:
+    """NaN, Infinity, -Infinity: Python's json reads them, JSON.parse in every browser throws."""
+    raise ValueError(f"{name} is not JSON")
 
 
 def encode_awareness_update(entries: Iterable[tuple[int, int, str]]) -> bytes:

@@ -113,7 +113,10 @@ def summarize_update(update: bytes) -> UpdateSummary:
             clock = reader.read_var_uint()
             start = clock
             for _ in range(count):
-                clock += _read_struct(reader, summary)
+                length = _read_struct(reader, summary)
+                if length == 0:  # a GC of length 0 after a struct panics yrs (tests/fuzz)
+                    raise MalformedMessage("the update holds a struct of length 0")
+                clock += length
                 if clock > MAX_CLOCK:
                     raise MalformedMessage("the update's clocks go past 2**32 - 1")
             summary.count += count

@@ -85,12 +85,15 @@ def decode_state_vector(state_vector: bytes) -> dict[int, int]:
     """A Yjs state vector as {client id: clock}.
 
     yrs writes the entries in hash-map order, so two equal state vectors may differ
-    byte for byte; compare the decoded mappings.
+    byte for byte; compare the decoded mappings. Raises MalformedMessage if it is
+    truncated or followed by anything (tests/fuzz: trailing bytes passed unseen).
     """
     reader = Reader(state_vector)
     count = reader.read_var_uint()
     result: dict[int, int] = {}
-    for _ in range(count):
+    for _ in range(count):  # each entry reads at least 2 bytes: bounded by the length
         client = reader.read_var_uint()
         result[client] = reader.read_var_uint()
+    if not reader.done:
+        raise MalformedMessage("malformed state vector: trailing bytes")
     return result

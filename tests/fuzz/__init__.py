@@ -1,0 +1,1 @@
+"""Fuzz suites: the frame generator, the parsers (pytest and atheris), the real server."""
