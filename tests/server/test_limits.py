@@ -1,0 +1,150 @@
+"""Issue 14: every WebSocket limit bounds memory and time and costs only its sender.
+
+One test per limit, each with a neighbour that must keep working, and each bounded
+in count and time. Limits are lowered through the real VMV_* variables.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+import websockets
+from pycrdt import Text
+
+from vmv_sync.protocol import encode_awareness, encode_awareness_update, encode_sync_step1, encode_sync_update
+from vmv_sync.server.awareness import FRAME_BYTES, FRAME_ENTRIES, RoomAwareness
+
+from ..test_auth import AUTH_ENV, make_workshop
+from ..yclient import YClient, big_updates, connect_slow
+from .test_isolation import edit_and_see
+
+pytestmark = pytest.mark.anyio
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+async def test_connections_per_participant_are_capped(server_factory) -> None:
+    server = server_factory(env={**AUTH_ENV, "VMV_MAX_CONNECTIONS_PER_PARTICIPANT": "3"}, args=())
+    ws = await make_workshop(server, "Ann", "Bob")
+    ann, bob = ws.members["Ann"], ws.members["Bob"]
+    async with YClient(ws.url(ann)) as a1, YClient(ws.url(ann)) as a2, YClient(ws.url(ann)) as a3:
+        for c in (a1, a2, a3):
+            await c.synced.wait()
+        async with YClient(ws.url(ann)) as a4:
+            assert await a4.wait_closed() == 4429
+        async with YClient(ws.url(bob)) as b:  # everyone else still gets in
+            await b.synced.wait()
+            await edit_and_see(a1, b, "hi")
+
+
+async def test_awareness_client_ids_per_connection_are_capped(server) -> None:
+    # The attack: a million client ids announced by one connection (+310 MiB before).
+    entries = [(1000 + i, 1, json.dumps({"n": i})) for i in range(10_000)]
+    async with YClient(server.ws("aw")) as a, YClient(server.ws("aw")) as b:
+        await a.synced.wait()
+        await b.synced.wait()
+        async with YClient(server.ws("aw")) as attacker:
+            await attacker.synced.wait()
+            before = rss_kib(server.proc.pid)
+            await attacker.send_raw(encode_awareness(encode_awareness_update(entries)))
+            assert await attacker.wait_closed() == 4429
+            assert rss_kib(server.proc.pid) - before < 50 * 1024
+        await a.set_awareness({"user": {"id": "a"}})
+        await b.wait_for(lambda: b.awareness.get(a.client_id) == {"user": {"id": "a"}})
+        assert len(b.awareness) <= 16 + 2  # at most the capped ids ever reached a peer
+
+
+async def test_an_awareness_state_over_its_size_limit_is_refused(server_factory) -> None:
+    server = server_factory(env={"VMV_MAX_AWARENESS_STATE_BYTES": "4096"})
+    async with YClient(server.ws("aw")) as a:
+        await a.synced.wait()
+        await a.set_awareness({"blob": "x" * 5000})
+        assert await a.wait_closed() == 4413
+
+
+def test_outgoing_awareness_frames_are_split_below_client_limits() -> None:
+    from vmv_sync.protocol import decode_awareness_update, parse_message
+    from vmv_sync.server.connection import Connection
+
+    class Sink:
+        async def send(self, frame: bytes) -> None: ...
+
+        def send_nowait(self, frame: bytes) -> bool:
+            return True
+
+    table = RoomAwareness(30.0, max_clients_per_connection=10_000, max_state_bytes=100_000)
+    conn = Connection("w", Sink())
+    big = json.dumps({"s": "y" * 2000})
+    table.apply(conn, decode_awareness_update(encode_awareness_update([(i + 1, 1, big) for i in range(3000)])))
+    frames = table.full_frames()
+    assert len(frames) > 1
+    seen = 0
+    for frame in frames:
+        message = parse_message(frame)
+        entries = decode_awareness_update(message.update)  # type: ignore[union-attr]
+        assert len(entries) <= FRAME_ENTRIES
+        assert len(frame) <= FRAME_BYTES + len(big) + 64
+        seen += len(entries)
+    assert seen == 3000
+
+
+async def test_sync_step1_floods_are_bounded_by_the_send_queue_bytes(server_factory) -> None:
+    # The attack: 150 sync step 1 frames of 4 bytes against a large document, never read
+    # (+722 MiB before: the queue counted frames, not bytes).
+    server = server_factory(env={"VMV_SEND_QUEUE_BYTES": str(4 * 1024 * 1024)})
+    url = server.ws("big")
+    async with YClient(url, saved=True) as writer:
+        await writer.synced.wait()
+        updates = big_updates(20, 60_000)  # about 1.2 MB of document
+        for update in updates:
+            await writer.ws.send(encode_sync_update(update))
+        await writer.wait_for(lambda: writer.saved_count >= len(updates), timeout=30)
+        before = rss_kib(server.proc.pid)
+        async with await connect_slow(url) as slow:
+            for _ in range(150):
+                await slow.send(encode_sync_step1(b"\x00"))
+            code = None
+            with anyio.fail_after(30):
+                try:
+                    while True:
+                        await slow.recv()
+                except websockets.ConnectionClosed as closed:
+                    code = closed.rcvd.code if closed.rcvd else None
+            assert code == 4409
+        grown = rss_kib(server.proc.pid) - before
+        assert grown < 120 * 1024, f"server grew {grown} KiB"
+        async with YClient(url) as other:  # the workshop is fine
+            await other.synced.wait()
+            await edit_and_see(writer, other, "still here")
+
+
+async def test_the_workshop_storage_quota_refuses_further_growth(server_factory) -> None:
+    server = server_factory(env={**AUTH_ENV, "VMV_WORKSHOP_QUOTA_BYTES": "200000"}, args=())
+    ws = await make_workshop(server, "Ann", "Bob")
+    ann, bob = ws.members["Ann"], ws.members["Bob"]
+    async with YClient(ws.url(ann), saved=True) as a:
+        await a.synced.wait()
+        mission = a.doc.get("mission", type=Text)
+        code = None
+        for i in range(50):  # 50 x 10 kB: past the quota of 200 kB
+            mission += f"{i:03d}" + "m" * 10_000
+            with anyio.move_on_after(5):
+                await a.wait_for(lambda i=i: a.saved_count >= i + 1 or a.closed.is_set())
+            if a.closed.is_set():
+                code = a.close_code
+                break
+        assert code == 4413 and "quota" in (a.close_reason or "")
+    async with YClient(ws.url(bob)) as b:  # the stored workshop is intact and readable
+        await b.synced.wait()
+        assert len(str(b.doc.get("mission", type=Text))) > 150_000
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        assert (await http.get("/healthz")).status_code == 200
