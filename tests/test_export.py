@@ -4,6 +4,7 @@ by HTTP and by the CLI (against the database of the running server)."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 import anyio
@@ -81,10 +82,48 @@ def check_family_markdown(text: str) -> None:
     assert "| Honesty | 2 |" in text and "| Trust | 1 |" in text
     assert "Winner: **Honesty** · turnout 3 of 3 (100.0 %)" in text
     assert "## Mission\n\n> We tell the truth,\n> together.\n" in text
-    assert "> A home where | everyone is heard." in text
+    assert "> A home where \\| everyone is heard." in text
     assert "> Truth first" in text
-    assert "**Bob**" in text and "Hi | there" in text
+    assert "**Bob**" in text and "Hi \\| there" in text
     assert "Hello \\*all\\*" in text  # chat text stays literal
+
+
+EVIL = ["**x** <script>alert(1)</script>", "[a](javascript:alert(1))", "# Heading", "- item", "1. first", "a & b"]
+
+
+def evil_workshop(doc: Doc) -> None:
+    """Every user string of the report set to something Markdown or HTML would act on."""
+    name, link, heading, item, number, amp = EVIL
+    schema.new_workshop(doc, title=heading, facilitator_id="f", facilitator_name=name, values=[link, item], now=1.0)
+    schema.add_participant(doc, "p1", link, now=2.0)
+    schema.select_value(doc, "p1", link, now=3.0)
+    schema.select_value(doc, "f", heading, now=3.0)
+    schema.rate_value(doc, "p1", link, importance=5, practice=1)
+    schema.open_ballot(doc, "b1", name, [link, heading, number], stage="values-collective")
+    schema.cast_vote(doc, "b1", "p1", link)
+    schema.set_draft(doc, "p1", f"{heading}\n{item}\n{number}\n===\n{name}")
+    schema.set_mission(doc, f"{heading}\n{amp}")
+    schema.set_vision(doc, f"{item}\n{link}")
+    schema.post_message(doc, "p1", f"{name} {link}", message_id="m1", now=4.0)
+
+
+def test_markdown_escapes_every_user_string() -> None:
+    doc = Doc()
+    evil_workshop(doc)
+    text = export_markdown(doc, workshop_id="w1")
+    # the report itself writes no <, [ or &: every one left came from a user, escaped
+    for special in ("<", "[", "]", "&", "`"):  # (">" starts the report's own quotes)
+        unescaped = [m.start() for m in re.finditer(rf"(?<!\\){re.escape(special)}", text)]
+        assert unescaped == ([] if special != "`" else [text.index("`w1`"), text.index("`w1`") + 3]), special
+    assert "\\*\\*x\\*\\* \\<script\\>alert(1)\\</script\\>" in text  # a name, a ballot question
+    assert "| \\[a\\](javascript:alert(1)) | 1 |" in text  # a value name, a ballot option
+    assert text.startswith("# \\# Heading\n")  # the title is text, not a second heading
+    # block quotes (drafts, mission, vision): no line starts a heading, a list or an underline
+    assert "> \\# Heading\n> \\- item\n> 1\\. first\n> \\===\n" in text
+    assert "> a \\& b" in text
+    headings = [line.split(" ", 1)[0] for line in text.splitlines() if line.startswith("#")]
+    assert set(headings) <= {"#", "##", "###"} and headings.count("#") == 1
+    assert not [line for line in text.splitlines() if re.match(r"(> )?(- |\d+\. |=+$)", line) and "**" not in line]
 
 
 def test_export_of_a_known_workshop() -> None:

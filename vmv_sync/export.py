@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -168,25 +169,52 @@ def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+#: characters that mean something to Markdown (CommonMark and GitHub's) or HTML
+#: anywhere in a line; each is written with a backslash, which every CommonMark
+#: renderer shows as the character itself (a backslash and ``<`` render as ``&lt;``)
+_SPECIAL = frozenset("\\`*_[]<>#|~&")
+#: a line that starts like a list item (``-``, ``+``, ``1.``, ``1)``) or a heading underline
+_LINE_START = re.compile(r"^(\s*)(?:([-+=])(?=[\s=-]|$)|(\d{1,9})(?=[.)](?:\s|$)))")
+
+
+def _line_start(match: re.Match[str]) -> str:
+    indent, mark, number = match.groups()
+    return f"{indent}\\{mark}" if mark else f"{indent}{number}\\"
+
+
+def _escape(text: str) -> str:
+    r"""User text with every Markdown and HTML special character left literal.
+
+    Names, value names, ballot options, drafts, chat: anything a participant typed
+    must read as text, never as a link (``[a](javascript:...)``), an image, raw HTML
+    (``<script>``), emphasis, a list or a heading, in any Markdown renderer.
+
+    Example:
+        >>> print(_escape("**x** <script>"))
+        \*\*x\*\* \<script\>
+        >>> print(_escape("1. first"))
+        1\. first
+    """
+    out = "".join("\\" + ch if ch in _SPECIAL else ch for ch in text)
+    return _LINE_START.sub(_line_start, out, count=1)
+
+
+def _inline(text: object) -> str:
+    """User text on one line (line breaks become spaces), escaped."""
+    return _escape(" ".join(str(text).split()))
+
+
 def _cell(text: object) -> str:
-    """A table cell: one line, pipes escaped."""
-    return " ".join(str(text).split()).replace("|", "\\|") or " "
-
-
-def _inline(text: str) -> str:
-    """Free text on one line, with Markdown's emphasis characters left literal."""
-    out = " ".join(text.split())
-    for ch in ("\\", "*", "_", "`", "[", "]", "<", ">", "#"):
-        out = out.replace(ch, "\\" + ch)
-    return out
+    """A table cell: one line, escaped (pipes included); never empty."""
+    return _inline(text) or " "
 
 
 def _quote(text: str) -> list[str]:
-    """Multi-line text as a block quote; an empty text says so."""
+    """Multi-line user text as a block quote, each line escaped; an empty text says so."""
     lines = text.strip("\n").splitlines()
     if not "".join(lines).strip():
         return ["_(empty)_"]
-    return ["> " + line if line.strip() else ">" for line in lines]
+    return ["> " + _escape(line) if line.strip() else ">" for line in lines]
 
 
 def _stage_label(stage: str | None) -> str:
@@ -226,7 +254,7 @@ def export_markdown(
     out: list[str] = [f"# {_inline(r['title'] or 'Untitled workshop')}", ""]
     facts = []
     if workshop_id is not None:
-        facts.append(f"Workshop `{workshop_id}`")
+        facts.append(f"Workshop `{workshop_id}`" if "`" not in workshop_id else f"Workshop {_inline(workshop_id)}")
     facts.append(f"stage: {_stage_label(r['stage'])}")
     if r["created_at"] is not None:
         facts.append(f"created {_when(r['created_at'])}")
@@ -288,7 +316,7 @@ def export_markdown(
     for b in r["ballots"]:
         state = "open" if b["open"] else "closed"
         kind = "one choice" if b["kind"] == "single" else f"up to {b['max_choices']} choices"
-        out += [f"### {_inline(b['question'])}", "", f"{state}, {kind}, stage {b['stage']}", ""]
+        out += [f"### {_inline(b['question'])}", "", f"{state}, {kind}, stage {_inline(b['stage'])}", ""]
         rows = [[c["option"], c["count"]] for c in b["counts"]]
         out += _table(["Option", "Votes"], rows, ["---", "--:"])
         winners = ", ".join(_inline(w) for w in b["winners"]) or "none yet"
@@ -313,7 +341,7 @@ def export_markdown(
     if not r["messages"]:
         out.append("_No messages._")
     for m in r["messages"]:
-        out.append(f"- **{_inline(who(m['author']))}** ({m['stage']}, {_when(m['sent_at'])}): {_inline(m['text'])}")
+        out.append(f"- **{_inline(who(m['author']))}** ({_inline(m['stage'])}, {_when(m['sent_at'])}): {_inline(m['text'])}")
     out.append("")
     if r["skipped"]:
         out += [f"_{r['skipped']} malformed entries of the document were left out._", ""]
