@@ -22,7 +22,8 @@ from .events import (
     Leave,
     PresenceEvent,
 )
-from .outbox import OUTBOX_SUFFIX, LocalReplica
+from .outbox import OUTBOX_SUFFIX, PENDING_SUFFIX, LocalReplica
+from .recovery import Refused
 
 __all__ = (
     "WorkshopClient",
@@ -40,4 +41,6 @@ __all__ = (
     "PresenceEvent",
     "LocalReplica",
     "OUTBOX_SUFFIX",
+    "PENDING_SUFFIX",
+    "Refused",
 )

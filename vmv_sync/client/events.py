@@ -49,8 +49,9 @@ class ConnectionState(str, enum.Enum):
 #: ``local``: an edit made here; ``remote``: an update from the server;
 #: ``presence``: awareness views changed (including a typing flag going stale);
 #: ``connection``: the connection state or ``last_error`` changed;
-#: ``saved``: the number of unconfirmed local edits changed.
-ChangeKind = Literal["local", "remote", "presence", "connection", "saved"]
+#: ``saved``: the number of unconfirmed local edits changed (or an edit was refused);
+#: ``recovered``: a refusal was recovered from (see ``client.recoveries``).
+ChangeKind = Literal["local", "remote", "presence", "connection", "saved", "recovered"]
 
 
 @dataclass(frozen=True, slots=True)

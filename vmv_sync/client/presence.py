@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
@@ -102,6 +103,16 @@ class LocalAwareness:
         self.state = replace(self.state, **fields)
         self.clock += 1
         return self.state
+
+    def rekey(self, client_id: int) -> None:
+        """Announce under a new client id from now on (after the document was rebuilt)."""
+        self.client_id = client_id
+        self.clock = 0
+
+    def announce(self) -> bytes:
+        """Our state for a new connection: ``online_at`` refreshed, next clock."""
+        self.update(online_at=time.time())
+        return self.frame()
 
     def frame(self) -> bytes:
         """The current state as an awareness message (also used to renew it)."""

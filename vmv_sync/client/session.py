@@ -13,22 +13,28 @@ counts the frames the server will acknowledge with ``saved``:
 
 Frames leave through one writer task reading a bounded queue, in order; a queue
 overflow drops the connection (the pending edits travel again in the next step 2).
+
+Like pycrdt's ``Provider(doc, channel)``, a session is given what it works on (the
+document, the local replica, this client's awareness, the URL) and reports back
+through the small :class:`SessionHost` protocol; it knows nothing else of the client.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import anyio
 import websockets
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from pycrdt import merge_updates
+from pycrdt import Doc, merge_updates
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from ..errors import MalformedMessage
 from ..protocol import (
     Awareness,
+    AwarenessEntry,
     QueryAwareness,
     Saved,
     SyncStep1,
@@ -41,11 +47,10 @@ from ..protocol import (
     parse_message,
 )
 from .backoff import is_permanent_close
+from .outbox import LocalReplica
+from .presence import LocalAwareness
 
-if TYPE_CHECKING:
-    from .client import WorkshopClient
-
-__all__ = ("Session", "run_session")
+__all__ = ("Session", "SessionHost", "Failure", "run_session")
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +58,58 @@ _EMPTY_UPDATE = b"\x00\x00"
 _QUEUE_SIZE = 8192
 
 
+@dataclass(frozen=True)
+class Failure:
+    """How a connection ended badly: a sentence, the close code and reason if any."""
+
+    message: str
+    code: int | None = None
+    reason: str = ""
+    #: the close code (or HTTP status) says retrying cannot help
+    permanent: bool = False
+
+
+class SessionHost(Protocol):
+    """What a :class:`Session` reports to (the client implements it)."""
+
+    def on_open(self, session: Session) -> None:
+        """The socket is open; the handshake starts."""
+
+    async def on_remote_update(self, update: bytes) -> None:
+        """Apply and persist an update from the server (step 2 or live)."""
+
+    async def on_synced(self, session: Session) -> None:
+        """The server's step 2 was applied: both sides are in sync."""
+
+    def on_awareness(self, entries: list[AwarenessEntry]) -> None:
+        """Awareness states relayed by the server."""
+
+    async def on_saved(self, seqs: list[int]) -> None:
+        """The server committed the pending rows ``seqs``."""
+
+    def on_failed(self, session: Session, failure: Failure) -> None:
+        """The connection failed or was closed by the server with an error."""
+
+
 class Session:
     """Per-connection state: the socket, the send queue and the saved bookkeeping."""
 
-    def __init__(self, client: WorkshopClient) -> None:
-        self.client = client
+    def __init__(
+        self,
+        doc: Doc[Any],
+        replica: LocalReplica,
+        awareness: LocalAwareness,
+        host: SessionHost,
+        *,
+        heartbeat: float = 15.0,
+        label: str = "",
+    ) -> None:
+        self.doc = doc
+        self.replica = replica
+        self.awareness = awareness
+        self.host = host
+        self.heartbeat = heartbeat
+        self.label = label
         self.ws: websockets.ClientConnection | None = None
         #: the server's step 2 arrived: we are in sync and live
         self.synced = False
@@ -68,6 +120,8 @@ class Session:
         #: how many counted frames the server confirmed
         self.confirmed_frames = 0
         self.closing = False
+        #: this session follows a rebuild after a refusal (its re-made rows go one per frame)
+        self.recovery = False
         self._out: MemoryObjectSendStream[bytes]
         self._in: MemoryObjectReceiveStream[bytes]
         self._out, self._in = anyio.create_memory_object_stream[bytes](_QUEUE_SIZE)
@@ -80,10 +134,7 @@ class Session:
         try:
             self._out.send_nowait(frame)
         except anyio.WouldBlock:
-            logger.warning(
-                "workshop=%s send queue full; dropping the connection to resync",
-                self.client.workshop_id,
-            )
+            logger.warning("workshop=%s send queue full; dropping the connection to resync", self.label)
             self.closing = True
             self._out.close()
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
@@ -100,9 +151,8 @@ class Session:
         self._enqueue(frame)
 
     def _answer_step1(self, state_vector: bytes) -> None:
-        replica = self.client._replica
-        pending = replica.pending()
-        diff = self.client.doc.get_update(state_vector)
+        pending = self.replica.pending()
+        diff = self.doc.get_update(state_vector)
         if diff == _EMPTY_UPDATE and pending:
             # The server already has every pending edit, but only a counted frame
             # gets a "saved" (its commit may still be in flight): send them again.
@@ -135,12 +185,12 @@ class Session:
 
     async def _heartbeat(self) -> None:
         while True:
-            await anyio.sleep(self.client.heartbeat)
-            self._enqueue(self.client._me.renew())
+            await anyio.sleep(self.heartbeat)
+            self._enqueue(self.awareness.renew())
 
     async def _reader(self) -> None:
         assert self.ws is not None
-        client = self.client
+        host = self.host
         try:
             async for frame in self.ws:
                 if isinstance(frame, str):
@@ -149,28 +199,23 @@ class Session:
                 if isinstance(message, SyncStep1):
                     self._answer_step1(message.state_vector)
                 elif isinstance(message, (SyncStep2, SyncUpdate)):
-                    await client._apply_remote(message.update)
+                    await host.on_remote_update(message.update)
                     if isinstance(message, SyncStep2) and not self.synced:
                         self.synced = True
-                        client._session_synced()
+                        await host.on_synced(self)
                 elif isinstance(message, Awareness):
-                    entries = decode_awareness_update(message.update)
-                    client._presence_changed(lambda: client._awareness.apply(entries))  # noqa: B023 (called at once)
+                    host.on_awareness(list(decode_awareness_update(message.update)))
                 elif isinstance(message, QueryAwareness):
-                    self._enqueue(client._me.frame())
+                    self._enqueue(self.awareness.frame())
                 elif isinstance(message, Saved):
                     seqs = self._confirm(message.count)
-                    if client._replica.confirm(seqs):
-                        client._notify("saved")
-                        # Shielded: closing right after wait_saved() must not leave
-                        # confirmed edits counted pending in the store.
-                        with anyio.CancelScope(shield=True):
-                            await client._replica.persist_confirmed(client.doc.get_update)
+                    if seqs:
+                        await host.on_saved(seqs)
         except ConnectionClosed:
             return
         except MalformedMessage as exc:
-            logger.error("workshop=%s bad frame from the server: %s", client.workshop_id, exc)
-            client._session_failed(f"the server sent a bad frame: {exc}", None, False)
+            logger.error("workshop=%s bad frame from the server: %s", self.label, exc)
+            host.on_failed(self, Failure(f"the server sent a bad frame: {exc}"))
             await self.ws.close(4400, "malformed message")
 
     # -- closing ----------------------------------------------------------------------
@@ -200,28 +245,28 @@ class Session:
 
 async def run_session(session: Session, url: str, open_timeout: float) -> None:
     """Connect, run the session until the socket closes, and report how it ended."""
-    client = session.client
+    host = session.host
     try:
         ws = await websockets.connect(
             url, max_size=None, open_timeout=open_timeout, close_timeout=2
         )
     except InvalidStatus as exc:
         status = exc.response.status_code
-        client._session_failed(
-            f"the server refused the connection with HTTP {status}", None, status in (401, 403)
+        host.on_failed(
+            session, Failure(f"the server refused the connection with HTTP {status}", permanent=status in (401, 403))
         )
         return
     except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
-        client._session_failed(f"cannot connect: {exc or type(exc).__name__}", None, False)
+        host.on_failed(session, Failure(f"cannot connect: {exc or type(exc).__name__}"))
         return
     session.ws = ws
-    client._session_open(session)
+    host.on_open(session)
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(session._writer)
             tg.start_soon(session._heartbeat)
-            session._enqueue(encode_sync_step1(client.doc.get_state()))
-            session._enqueue(client._announce_frame())
+            session._enqueue(encode_sync_step1(session.doc.get_state()))
+            session._enqueue(session.awareness.announce())
             await session._reader()
             tg.cancel_scope.cancel()
     finally:
@@ -232,10 +277,14 @@ async def run_session(session: Session, url: str, open_timeout: float) -> None:
     rcvd = ws.protocol.close_rcvd
     if rcvd is not None and rcvd.code != 1000:
         reason = rcvd.reason or "no reason given"
-        client._session_failed(
-            f"the server closed the connection ({rcvd.code}: {reason})",
-            rcvd.code,
-            is_permanent_close(rcvd.code),
+        host.on_failed(
+            session,
+            Failure(
+                f"the server closed the connection ({rcvd.code}: {reason})",
+                rcvd.code,
+                rcvd.reason,
+                is_permanent_close(rcvd.code),
+            ),
         )
     elif rcvd is None and code == 1006:
-        client._session_failed("the connection was lost (1006)", 1006, False)
+        host.on_failed(session, Failure("the connection was lost (1006)", 1006))

@@ -5,9 +5,16 @@ action and the server's ownership guard can judge an update as one unit.
 Validation always comes before the first write: pycrdt commits what was written
 even when the ``with doc.transaction()`` block raises.
 
-Nested maps (a participant's selections, ratings, votes, progress) are created
-only when absent and then edited key by key, so concurrent edits to different
-keys of one participant merge instead of overwriting each other.
+Nested containers (a participant's selections, ratings and draft, a ballot's
+votes) are edited key by key, so concurrent edits to different keys merge. They
+must exist once: two replicas creating the same one concurrently keep only one,
+and whatever was written into the other is lost. The server creates them (at
+join, on connection, when an entry arrives without them); the functions here
+still create an absent one so that a document built without a server (tests,
+tools) works, and the client never calls them while a container is absent: it
+holds such an action as an intent until the container arrives (client/intents.py).
+``progress[pid]`` is a whole record, written completely by every call, so two
+first writes racing leave one complete record (what last-writer-wins would give).
 """
 
 from __future__ import annotations
@@ -21,10 +28,12 @@ from typing import Any
 from pycrdt import Doc, Map
 
 from vmv_sync.schema.document import (
+    SCHEMA_VERSION,
     InvalidAction,
     Roots,
     bind_roots,
     ensure_participant_entries,
+    new_workshop,
 )
 from vmv_sync.schema.names import normalize_value_name, tidy_value_name
 from vmv_sync.schema.parse import as_int, parse_ballot, parse_catalogue, parse_progress
@@ -34,6 +43,7 @@ from vmv_sync.schema.stages import STAGES, Stage, is_stage
 __all__ = (
     "InvalidAction",
     "add_participant",
+    "start_workshop",
     "post_message",
     "toggle_value",
     "select_value",
@@ -91,13 +101,22 @@ def _matching_keys(inner: Map[Any], value: str) -> list[str]:
 
 
 def add_participant(
-    doc: Target, pid: str, name: str, role: str = "participant", now: float | None = None
+    doc: Target,
+    pid: str,
+    name: str,
+    role: str = "participant",
+    now: float | None = None,
+    *,
+    containers: bool = True,
 ) -> None:
     """Add a participant, or update the name and role of an existing one (keeping joined_at).
 
-    Also creates the participant's empty selections and matrix Maps and draft Text,
-    so that its later edits from several devices merge (see
-    :func:`~vmv_sync.schema.document.ensure_participant_entries`).
+    With ``containers`` (the server's call) it also creates the participant's empty
+    selections and matrix Maps and draft Text, so that its later edits from several
+    devices merge (see :func:`~vmv_sync.schema.document.ensure_participant_entries`).
+    Clients pass ``containers=False``: a replica that has not synced yet cannot know
+    whether the server already created them, and two concurrent creations lose
+    whatever was written into one of them; the server adds them when the entry arrives.
     """
     _require_id("participant id", pid)
     if not isinstance(name, str):
@@ -112,7 +131,51 @@ def add_participant(
             existing["role"] = role
         else:
             roots.participants[pid] = Map({"name": name, "role": role, "joined_at": _now(now)})
-        ensure_participant_entries(roots, pid)
+        if containers:
+            ensure_participant_entries(roots, pid)
+
+
+def start_workshop(
+    doc: Target,
+    *,
+    title: str,
+    facilitator_id: str,
+    facilitator_name: str,
+    values: Sequence[str] = (),
+    max_values: int = 10,
+    now: float | None = None,
+) -> None:
+    """Write a new workshop's meta, facilitator entry and catalogue, without containers.
+
+    :func:`~vmv_sync.schema.document.new_workshop` for a client: the facilitator's
+    ``selections``/``matrix``/``drafts`` containers are left to the server, which
+    creates them when the entry arrives (see :func:`add_participant`). Validates exactly
+    like ``new_workshop`` by running it on a scratch document first.
+    """
+    stamp = _now(now)
+    # Validation only: new_workshop raises before it writes, and the scratch is thrown away.
+    new_workshop(
+        Doc(), title=title, facilitator_id=facilitator_id, facilitator_name=facilitator_name,
+        values=values, max_values=max_values, now=stamp,
+    )
+    catalogue, _ = parse_catalogue(values)
+    roots = bind_roots(doc)
+    with roots.doc.transaction():
+        roots.meta.update(
+            {
+                "title": title,
+                "created_at": stamp,
+                "schema": SCHEMA_VERSION,
+                "stage": Stage.VALUES_SELECT.value,
+                "facilitator": facilitator_id,
+                "max_values": max_values,
+            }
+        )
+        roots.participants[facilitator_id] = Map(
+            {"name": facilitator_name, "role": "facilitator", "joined_at": stamp}
+        )
+        if catalogue:
+            roots.values.extend(list(catalogue))
 
 
 def post_message(
