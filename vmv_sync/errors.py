@@ -8,6 +8,8 @@ of them into a close frame.
 
 from __future__ import annotations
 
+from .ids import ID_RULE
+
 __all__ = (
     "VmvSyncError",
     "CloseError",
@@ -136,6 +138,6 @@ class InvalidWorkshopId(VmvSyncError):
 
     def __init__(self, workshop_id: str) -> None:
         super().__init__(
-            f"invalid workshop id {workshop_id!r}: use 1 to 64 characters of A-Z a-z 0-9 _ -"
+            f"invalid workshop id {workshop_id!r}: {ID_RULE}"
         )
         self.workshop_id = workshop_id

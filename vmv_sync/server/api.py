@@ -33,6 +33,7 @@ from .. import schema
 from ..errors import Forbidden, Unauthenticated, VmvSyncError
 from .auth import new_id
 from .connection import Principal
+from .context import server_context
 from .httplimits import BadRequest, InvalidField, NotFound, client_key, error_response, http_limits
 from .manager import RoomManager
 
@@ -70,11 +71,8 @@ async def authorize(request: Request, workshop_id: str) -> Principal:
     app = request.app
     if not app.state.settings.auth:
         return Principal(None)
-    principal: Principal = app.state.tokens.verify(request_token(request), workshop_id)
-    await app.state.registry.load_revoked(workshop_id)
-    if app.state.registry.is_revoked(workshop_id, principal.participant_id):
-        raise Unauthenticated("this participant was removed from the workshop")
-    return principal
+    context = server_context(request)
+    return await context.registry.authenticate(context.tokens, request_token(request), workshop_id)
 
 
 async def _facilitator(request: Request, workshop_id: str, action: str) -> None:

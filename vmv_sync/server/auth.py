@@ -24,9 +24,8 @@ import jwt
 
 from ..errors import Forbidden, Unauthenticated
 from ..schema import ROLES
-from .connection import Principal
 
-__all__ = ("TokenIssuer", "AccessRegistry", "load_secret", "WorkshopAccess", "new_id")
+__all__ = ("Principal", "TokenIssuer", "AccessRegistry", "load_secret", "WorkshopAccess", "new_id")
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +50,20 @@ def load_secret(secret: str | None, data_dir: Path) -> str:
         handle.write(value + "\n")
     logger.info("generated a new token secret in %s", path)
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is on the other end, as the token says (``None`` fields with auth off)."""
+
+    participant_id: str | None
+    name: str | None = None
+    role: str | None = None
+    workshop_id: str | None = None
+
+    @property
+    def authenticated(self) -> bool:
+        return self.role is not None
 
 
 class TokenIssuer:
@@ -214,6 +227,17 @@ class AccessRegistry:
 
     def is_revoked(self, workshop_id: str, participant_id: str | None) -> bool:
         return participant_id is not None and participant_id in self._revoked.get(workshop_id, ())
+
+    async def authenticate(self, tokens: TokenIssuer, token: str | None, workshop_id: str) -> Principal:
+        """The token's principal for ``workshop_id``, unless it is invalid or revoked (4401/4403).
+
+        The one check behind every door: the WebSocket upgrade and every HTTP endpoint.
+        """
+        principal = tokens.verify(token, workshop_id)
+        await self.load_revoked(workshop_id)
+        if self.is_revoked(workshop_id, principal.participant_id):
+            raise Unauthenticated("this participant was removed from the workshop")
+        return principal
 
 
 def new_id(prefix: str = "") -> str:

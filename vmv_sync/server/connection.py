@@ -24,7 +24,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 import anyio
@@ -32,8 +31,9 @@ import anyio
 from ..errors import CloseError, SlowConsumer
 from ..protocol import Awareness as AwarenessMessage
 from ..protocol import SyncUpdate, encode_awareness, encode_sync_update, merge_awareness_payloads, parse_message
+from .auth import Principal
 
-__all__ = ("Channel", "Connection", "Principal", "coalesce_frames")
+__all__ = ("Channel", "Connection", "Principal", "coalesce_frames")  # Principal: re-exported from auth
 
 logger = logging.getLogger(__name__)
 _ids = itertools.count(1)
@@ -47,20 +47,6 @@ class Channel(Protocol):
     def send_nowait(self, frame: bytes) -> bool:
         """Write ``frame`` now if that needs no waiting; False (nothing written) if not."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is on the other end, as the token says (``None`` fields with auth off)."""
-
-    participant_id: str | None
-    name: str | None = None
-    role: str | None = None
-    workshop_id: str | None = None
-
-    @property
-    def authenticated(self) -> bool:
-        return self.role is not None
 
 
 class Connection:
