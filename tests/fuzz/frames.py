@@ -273,7 +273,8 @@ class Corpus:
             self.full.append(doc.get_update())
             self.state_vectors.append(doc.get_state())
         # hand-built but well-formed updates of every content ref (parents are roots)
-        self.crafted: list[bytes] = [self._crafted(rng, ref) for ref in (1, 2, 3, 4, 5, 6, 7, 8, 9) for _ in range(3)]
+        # (ref 2, JSON, is refused: yrs reads it unlike Yjs; see update.json_content)
+        self.crafted: list[bytes] = [self._crafted(rng, ref) for ref in (1, 3, 4, 5, 6, 7, 8, 9) for _ in range(3)]
 
     @staticmethod
     def _crafted(rng: random.Random, ref: int) -> bytes:
@@ -378,6 +379,7 @@ KINDS: dict[str, int] = {
     "update.delete_set": 3,
     "update.gapped": 2,
     "update.bytes": 2,
+    "update.json_content": 1,
     "awareness.invalid_json": 3,
     "awareness.deep": 1,
     "awareness.many_clients": 2,
@@ -412,13 +414,14 @@ KNOWN_BAD: dict[str, bytes] = {
 class FrameGenerator:
     """Frames from a seed. ``client_pool`` awareness/update client ids keep memory bounded."""
 
-    def __init__(self, seed: int, corpus: Corpus | None = None, *, big_states: bool = True) -> None:
+    def __init__(self, seed: int, corpus: Corpus | None = None, *, big_states: bool = True, clients: int = 8) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
         self.corpus = corpus if corpus is not None else Corpus(seed)
         self.big_states = big_states
         self._clock = 0
-        self._pool = [self.rng.randrange(1, 2**32) for _ in range(32)]
+        # awareness client ids: a few, as a real provider has (the server caps them per connection)
+        self._pool = [self.rng.randrange(1, 2**32) for _ in range(clients)]
         self._kinds = list(KINDS)
         self._weights = [KINDS[k] for k in self._kinds]
         self._survivable = list(SURVIVABLE_KINDS)
@@ -676,6 +679,12 @@ class FrameGenerator:
             return self._update_valid()
         chain = self.rng.choice(steps)
         return self._wrap(chain[self.rng.randrange(1, len(chain))])
+
+    def _update_json_content(self) -> bytes:
+        """ContentJSON (ref 2): Yjs reads n strings, yrs n + 1."""
+        n = self.rng.randrange(0, 3)
+        content = uv(n) + b"".join(vstr("1") for _ in range(n + self.rng.randrange(2)))
+        return self._wrap(update_bytes([(self._fresh_client(), 0, [item_struct(2, content)])]))
 
     def _update_bytes(self) -> bytes:
         return self._wrap(self.rng.randbytes(self.rng.randrange(1, 40)))

@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from pycrdt import Doc
+from pycrdt import Doc, Text
 
 from vmv_sync.errors import MalformedMessage
 from vmv_sync.protocol import (
@@ -242,7 +242,7 @@ def test_clocks_past_32_bits_are_refused(update: bytes) -> None:
     assert summarize_update(update_bytes([(9, 0, [b"\x00" + uv(2**32 - 1)])])).structs == {9: (0, 2**32 - 1)}
 
 
-def test_zero_length_struct_is_refused_it_panics_yrs() -> None:
+def test_zero_length_gc_is_refused_it_panics_yrs() -> None:
     """Found by atheris: a GC of length 0 after a struct makes yrs divide by zero. The
     PanicException is a BaseException, which ``except Exception`` on the server missed."""
     update = update_bytes([(5, 0, [item_struct(4, vstr("a"), root="m"), b"\x00\x00"])])
@@ -252,9 +252,21 @@ def test_zero_length_struct_is_refused_it_panics_yrs() -> None:
     assert not isinstance(info.value, Exception)  # pyo3's PanicException
     with pytest.raises(MalformedMessage, match="length 0"):
         summarize_update(update)
-    for empty in (item_struct(4, vstr("")), item_struct(8, uv(0)), item_struct(1, uv(0)), b"\x0a\x00"):
-        with pytest.raises(MalformedMessage):
-            summarize_update(update_bytes([(5, 0, [empty])]))
+    with pytest.raises(MalformedMessage, match="length 0"):
+        summarize_update(update_bytes([(5, 0, [b"\x0a\x00"])]))  # a skip of length 0
+
+
+def test_zero_length_items_that_yrs_writes_are_accepted() -> None:
+    """yrs writes an empty string item when an edit splits an emoji: valid, must pass."""
+    doc: Doc = Doc(client_id=2)
+    text = doc.get("t", type=Text)
+    text.insert(0, "\U0001f600")
+    text.insert(1, "a")
+    update = doc.get_update()
+    assert "840201" + "00" in update.hex()  # the empty string item
+    assert summarize_update(update).structs == {2: (0, 3)}
+    for empty in (item_struct(4, vstr("")), item_struct(8, uv(0)), item_struct(1, uv(0))):
+        summarize_update(update_bytes([(5, 0, [item_struct(4, vstr("a")), empty])]))
 
 
 def test_huge_values_in_frames_never_escape() -> None:

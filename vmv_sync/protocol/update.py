@@ -113,10 +113,7 @@ def summarize_update(update: bytes) -> UpdateSummary:
             clock = reader.read_var_uint()
             start = clock
             for _ in range(count):
-                length = _read_struct(reader, summary)
-                if length == 0:  # a GC of length 0 after a struct panics yrs (tests/fuzz)
-                    raise MalformedMessage("the update holds a struct of length 0")
-                clock += length
+                clock += _read_struct(reader, summary)
                 if clock > MAX_CLOCK:
                     raise MalformedMessage("the update's clocks go past 2**32 - 1")
             summary.count += count
@@ -146,10 +143,11 @@ def _read_struct(reader: Reader, summary: UpdateSummary) -> int:
     info = reader.data[reader.pos] if reader.pos < len(reader.data) else _truncated()
     reader.pos += 1
     ref = info & 0x1F
-    if ref == _GC:
-        return reader.read_var_uint()
-    if ref == _SKIP:
-        return reader.read_var_uint()
+    if ref in (_GC, _SKIP):
+        length = reader.read_var_uint()
+        if length == 0:  # no encoder writes one; a GC of length 0 after a struct panics yrs (tests/fuzz)
+            raise MalformedMessage("the update holds a GC or skip of length 0")
+        return length
     has_origin = info & 0x80
     has_right = info & 0x40
     if has_origin:
