@@ -241,3 +241,21 @@ async def test_cli_compaction_beside_a_running_server_loses_nothing(server: Serv
     [row] = [json.loads(line) for line in out.splitlines()]
     assert row["workshop_id"] == "shared" and row["snapshot_bytes"] > 0
     assert re.fullmatch(r"\d+", str(row["updates"]))
+
+
+def test_workshop_create_prints_the_real_address_and_a_join_link_without_token(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "VMV_PORT": "9321", "VMV_SECRET": "s" * 40}
+    out = subprocess.run(
+        [sys.executable, "-m", "vmv_sync", "workshop", "create", "--title", "T", "--name", "Fay", "--db", str(tmp_path / "db.sqlite3")],
+        capture_output=True, text=True, check=True, timeout=60, env=env,
+    ).stdout
+    fields = dict(line.split(":", 1) for line in out.splitlines())
+    wid, code = fields["workshop"].strip(), fields["invite code"].strip()
+    join = fields["join link"].split()[0]
+    assert join == f"http://127.0.0.1:9321/?join={wid}&code={code}"
+    assert "token" not in fields["join link"]
+    assert fields["facilitator"].strip().startswith(f"http://127.0.0.1:9321/w/{wid}?token=")

@@ -77,36 +77,50 @@ def workshop() -> None:
 @click.option("--title", required=True, help="The workshop's title.")
 @click.option("--name", required=True, help="The facilitator's display name.")
 @click.option("--value", "values", multiple=True, help="A value of the catalogue (repeat the option).")
-@click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="Base URL printed in the links.")
+@click.option("--url", default=None, help="The server's address for the links [default: http://VMV_HOST:VMV_PORT].")
 @click.option("--db", type=click.Path(path_type=Path, dir_okay=False), default=None, help="SQLite file [env VMV_DB; default ./data/vmv.sqlite3].")
 @click.option("--secret", default=None, help="Token secret [env VMV_SECRET; default: the one beside the database].")
-def workshop_create(title: str, name: str, values: tuple[str, ...], url: str, db: Path | None, secret: str | None) -> None:
-    """Create a workshop in the database; print its facilitator link and invite code.
+def workshop_create(title: str, name: str, values: tuple[str, ...], url: str | None, db: Path | None, secret: str | None) -> None:
+    """Create a workshop in the database; print its join link, invite code and facilitator link.
 
     Safe while the server runs: the workshop is new, so no server holds it in memory.
+    The links use the server's address from VMV_HOST/VMV_PORT (as ``serve`` does)
+    unless ``--url`` is given.
     """
     from pycrdt import Doc
 
-    from . import schema
-    from .server.auth import AccessRegistry, TokenIssuer, load_secret, new_id
-    from .storage import SQLiteStore
+    from .server.auth import AccessRegistry, TokenIssuer, load_secret
+    from .server.workshops import create_workshop
+    from .storage import open_store
 
     settings = _settings(db=db, secret=secret)
-    workshop_id, facilitator_id = new_id(), new_id("f-")
-    doc: Doc = Doc()
-    schema.new_workshop(doc, title=title, facilitator_id=facilitator_id, facilitator_name=name, values=values)
+    base = (url or f"http://{settings.host}:{settings.port}").rstrip("/")
 
-    async def create() -> str:
-        async with SQLiteStore(settings.db) as store:
-            await store.append(workshop_id, [doc.get_update()])
-        access = await AccessRegistry(settings.db).create(workshop_id, facilitator_id)
-        return access.invite_code
+    async def create() -> object:
+        async with open_store(settings.db) as store:
 
-    invite_code = _run(create)
-    token = TokenIssuer(load_secret(settings.secret, settings.data_dir)).issue(workshop_id, facilitator_id, name, "facilitator")
-    click.echo(f"workshop:    {workshop_id}")
-    click.echo(f"invite code: {invite_code}   (participants join at {url}/)")
-    click.echo(f"facilitator: {url}/w/{workshop_id}?token={token}")
+            async def write(workshop_id: str, edit: object) -> None:
+                doc: Doc = Doc()
+                edit(doc)  # type: ignore[operator]
+                await store.append(workshop_id, [doc.get_update()])
+
+            return await create_workshop(
+                title=title,
+                name=name,
+                values=values,
+                registry=AccessRegistry(settings.db),
+                tokens=TokenIssuer(load_secret(settings.secret, settings.data_dir)),
+                write=write,
+            )
+
+    from .server.workshops import NewWorkshop
+
+    created = _run(create)
+    assert isinstance(created, NewWorkshop)
+    click.echo(f"workshop:    {created.workshop_id}")
+    click.echo(f"invite code: {created.invite_code}")
+    click.echo(f"join link:   {base}{created.join_link}   (send this one to participants)")
+    click.echo(f"facilitator: {base}{created.facilitator_link}")
 
 
 @workshop.command("token")
@@ -174,9 +188,9 @@ def _run(fn: Callable[[], Awaitable[T]]) -> T:
 
 @asynccontextmanager
 async def _open(path: Path) -> Any:
-    from .storage import SQLiteStore
+    from .storage import open_store
 
-    async with SQLiteStore(path) as store:
+    async with open_store(path) as store:
         yield store
 
 
@@ -196,10 +210,10 @@ async def _updates(store: Any, workshop_id: str, at: float | None) -> list[bytes
 
 
 def _check_id(workshop_id: str) -> str:
-    from .server.app import WORKSHOP_ID_RE
+    from .ids import ID_RULE, WORKSHOP_ID_RE
 
     if not WORKSHOP_ID_RE.fullmatch(workshop_id):
-        raise click.BadParameter("use 1 to 64 characters of A-Z a-z 0-9 _ -", param_hint="WORKSHOP_ID")
+        raise click.BadParameter(ID_RULE, param_hint="WORKSHOP_ID")
     return workshop_id
 
 

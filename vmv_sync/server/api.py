@@ -36,6 +36,8 @@ from .connection import Principal
 from .context import server_context
 from .httplimits import BadRequest, InvalidField, NotFound, client_key, error_response, http_limits
 from .manager import RoomManager
+from .workshops import create_workshop as create_new_workshop
+from .workshops import join_link
 
 __all__ = ("api_routes", "request_token", "authorize", "error_response", "MAX_VALUES", "MAX_NAME", "MAX_TITLE")
 
@@ -149,10 +151,6 @@ def _invite_code(body: dict[str, Any]) -> str:
     return code
 
 
-def _join_link(workshop_id: str, code: str) -> str:
-    return f"/?join={workshop_id}&code={code}"
-
-
 # -- handlers --------------------------------------------------------------------------
 
 
@@ -165,32 +163,32 @@ async def create_workshop(request: Request) -> Response:
         values = _values(body)
     except VmvSyncError as exc:
         return error_response(exc)
-    app = request.app
-    workshop_id = new_id()
-    facilitator_id = new_id("f-")
-    manager: RoomManager = app.state.manager
-    room = await manager.acquire(workshop_id)
+    context = server_context(request)
+    manager = context.manager
+
+    async def write(workshop_id: str, edit: Any) -> None:
+        room = await manager.acquire(workshop_id)
+        try:
+            await room.edit(edit)
+        finally:
+            manager.release(room)
+
     try:
-        await room.edit(
-            lambda doc: schema.new_workshop(
-                doc, title=title, facilitator_id=facilitator_id, facilitator_name=name, values=values
-            )
+        created = await create_new_workshop(
+            title=title, name=name, values=values, registry=context.registry, tokens=context.tokens, write=write
         )
-    finally:
-        manager.release(room)
-    access = await app.state.registry.create(workshop_id, facilitator_id)
-    token = app.state.tokens.issue(workshop_id, facilitator_id, name, "facilitator")
-    logger.info("workshop=%s created by %s (%d values)", workshop_id, facilitator_id, len(values))
+    except VmvSyncError as exc:
+        return error_response(exc)
     return JSONResponse(
         {
-            "workshop_id": workshop_id,
-            "participant_id": facilitator_id,
+            "workshop_id": created.workshop_id,
+            "participant_id": created.facilitator_id,
             "name": name,
             "role": "facilitator",
-            "token": token,
-            "invite_code": access.invite_code,
-            "join_link": _join_link(workshop_id, access.invite_code),
-            "link": f"/w/{workshop_id}?token={token}",
+            "token": created.token,
+            "invite_code": created.invite_code,
+            "join_link": created.join_link,
+            "link": created.facilitator_link,
         },
         status_code=201,
     )
@@ -268,7 +266,7 @@ async def revoke_participant(request: Request) -> Response:
     )  # fmt: skip
     answer: dict[str, Any] = {"workshop_id": workshop_id, "participant_id": participant_id, "closed": closed}
     if code is not None:
-        answer |= {"invite_code": code, "join_link": _join_link(workshop_id, code)}
+        answer |= {"invite_code": code, "join_link": join_link(workshop_id, code)}
     return JSONResponse(answer)
 
 
@@ -283,7 +281,7 @@ async def invite(request: Request) -> Response:
     except VmvSyncError as exc:
         return error_response(exc)
     code = access.invite_code
-    return JSONResponse({"workshop_id": workshop_id, "invite_code": code, "join_link": _join_link(workshop_id, code)})
+    return JSONResponse({"workshop_id": workshop_id, "invite_code": code, "join_link": join_link(workshop_id, code)})
 
 
 async def rotate_invite(request: Request) -> Response:
@@ -297,7 +295,7 @@ async def rotate_invite(request: Request) -> Response:
     except VmvSyncError as exc:
         return error_response(exc)
     logger.info("workshop=%s invite code rotated", workshop_id)
-    return JSONResponse({"workshop_id": workshop_id, "invite_code": code, "join_link": _join_link(workshop_id, code)})
+    return JSONResponse({"workshop_id": workshop_id, "invite_code": code, "join_link": join_link(workshop_id, code)})
 
 
 def api_routes() -> list[BaseRoute]:
