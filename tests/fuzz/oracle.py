@@ -135,9 +135,8 @@ def check_frame(frame: bytes | str, *, with_pycrdt: bool = True, max_seconds: fl
     else:
         kind = type(message).__name__
         if isinstance(message, SyncStep1):
+            # the server decodes it (rooms.py) before pycrdt answers it
             result = check_state_vector(message.state_vector, with_pycrdt=with_pycrdt)
-            if result != "accepted":
-                raise Violation(f"parse_message accepted a step 1 whose state vector fails: {frame[:200].hex()}")
         elif isinstance(message, (SyncStep2, SyncUpdate)):
             result = check_update(message.update, with_pycrdt=with_pycrdt)
         elif isinstance(message, Awareness):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Union
 
 from ..errors import MalformedMessage
-from .varint import Reader, decode_state_vector, write_var_bytes, write_var_uint
+from .varint import Reader, write_var_bytes, write_var_uint
 
 __all__ = (
     "MSG_SYNC",
@@ -86,8 +86,10 @@ Message = Union[SyncStep1, SyncStep2, SyncUpdate, Awareness, QueryAwareness, Sav
 def parse_message(frame: bytes) -> Message:
     """Parse one binary frame; raise :class:`MalformedMessage` on anything else.
 
-    A sync step 1's state vector is decoded too (and must be exact), so what this
-    accepts pycrdt can answer; updates are checked by ``protocol.update``.
+    Payloads are not decoded here: a sync step 1's state vector goes through
+    :func:`~vmv_sync.protocol.decode_state_vector` (pycrdt raises a plain ValueError
+    on one it cannot decode: ``00 00 01 05``, issue 14), an update through
+    ``protocol.update.summarize_update``, awareness through ``decode_awareness_update``.
     """
     if not frame:
         raise MalformedMessage("empty message")
@@ -98,9 +100,6 @@ def parse_message(frame: bytes) -> Message:
         sub = reader.read_var_uint()
         payload = reader.read_var_bytes()
         if sub == _STEP1:
-            # Checked here, not only where it is used: pycrdt raises on a state vector
-            # it cannot decode (00 00 01 05 took down the server's room task; tests/fuzz).
-            decode_state_vector(payload)
             message = SyncStep1(payload)
         elif sub == _STEP2:
             message = SyncStep2(payload)
