@@ -10,6 +10,7 @@ comes back, and everyone converges. Screenshots land in ``test-artifacts/``.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from pathlib import Path
@@ -206,7 +207,7 @@ async def test_workshop_page_end_to_end(server: Any, browser: Any, artifacts: Pa
         await bob.locator("#mission-editor").press_sequentially(" Offline words.", delay=10)
         await bob.fill("#chat-input", "written offline")
         await bob.press("#chat-input", "Enter")
-        await expect(bob.locator("#conn")).to_contain_text("kept in this browser")
+        await expect(bob.locator("#conn")).to_contain_text("kept on this device")
         await fay.locator("#mission-editor").click()
         await fay.keyboard.press("Home")
         await fay.keyboard.type("Now: ")
@@ -274,16 +275,18 @@ async def test_page_with_authentication(server_factory: Any, browser: Any, artif
     await fay.fill("#create-form [name=title]", "Secured team")
     await fay.fill("#create-form [name=name]", "Fay")
     await fay.click("#create-form button[type=submit]")
-    await fay.wait_for_url("**/w/**?token=*")
+    await fay.wait_for_url("**/w/**")
     await expect(fay.locator("#conn")).to_have_attribute("data-state", "online", timeout=T)
+    assert "token" not in fay.url  # the token never shows in the address bar
     await expect(fay.locator("#me")).to_have_text("Fay (facilitator)")
+    await expect(fay.locator("#invite input")).to_have_value(re.compile("code="), timeout=T)
     invite = await fay.locator("#invite input").input_value()
     assert "code=" in invite
 
     await bob.goto(invite)
     await bob.fill("#join-form [name=name]", "Bob")
     await bob.click("#join-form button[type=submit]")
-    await bob.wait_for_url("**/w/**?token=*")
+    await bob.wait_for_url("**/w/**")
     await expect(bob.locator("#conn")).to_have_attribute("data-state", "online", timeout=T)
     await expect(bob.locator("#me")).to_have_text("Bob (participant)")
     await bob.locator("#value-chips li", has_text="Trust").locator("button").click()

@@ -33,7 +33,14 @@ _MISSING = (
 )
 _NO_STORE = {"cache-control": "no-store"}
 _WORKSHOP_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # contract section 2
-_TYPES = {".js": "text/javascript", ".css": "text/css", ".map": "application/json"}
+_TYPES = {
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".map": "application/json",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".webmanifest": "application/manifest+json",
+}
 
 
 def _bundle_ready(dist: Path) -> bool:
@@ -55,7 +62,8 @@ def _page(name: str, web_dir: Path) -> Response:
 
 
 def web_routes(web_dir: Path = WEB_DIR) -> list[BaseRoute]:
-    """Routes of the web page: ``/``, ``/w/{workshop_id}``, ``/web/config``, ``/static/*``.
+    """Routes of the web page: ``/``, ``/w/{workshop_id}``, ``/web/config``, ``/static/*``,
+    ``/sw.js`` (the service worker, scope ``/``) and ``/manifest.webmanifest``.
 
     ``/web/config`` tells the page whether the server requires tokens, so it can
     use the create/join API or, with ``--no-auth``, a locally chosen identity.
@@ -86,8 +94,24 @@ def web_routes(web_dir: Path = WEB_DIR) -> list[BaseRoute]:
             return PlainTextResponse("not found (is the web bundle built? run scripts/setup)", status_code=404)
         return FileResponse(target, media_type=_TYPES[target.suffix], headers={"cache-control": "no-cache"})
 
+    async def service_worker(request: Request) -> Response:
+        # at the root so that its scope can be "/" (the app shell for a cold offline start)
+        target = dist / "sw.js"
+        if not target.is_file():
+            return PlainTextResponse("not found (is the web bundle built? run scripts/setup)", status_code=404)
+        headers = {"cache-control": "no-cache", "service-worker-allowed": "/"}
+        return FileResponse(target, media_type="text/javascript", headers=headers)
+
+    async def manifest(request: Request) -> Response:
+        target = dist / "manifest.webmanifest"
+        if not target.is_file():
+            return PlainTextResponse("not found (is the web bundle built? run scripts/setup)", status_code=404)
+        return FileResponse(target, media_type=_TYPES[".webmanifest"], headers={"cache-control": "no-cache"})
+
     return [
         Route("/", home, methods=["GET"]),
+        Route("/sw.js", service_worker, methods=["GET"]),
+        Route("/manifest.webmanifest", manifest, methods=["GET"]),
         Route("/w/{workshop_id}", workshop, methods=["GET"]),
         Route("/web/config", config, methods=["GET"]),
         Route("/static/{path:path}", static, methods=["GET", "HEAD"]),

@@ -15,6 +15,7 @@ export function setAttrs (el, attrs) {
   for (const [k, v] of Object.entries(attrs)) {
     if (k.startsWith('on')) el[k] = v
     else if (k === 'dataset') Object.assign(el.dataset, v)
+    else if (k === 'style') el.style.cssText = v // CSSOM, allowed by a strict style-src (an attribute is not)
     else if (k === 'value' || k === 'checked' || k === 'disabled' || k === 'hidden') el[k] = v
     else if (v === null || v === undefined || v === false) el.removeAttribute(k)
     else el.setAttribute(k, v === true ? '' : String(v))

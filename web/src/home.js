@@ -1,8 +1,8 @@
 // The landing page: create a workshop or join one.
 //
 // With authentication the server creates the workshop (POST /api/workshops) or adds
-// the participant (POST /api/workshops/{id}/join) and returns the token the page
-// then carries in ?token=. With --no-auth the browser makes up the workshop id and
+// the participant (POST /api/workshops/{id}/join) and returns the token, which the
+// page keeps in session and local storage (never in the address). With --no-auth the browser makes up the workshop id and
 // its own participant id; the workshop page writes the document itself.
 
 import {
@@ -42,7 +42,7 @@ export async function startHome () {
         const r = await apiCreate(title, name, values)
         saveToken(r.workshop_id, r.token)
         if (r.invite_code) saveInvite(r.workshop_id, r.invite_code)
-        location.assign(`/w/${encodeURIComponent(r.workshop_id)}?token=${encodeURIComponent(r.token)}`)
+        location.assign(`/w/${encodeURIComponent(r.workshop_id)}`)
       } else {
         const wid = randomId('w-')
         saveRole(wid, 'facilitator')
@@ -62,7 +62,7 @@ export async function startHome () {
       if (config.auth) {
         const r = await apiJoin(wid, f.invite.value.trim(), name)
         saveToken(r.workshop_id, r.token)
-        location.assign(`/w/${encodeURIComponent(r.workshop_id)}?token=${encodeURIComponent(r.token)}`)
+        location.assign(`/w/${encodeURIComponent(r.workshop_id)}`)
       } else {
         location.assign(`/w/${encodeURIComponent(wid)}`)
       }

@@ -1,24 +1,23 @@
 // Who this browser is in a workshop.
 //
 // With authentication (the default) the identity is the token the server issued on
-// create/join: kept in the page URL's ?token= and in localStorage, sent to the
-// WebSocket as the `token` query parameter, and decoded here (not verified: the
-// server does that) for the awareness `user` {id: sub, name, role}.
+// create/join. The page keeps it in sessionStorage (this tab) and localStorage
+// (`vmv.token.{id}`, the next visit), never in an address it shows: a token that
+// arrives in ?token= (a link printed by the CLI or the API) is stored and removed
+// from the address bar at once, so copying the page's URL never hands over rights.
+// It is sent to the WebSocket as the `token` query parameter and decoded here (not
+// verified: the server does that) for the awareness `user` {id: sub, name, role}.
 // With --no-auth there is no token: a random participant id kept in localStorage
 // and a name the user typed.
 
-const store = {
-  get: (k) => { try { return localStorage.getItem(k) } catch { return null } },
-  set: (k, v) => { try { localStorage.setItem(k, v) } catch { /* private mode */ } }
-}
+import { decodeToken } from '@vmv-sync/client'
 
-/** The claims of a JWT, without verifying it. */
-export function decodeToken (token) {
-  const part = token.split('.')[1]
-  if (!part) throw new Error('not a JWT')
-  const b64 = part.replace(/-/g, '+').replace(/_/g, '/') + '==='.slice((part.length + 3) % 4)
-  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))
-  return JSON.parse(new TextDecoder().decode(bytes))
+export { decodeToken }
+
+const store = {
+  get: (k) => { try { return sessionStorage.getItem(k) || localStorage.getItem(k) } catch { return null } },
+  set: (k, v) => { try { sessionStorage.setItem(k, v); localStorage.setItem(k, v) } catch { /* private mode */ } },
+  del: (k) => { try { sessionStorage.removeItem(k); localStorage.removeItem(k) } catch { /* private mode */ } }
 }
 
 export function randomId (prefix) {
@@ -40,6 +39,8 @@ export function rememberConfig (config) { store.set('vmv.auth', config.auth ? 'o
 export const tokenKey = (wid) => `vmv.token.${wid}`
 
 export function saveToken (wid, token) { store.set(tokenKey(wid), token) }
+export function forgetToken (wid) { store.del(tokenKey(wid)) }
+export function savedToken (wid) { return store.get(tokenKey(wid)) }
 
 export function savedName () { return store.get('vmv.name') || '' }
 export function saveName (name) { store.set('vmv.name', name) }
@@ -62,16 +63,18 @@ export function savedInvite (wid) { return store.get(`vmv.invite.${wid}`) }
 export function resolveIdentity (wid, config) {
   const params = new URLSearchParams(location.search)
   const urlToken = params.get('token')
+  if (urlToken) {
+    // keep it, and take it out of the address bar (and so out of any copied link)
+    params.delete('token')
+    const rest = params.toString()
+    history.replaceState(null, '', location.pathname + (rest ? `?${rest}` : '') + location.hash)
+  }
   const token = urlToken || store.get(tokenKey(wid))
   if (token) {
     try {
       const claims = decodeToken(token)
       if (claims.wid && claims.wid !== wid) throw new Error('token for another workshop')
       saveToken(wid, token)
-      if (!urlToken) {
-        params.set('token', token)
-        history.replaceState(null, '', `${location.pathname}?${params}`)
-      }
       return { id: claims.sub, name: claims.name, role: claims.role, token }
     } catch (err) {
       console.warn('ignoring a bad token', err)
@@ -96,3 +99,21 @@ async function postJson (url, body) {
 export const apiCreate = (title, name, values) => postJson('/api/workshops', { title, name, values })
 /** POST /api/workshops/{id}/join -> {workshop_id, participant_id, name, role, token}. */
 export const apiJoin = (wid, inviteCode, name) => postJson(`/api/workshops/${encodeURIComponent(wid)}/join`, { invite_code: inviteCode, name })
+
+async function authedJson (method, url, token) {
+  const res = await fetch(url, { method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: method === 'POST' ? '{}' : undefined, cache: 'no-store' })
+  let data = null
+  try { data = await res.json() } catch { /* not JSON */ }
+  if (!res.ok) throw new Error((data && (data.error || data.detail)) || `${res.status} ${res.statusText}`)
+  return data
+}
+
+/** GET /api/workshops/{id}/invite (facilitator) -> {invite_code, join_link?}. */
+export const apiInvite = (wid, token) => authedJson('GET', `/api/workshops/${encodeURIComponent(wid)}/invite`, token)
+/** POST /api/workshops/{id}/invite/rotate (facilitator) -> {invite_code, join_link}. */
+export const apiRotateInvite = (wid, token) => authedJson('POST', `/api/workshops/${encodeURIComponent(wid)}/invite/rotate`, token)
+
+/** The join link of an invite: workshop and code, never a token. */
+export function joinLink (wid, code, joinPath = null) {
+  return location.origin + (joinPath || `/?join=${encodeURIComponent(wid)}&code=${encodeURIComponent(code)}`)
+}

@@ -3,6 +3,10 @@ import { startHome } from './home.js'
 import { startWorkshop } from './workshop.js'
 
 document.documentElement.classList.add('js')
+// The app shell for a cold start without the server (web/src/sw.js).
+if ('serviceWorker' in navigator) {
+  navigator.serviceWorker.register('/sw.js', { scope: '/' }).catch((err) => console.warn('no service worker:', err))
+}
 const page = document.body.dataset.page
 const start = page === 'workshop' ? startWorkshop : startHome
 start().catch((err) => {

@@ -2,10 +2,9 @@
 // shown (text areas bound to their Y.Text then) and refreshed on every render from
 // the derived state, updating keyed lists in place.
 
+import { actions as act, STAGES, STAGE_TITLES, bindTextarea, resolveCaret, colorFor } from '@vmv-sync/client'
 import { h, setText, syncList } from './dom.js'
-import { STAGES, STAGE_TITLES } from './derived.js'
-import * as act from './actions.js'
-import { bindTextarea } from './textbind.js'
+import { caretOverlay } from './carets.js'
 
 const people = (n) => `${n} ${n === 1 ? 'person' : 'people'} selected`
 const pct = (p) => `${p.toFixed(1)}%`
@@ -44,32 +43,36 @@ function valuesSelect (root, ctx) {
     e.preventDefault()
     const value = input.value.trim()
     if (!value || ctx.readOnly()) return
-    if (!act.isSelected(ctx.doc, ctx.me.id, value)) {
-      if (act.selectionCount(ctx.doc, ctx.me.id) >= ctx.maxValues()) return ctx.flash(`You can pick at most ${ctx.maxValues()} values.`)
-      act.toggleValue(ctx.doc, ctx.me.id, value)
+    if (!ctx.client.isSelected(value)) {
+      if (ctx.client.myValues.length >= ctx.maxValues()) return ctx.flash(`You can pick at most ${ctx.maxValues()} values.`)
+      ctx.client.toggleValue(value)
     }
     input.value = ''
   }
-  root.append(mine, list, form)
+  const held = h('p.held', { id: 'held-picks', hidden: true })
+  root.append(mine, list, held, form)
   return {
     update (c) {
-      const count = act.selectionCount(c.doc, c.me.id)
+      const count = c.client.myValues.length
       const max = c.maxValues()
       setText(mine, `You picked ${count} of at most ${max} values.`)
+      const waiting = c.client.heldValues
+      held.hidden = !waiting.length
+      setText(held, waiting.length ? `Kept on this device until the workshop reaches it: ${waiting.join(', ')}` : '')
       syncList(list, c.derived.values, (v) => v.key, (v) => {
         const button = h('button.chip', { type: 'button' }, h('span.name'), h('span.stat'))
         button.onclick = () => {
           if (c.readOnly()) return
           const name = button.dataset.name
-          if (!act.isSelected(c.doc, c.me.id, name) && act.selectionCount(c.doc, c.me.id) >= c.maxValues()) {
+          if (!c.client.isSelected(name) && c.client.myValues.length >= c.maxValues()) {
             return c.flash(`You can pick at most ${c.maxValues()} values.`)
           }
-          act.toggleValue(c.doc, c.me.id, name)
+          c.client.toggleValue(name)
         }
         return h('li', {}, button)
       }, (li, v) => {
         const button = li.firstChild
-        const selected = v.participants.includes(c.me.id)
+        const selected = c.client.isSelected(v.name)
         button.dataset.name = v.name
         button.setAttribute('aria-pressed', String(selected))
         button.disabled = c.readOnly()
@@ -119,7 +122,7 @@ function valuesMatrix (root) {
         const [imp, prac] = tr.querySelectorAll('select')
         const onChange = () => {
           if (c.readOnly() || !imp.value || !prac.value) return
-          act.rateValue(c.doc, c.me.id, tr.dataset.name, Number(imp.value), Number(prac.value))
+          c.client.rateValue(tr.dataset.name, Number(imp.value), Number(prac.value))
         }
         imp.onchange = onChange
         prac.onchange = onChange
@@ -148,14 +151,80 @@ function valuesMatrix (root) {
   }
 }
 
+/** Undo and redo buttons for a bound text (the binding's UndoManager: own edits only). */
+function historyButtons (field) {
+  const undo = h('button.secondary', { type: 'button', id: `${field}-undo`, title: 'Undo your last edit (Ctrl+Z)' }, 'Undo')
+  const redo = h('button.secondary', { type: 'button', id: `${field}-redo`, title: 'Redo (Ctrl+Shift+Z)' }, 'Redo')
+  return { el: h('p.text-tools', {}, undo, redo), undo, redo }
+}
+
+/**
+ * A textarea bound to a Y.Text with others' carets drawn on it, our caret sent in
+ * awareness, and undo/redo of our own edits. `getText()` may return null while
+ * the text (a participant's draft) has not arrived: typing is then kept as an
+ * intent by the client, and the binding starts when the text is there.
+ */
+function boundEditor (root, ctx, { id, label, field, rows, getText, setHeld }) {
+  const area = h('textarea.editor', { id, rows, 'aria-label': label })
+  const tools = historyButtons(id.replace(/-editor$/, ''))
+  root.append(area, tools.el)
+  const overlay = caretOverlay(area)
+  let unbind = null
+  let ytext = null
+  const bind = () => {
+    ytext = getText()
+    if (!ytext || unbind) return
+    unbind = bindTextarea(area, ytext, {
+      onCaret: (a, hd) => ctx.client.presence.moveCaret(field, ytext, a, hd),
+      onBlur: () => ctx.client.presence.hideCaret()
+    })
+    tools.undo.onclick = () => { unbind.undo(); area.focus() }
+    tools.redo.onclick = () => { unbind.redo(); area.focus() }
+  }
+  const onHeldInput = () => { if (!unbind && setHeld) setHeld(area.value) }
+  area.addEventListener('input', onHeldInput)
+  bind()
+  if (!unbind && setHeld) {
+    const held = ctx.client.intents.held('setDraft').filter((a) => a[0] === ctx.me.id).pop()
+    if (held) area.value = held[1]
+  }
+  return {
+    area,
+    update (c) {
+      if (!unbind) bind()
+      area.readOnly = c.readOnly()
+      tools.undo.disabled = !unbind || !unbind.undoManager.canUndo()
+      tools.redo.disabled = !unbind || !unbind.undoManager.canRedo()
+      const carets = []
+      if (ytext) {
+        for (const [, s] of c.client.presence.others()) {
+          if (!s.caret || s.caret.field !== field || s.user.id === c.me.id) continue
+          const pos = resolveCaret(c.doc, ytext, s.caret)
+          if (pos) carets.push({ id: s.user.id, name: String(s.user.name || s.user.id), color: s.user.color || colorFor(s.user.id), ...pos })
+        }
+      }
+      overlay.render(area.value, carets)
+    },
+    destroy () {
+      area.removeEventListener('input', onHeldInput)
+      overlay.destroy()
+      if (unbind) unbind()
+      ctx.client.presence.hideCaret()
+    }
+  }
+}
+
 function missionDraft (root, ctx) {
-  const area = h('textarea.editor', { id: 'draft-editor', rows: 6, 'aria-label': 'Your mission draft' })
+  const editor = boundEditor(root, ctx, {
+    id: 'draft-editor', label: 'Your mission draft', field: `draft:${ctx.me.id}`, rows: 6,
+    getText: () => act.draftOf(ctx.doc, ctx.me.id),
+    setHeld: (text) => ctx.client.setDraft(text)
+  })
   const others = h('div.others', { id: 'other-drafts' })
-  root.append(area, h('h3', {}, "Others' drafts"), others)
-  const unbind = bindTextarea(area, act.draftOf(ctx.doc, ctx.me.id))
+  root.append(h('h3', {}, "Others' drafts"), others)
   return {
     update (c) {
-      area.readOnly = c.readOnly()
+      editor.update(c)
       const drafts = [...act.roots(c.doc).drafts.entries()]
         .filter(([pid, t]) => pid !== c.me.id && typeof t?.toString === 'function' && t.toString().trim())
         .sort(([a], [b]) => (a < b ? -1 : 1))
@@ -164,16 +233,17 @@ function missionDraft (root, ctx) {
         setText(fig.lastChild, t.toString())
       })
     },
-    destroy: unbind
+    destroy: () => editor.destroy()
   }
 }
 
 function sharedText (rootName) {
   return (root, ctx) => {
     const label = rootName === 'mission' ? 'The shared mission statement' : 'The shared vision statement'
-    const area = h('textarea.editor.shared', { id: `${rootName}-editor`, rows: 8, 'aria-label': label })
-    root.append(area)
-    const unbind = bindTextarea(area, act.roots(ctx.doc)[rootName])
+    const editor = boundEditor(root, ctx, {
+      id: `${rootName}-editor`, label, field: rootName, rows: 8, getText: () => act.roots(ctx.doc)[rootName]
+    })
+    editor.area.classList.add('shared')
     let drafts = null
     if (rootName === 'mission') {
       drafts = h('div.others', { id: 'all-drafts' })
@@ -181,7 +251,7 @@ function sharedText (rootName) {
     }
     return {
       update (c) {
-        area.readOnly = c.readOnly()
+        editor.update(c)
         if (drafts) {
           const all = [...act.roots(c.doc).drafts.entries()].filter(([, t]) => typeof t?.toString === 'function' && t.toString().trim()).sort(([a], [b]) => (a < b ? -1 : 1))
           syncList(drafts, all, ([pid]) => pid, () => h('figure.draft', {}, h('figcaption'), h('blockquote')), (fig, [pid, t]) => {
@@ -190,7 +260,7 @@ function sharedText (rootName) {
           })
         }
       },
-      destroy: unbind
+      destroy: () => editor.destroy()
     }
   }
 }
@@ -213,10 +283,10 @@ export function renderBallots (container, stage, c) {
     syncList(fs.querySelector('.options'), t.counts, (o) => o.option, (o) => {
       const input = h('input', { type: t.kind === 'single' ? 'radio' : 'checkbox', name: `ballot-${bid}`, value: o.option })
       input.onchange = () => {
-        if (t.kind === 'single') return act.castVote(c.doc, bid, c.me.id, o.option)
+        if (t.kind === 'single') return c.client.castVote(bid, o.option)
         const chosen = [...fs.querySelectorAll('input:checked')].map((i) => i.value)
         if (chosen.length > t.max_choices) { input.checked = false; return c.flash(`At most ${t.max_choices} choices.`) }
-        act.castVote(c.doc, bid, c.me.id, chosen)
+        c.client.castVote(bid, chosen)
       }
       return h('li', {}, h('label', {}, input, h('span.option'), h('span.bar', {}, h('span.fill')), h('span.votes')))
     }, (li, o) => {

@@ -1,36 +1,53 @@
-// The workshop view (/w/{workshop_id}): one Y.Doc synced with the server by the
-// stock y-websocket provider and kept in IndexedDB (y-indexeddb) so that edits made
-// offline survive a closed tab and are sent on reconnect.
+// The workshop view (/w/{workshop_id}), built on the client package
+// (@vmv-sync/client, web/client): one Y.Doc synced by the stock y-websocket
+// provider, kept in IndexedDB per workshop AND participant (two people on one
+// browser never replay each other's edits), with the server's `saved`
+// acknowledgement behind the state line, actions held as intents until the
+// server's containers arrive, remote carets and undo in the shared texts.
 
-import * as Y from 'yjs'
-import { WebsocketProvider } from 'y-websocket'
+import { Y, WorkshopClient, STAGES, STAGE_TITLES, deriveState, isStage, actions as act, colorFor } from '@vmv-sync/client'
 import { IndexeddbPersistence } from 'y-indexeddb'
 import { h, setText, syncList } from './dom.js'
-import { STAGES, STAGE_TITLES, deriveState, isStage } from './derived.js'
-import * as act from './actions.js'
-import { Presence, colorFor } from './presence.js'
 import { buildPanel, renderBallots } from './panels.js'
 import {
-  apiJoin, rememberConfig, resolveIdentity, saveName, saveToken, savedInvite, savedName, serverConfig
+  apiInvite, apiJoin, apiRotateInvite, forgetToken, joinLink, rememberConfig, resolveIdentity, saveInvite, saveName,
+  saveToken, savedInvite, savedName, serverConfig
 } from './identity.js'
 
 const $ = (id) => document.getElementById(id)
-const CLOSE_REASONS = { 4401: 'Your access token is missing, invalid or expired. Join the workshop again.', 4403: 'The server refused this connection (wrong workshop or not allowed).' }
+const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`
 
 export async function startWorkshop () {
   const wid = decodeURIComponent(location.pathname.split('/')[2] || '')
   setText($('workshop-id'), wid)
+  bindPanes()
   const config = await serverConfig()
   rememberConfig(config)
   const me = resolveIdentity(wid, config)
   if (!me) return askToJoin(wid, config)
+  document.body.dataset.joined = 'true'
   new WorkshopView(wid, me, config).start()
 }
 
-/** No identity yet: a small join form inside the workshop page. */
-function askToJoin (wid, config) {
+/** Phones show one section at a time: the task, people or chat (buttons under the header). */
+function bindPanes () {
+  for (const b of document.querySelectorAll('.panes button')) {
+    b.addEventListener('click', () => {
+      document.body.dataset.pane = b.dataset.pane
+      for (const o of document.querySelectorAll('.panes button')) o.setAttribute('aria-pressed', String(o === b))
+      if (b.dataset.pane === 'chat') { $('chat-badge').textContent = ''; $('chat-input').focus({ preventScroll: true }) }
+    })
+  }
+}
+
+/** No identity yet: a small join form inside the workshop page (nothing else shown). */
+function askToJoin (wid, config, problem = '') {
+  document.body.dataset.joined = 'false'
+  const conn = $('conn')
+  conn.dataset.state = problem ? 'refused' : 'joining'
+  setText(conn, problem || 'Join to take part.')
   const name = h('input', { id: 'join-name', required: true, maxlength: 60, value: savedName() })
-  const code = h('input', { id: 'join-code', required: config.auth })
+  const code = h('input', { id: 'join-code', required: config.auth, autocomplete: 'off' })
   const error = h('p.form-error', { role: 'alert', hidden: true })
   const form = h('form.card.join', {},
     h('h2', {}, `Join workshop ${wid}`),
@@ -44,11 +61,16 @@ function askToJoin (wid, config) {
       if (config.auth) {
         const r = await apiJoin(wid, code.value.trim(), name.value.trim())
         saveToken(wid, r.token)
-        location.assign(`/w/${encodeURIComponent(wid)}?token=${encodeURIComponent(r.token)}`)
+        location.assign(`/w/${encodeURIComponent(wid)}`)
       } else {
         location.reload()
       }
-    } catch (err) { error.textContent = String(err.message || err); error.hidden = false }
+    } catch (err) {
+      error.textContent = /unknown workshop/i.test(String(err.message))
+        ? 'No workshop with this id and invite code on this server. Check both with your facilitator.'
+        : String(err.message || err)
+      error.hidden = false
+    }
   }
   $('stage-panel').replaceChildren(form)
   name.focus()
@@ -59,67 +81,63 @@ class WorkshopView {
     this.wid = wid
     this.me = me
     this.config = config
-    this.doc = new Y.Doc()
     this.view = STAGES[0]
     this.panel = null
-    this.pending = 0
-    this.everSynced = false
-    this.closeProblem = null
     this.activity = []
     this.scheduled = false
     this.derived = null
+    this.inviteState = { code: savedInvite(wid), joinPath: null, note: '' }
+    this.seenMessages = null
   }
 
   start () {
-    const { doc, wid } = this
-    this.idb = new IndexeddbPersistence(`vmv-${wid}`, doc)
+    const { wid, me } = this
     const proto = location.protocol === 'https:' ? 'wss' : 'ws'
-    this.provider = new WebsocketProvider(`${proto}://${location.host}/workshops`, wid, doc, {
-      params: this.me.token ? { token: this.me.token } : {},
-      connect: navigator.onLine,
-      maxBackoffTime: 2500
+    this.client = new WorkshopClient({
+      url: `${proto}://${location.host}`,
+      workshopId: wid,
+      token: me.token,
+      participantId: me.id,
+      name: me.name,
+      role: me.role,
+      stage: this.view,
+      persistence: (name, doc) => new IndexeddbPersistence(name, doc)
     })
-    this.presence = new Presence(this.provider.awareness, this.me, this.view)
+    const { client } = this
+    const doc = this.doc = client.doc
+    this.presence = client.presence
     this.ctx = {
       doc,
-      me: this.me,
-      readOnly: () => this.role() === 'observer',
+      client,
+      me,
+      readOnly: () => this.role() === 'observer' || !client.canSave,
       isFacilitator: () => this.role() === 'facilitator',
       maxValues: () => { const m = act.roots(doc).meta.get('max_values'); return Number.isInteger(m) && m > 0 ? m : 10 },
       nameOf: (pid) => this.nameOf(pid),
-      flash: (text) => this.flash(text),
+      flash: (text) => this.log(text),
       derived: null
     }
-    doc.on('update', (update, origin) => {
-      if (origin !== this.provider && !this.provider.synced) this.pending++
-      this.schedule()
-    })
-    this.provider.awareness.on('change', () => this.schedule())
-    this.provider.on('status', () => this.schedule())
-    this.provider.on('sync', (synced) => {
-      if (synced) { this.pending = 0; this.onSynced() }
-      this.schedule()
-    })
-    this.provider.on('connection-close', (event) => {
-      if (event && CLOSE_REASONS[event.code]) {
-        this.closeProblem = CLOSE_REASONS[event.code]
-        if (event.code === 4401) this.provider.disconnect()
-      }
-      this.schedule()
-    })
-    addEventListener('offline', () => { this.provider.disconnect(); this.schedule() })
-    addEventListener('online', () => { this.provider.connect(); this.schedule() })
+    doc.on('update', () => this.schedule())
+    client.awareness.on('change', () => this.schedule())
+    for (const e of ['status', 'pending', 'saved']) client.on(e, () => this.schedule())
+    client.on('synced', () => { this.onSynced(); this.schedule() })
+    client.on('refused', (r) => this.onRefused(r))
+    client.whenLoaded.then(() => this.schedule())
     this.bindChat()
     this.bindCursor()
     this.bindBallotForm()
+    this.bindInvite()
     setInterval(() => this.renderTyping(), 250)
     this.showStage(STAGES[0])
+    const note = sessionStorage.getItem(`vmv.note.${wid}`)
+    if (note) { sessionStorage.removeItem(`vmv.note.${wid}`); this.log(note); this.notice = note }
     window.vmv = {
       doc,
       Y,
-      provider: this.provider,
+      client,
+      provider: client.provider,
       presence: this.presence,
-      me: this.me,
+      me,
       derived: () => deriveState(doc, Y),
       connection: () => this.connectionState(),
       view: () => this.view
@@ -140,7 +158,10 @@ class WorkshopView {
     return typeof name === 'string' && name ? name : pid
   }
 
-  /** After the first sync: create the workshop (no-auth creator) or add ourselves. */
+  /**
+   * After each sync: with --no-auth, create the workshop (its creator) or add
+   * ourselves as a participant. Never our containers: the server creates them.
+   */
   onSynced () {
     const { doc, me } = this
     const r = act.roots(doc)
@@ -148,7 +169,7 @@ class WorkshopView {
     const creating = sessionStorage.getItem(key)
     if (creating && !r.meta.has('title')) {
       const { title, values } = JSON.parse(creating)
-      act.createWorkshop(doc, { title, pid: me.id, name: me.name, values })
+      this.client.createWorkshop(title, { values })
     }
     sessionStorage.removeItem(key)
     if (!me.token) {
@@ -156,25 +177,64 @@ class WorkshopView {
       if (!(entry instanceof Y.Map) || entry.get('name') !== me.name) {
         const role = entry instanceof Y.Map && entry.get('role') ? entry.get('role') : me.role
         act.addParticipant(doc, me.id, me.name, role)
-      } else {
-        act.ensureEntries(doc, me.id)
       }
-    } else if (r.participants.get(me.id) instanceof Y.Map) {
-      act.ensureEntries(doc, me.id)
     }
-    if (!this.everSynced) {
-      this.everSynced = true
+    if (!this.followed) {
+      this.followed = true
       const stage = r.meta.get('stage')
       this.showStage(isStage(stage) ? stage : STAGES[0])
       this.lastWorkshopStage = stage
     }
+    if (this.ctx.isFacilitator()) this.loadInvite()
   }
 
+  async onRefused (refusal) {
+    if (refusal.kind === 'unauthorized') forgetToken(this.wid)
+    if (refusal.kind === 'client-id-taken') {
+      // Our replica wrote under a client id another participant owns: keep
+      // everything else, drop what was written under that id, start again with a
+      // fresh Y.Doc (new client id) from the rewritten local replica.
+      const lost = this.client.pendingCount
+      this.recovering = true
+      this.schedule()
+      try { await this.client.freshReplica() } catch (err) { console.error(err) }
+      sessionStorage.setItem(`vmv.note.${this.wid}`,
+        `The server refused this device's copy: it used an id that belongs to someone else. It was reset${lost ? `; up to ${plural(lost, 'recent change')} made here could not be saved` : ''}.`)
+      location.reload()
+    }
+    this.schedule()
+  }
+
+  /** online | connecting | offline | refused (+ kind) | recovering. */
   connectionState () {
-    if (!navigator.onLine) return 'offline'
-    if (this.provider.wsconnected && this.provider.synced) return 'online'
-    if (this.closeProblem && !this.provider.shouldConnect) return 'offline'
-    return this.everSynced ? 'reconnecting' : 'connecting'
+    if (this.recovering) return 'recovering'
+    const s = this.client.status
+    if (s === 'connected') return 'online'
+    return s
+  }
+
+  stateLine () {
+    const c = this.client
+    const n = c.pendingCount
+    const kept = plural(n, 'change')
+    if (this.recovering) return 'Resetting this device\'s copy of the workshop…'
+    if (c.refusal) {
+      const lostNote = n ? ` ${kept} made here cannot be saved.` : ''
+      switch (c.refusal.kind) {
+        case 'revoked': return `You were removed from this workshop: changes made here can no longer be saved.${lostNote}`
+        case 'unauthorized': return `Your access to this workshop is not valid (a wrong or expired link): join again with the invite code.${lostNote}`
+        default: return `The server refused this connection (${c.refusal.code}: ${c.refusal.reason}).${lostNote}`
+      }
+    }
+    switch (this.connectionState()) {
+      case 'online':
+        if (this.config.auth && c.everSynced && !c.exists) return 'This workshop does not exist on this server.'
+        return n ? `online: saving ${kept}…` : 'online · all changes saved'
+      case 'offline':
+        return n ? `offline: ${kept} kept on this device, they will be sent when the server is back` : 'offline: changes you make are kept on this device'
+      default:
+        return n ? `connecting… ${kept} kept on this device` : 'connecting…'
+    }
   }
 
   schedule () {
@@ -190,20 +250,17 @@ class WorkshopView {
     this.view = stage
     this.panel = buildPanel($('stage-panel'), stage, this.ctx)
     this.presence.setStage(stage)
-    if (this.everSynced && this.role() !== 'observer') {
+    if (this.client.everSynced && this.role() !== 'observer' && this.client.canSave) {
       const p = act.roots(this.doc).progress.get(this.me.id)
       if (!(p instanceof Y.Map) || p.get('stage') !== stage) act.setProgress(this.doc, this.me.id, stage)
     }
     this.schedule()
   }
 
-  flash (text) {
-    this.log(text)
-  }
-
   log (text) {
     this.activity.unshift({ id: `${Date.now()}-${Math.random()}`, text })
     this.activity.length = Math.min(this.activity.length, 30)
+    this.schedule()
   }
 
   render () {
@@ -213,7 +270,7 @@ class WorkshopView {
     this.ctx.derived = this.derived
     // follow the facilitator: when the workshop stage changes, everyone goes there
     const wstage = r.meta.get('stage')
-    if (isStage(wstage) && wstage !== this.lastWorkshopStage && this.everSynced) {
+    if (isStage(wstage) && wstage !== this.lastWorkshopStage && this.client.everSynced) {
       this.lastWorkshopStage = wstage
       if (wstage !== this.view) { this.showStage(wstage); return this.render() }
     }
@@ -223,9 +280,11 @@ class WorkshopView {
     setText($('me'), `${this.me.name} (${this.role()})`)
     const conn = this.connectionState()
     const connEl = $('conn')
-    connEl.dataset.state = conn
-    const pendingNote = conn !== 'online' && this.pending ? ` · ${this.pending} change${this.pending === 1 ? '' : 's'} kept in this browser` : ''
-    setText(connEl, (this.closeProblem && conn !== 'online' ? `${conn}: ${this.closeProblem}` : conn) + pendingNote)
+    connEl.dataset.state = conn === 'online' && this.config.auth && this.client.everSynced && !this.client.exists ? 'unknown' : conn
+    if (this.client.refusal) connEl.dataset.kind = this.client.refusal.kind
+    else delete connEl.dataset.kind
+    setText(connEl, this.stateLine())
+    document.body.classList.toggle('read-only', this.ctx.readOnly())
     // while we are cut off, the others only look gone: keep the last roster until we are back
     if (conn === 'online') for (const ev of this.presence.diffOnline()) this.log(`${ev.name} ${ev.kind}`)
     this.renderPeople()
@@ -251,7 +310,9 @@ class WorkshopView {
       const stage = online.get(id)?.stage || (progress instanceof Y.Map ? progress.get('stage') : null)
       return { id, name: online.get(id)?.name || this.nameOf(id), role, online: online.has(id), stage }
     }).sort((a, b) => (b.online - a.online) || a.name.localeCompare(b.name))
-    setText($('online-count'), `(${rows.filter((p) => p.online).length} online)`)
+    const onlineCount = rows.filter((p) => p.online).length
+    setText($('online-count'), `(${onlineCount} online)`)
+    setText($('people-badge'), String(onlineCount))
     syncList($('participants'), rows, (p) => p.id, () => h('li', {}, h('span.dot'), h('span.pname'), h('span.role'), h('span.pstage')), (li, p) => {
       const dot = li.querySelector('.dot')
       dot.className = `dot ${p.online ? 'on' : 'off'}`
@@ -315,8 +376,8 @@ class WorkshopView {
     $('chat-form').addEventListener('submit', (e) => {
       e.preventDefault()
       const text = input.value.trim()
-      if (!text || this.role() === 'observer') return
-      act.postMessage(this.doc, this.me.id, text, this.view)
+      if (!text || this.ctx.readOnly()) return
+      this.client.postMessage(text, { stage: this.view })
       input.value = ''
       this.presence.stopTyping()
     })
@@ -324,23 +385,21 @@ class WorkshopView {
 
   renderMessages () {
     const list = $('messages')
-    const items = []
-    const seen = new Set()
-    for (const m of act.roots(this.doc).messages.toArray()) {
-      if (!(m instanceof Y.Map)) continue
-      const id = m.get('id')
-      if (typeof id !== 'string' || seen.has(id) || typeof m.get('text') !== 'string') continue
-      seen.add(id)
-      items.push({ id, author: m.get('author'), text: m.get('text'), at: m.get('sent_at'), stage: m.get('stage') })
-    }
+    const items = this.client.messages
     const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40
     const before = list.children.length
     syncList(list, items.slice(-200), (m) => m.id, (m) => {
-      const when = typeof m.at === 'number' ? new Date(m.at * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) : ''
-      return h('li.msg', { dataset: { author: String(m.author) } },
-        h('span.author', { style: `color:${colorFor(String(m.author))}` }), h('time', {}, when), h('p.text', {}, m.text))
+      const when = typeof m.sent_at === 'number' ? new Date(m.sent_at * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) : ''
+      const author = h('span.author')
+      author.style.color = colorFor(String(m.author))
+      return h('li.msg', { dataset: { author: String(m.author) } }, author, h('time', {}, when), h('p.text', {}, m.text))
     }, (li, m) => setText(li.querySelector('.author'), this.nameOf(m.author) + (m.author === this.me.id ? ' (you)' : '')))
     if (atBottom || list.children.length !== before) list.scrollTop = list.scrollHeight
+    // unread badge on the Chat button (phones)
+    if (this.seenMessages === null) this.seenMessages = items.length
+    if (document.body.dataset.pane === 'chat' || getComputedStyle($('chat-pane')).display !== 'none' && matchMedia('(min-width: 60.01rem)').matches) this.seenMessages = items.length
+    const unread = items.length - this.seenMessages
+    setText($('chat-badge'), unread > 0 ? String(unread) : '')
   }
 
   renderTyping () {
@@ -363,11 +422,13 @@ class WorkshopView {
   }
 
   renderCursors () {
-    const [w, hgt] = [document.documentElement.scrollWidth, document.documentElement.scrollHeight]
+    const [w, hgt] = [document.documentElement.clientWidth, document.documentElement.scrollHeight]
     const shown = this.presence.others().filter(([, s]) => s.cursor && s.cursor.stage === this.view &&
       Number.isFinite(s.cursor.x) && Number.isFinite(s.cursor.y))
     syncList($('cursors'), shown, ([cid]) => cid, () => h('div.cursor', {}, h('span.arrow'), h('span.label')), (el, [, s]) => {
-      el.style.transform = `translate(${Math.round(s.cursor.x * w)}px, ${Math.round(s.cursor.y * hgt)}px)`
+      // clamped inside the page so a cursor from a wider screen never widens ours
+      const x = Math.max(0, Math.min(w - 40, Math.round(s.cursor.x * w)))
+      el.style.transform = `translate(${x}px, ${Math.round(s.cursor.y * hgt)}px)`
       el.style.setProperty('--c', s.user.color || colorFor(s.user.id))
       el.dataset.user = s.user.id
       setText(el.querySelector('.label'), String(s.user.name || s.user.id))
@@ -390,21 +451,67 @@ class WorkshopView {
         })
         form.reset()
         $('new-ballot').open = false
-      } catch (err) { this.flash(String(err.message || err)) }
+      } catch (err) { this.log(String(err.message || err)) }
+    })
+  }
+
+  // -- invite panel (facilitator) ----------------------------------------------------
+
+  async loadInvite () {
+    if (!this.config.auth || !this.me.token || this.inviteLoading) return
+    this.inviteLoading = true
+    try {
+      const r = await apiInvite(this.wid, this.me.token)
+      this.inviteState.code = r.invite_code
+      this.inviteState.joinPath = r.join_link || null
+      saveInvite(this.wid, r.invite_code)
+    } catch (err) {
+      if (!this.inviteState.code) this.inviteState.note = `The invite code could not be loaded: ${err.message || err}`
+    } finally {
+      this.inviteLoading = false
+      this.schedule()
+    }
+  }
+
+  bindInvite () {
+    $('invite-copy').addEventListener('click', async () => {
+      const input = $('invite-link')
+      let ok = false
+      try { await navigator.clipboard.writeText(input.value); ok = true } catch {
+        input.select()
+        try { ok = document.execCommand('copy') } catch { ok = false }
+      }
+      this.inviteState.note = ok ? 'Link copied.' : 'Select the link and copy it.'
+      this.schedule()
+    })
+    $('invite-rotate').addEventListener('click', async () => {
+      try {
+        const r = await apiRotateInvite(this.wid, this.me.token)
+        this.inviteState.code = r.invite_code
+        this.inviteState.joinPath = r.join_link || null
+        saveInvite(this.wid, r.invite_code)
+        this.inviteState.note = 'New code: the old link no longer lets anyone join.'
+      } catch (err) {
+        this.inviteState.note = `Could not make a new code: ${err.message || err}`
+      }
+      this.schedule()
     })
   }
 
   renderInvite () {
     const box = $('invite')
     if (!this.ctx.isFacilitator()) { box.hidden = true; return }
-    const code = savedInvite(this.wid)
+    const { code, joinPath, note } = this.inviteState
     const link = this.config.auth
-      ? (code ? `${location.origin}/?join=${encodeURIComponent(this.wid)}&code=${encodeURIComponent(code)}` : null)
+      ? (code ? joinLink(this.wid, code, joinPath) : '')
       : `${location.origin}/w/${encodeURIComponent(this.wid)}`
-    box.hidden = !link
-    if (link && box.dataset.link !== link) {
-      box.dataset.link = link
-      box.replaceChildren(h('h2', {}, 'Invite'), h('p', {}, 'Share this link:'), h('input', { readonly: true, value: link, 'aria-label': 'Invite link', onclick: (e) => e.target.select() }))
-    }
+    box.hidden = false
+    const input = $('invite-link')
+    if (input.value !== link) input.value = link
+    input.placeholder = link ? '' : 'loading the invite code…'
+    $('invite-copy').disabled = !link
+    $('invite-rotate').hidden = !this.config.auth
+    $('invite-rotate').disabled = !this.client.connected
+    setText($('invite-note'), note)
   }
 }

@@ -1,4 +1,4 @@
-"""Generate web/src/unicode-tables.js: Python's str.casefold() and str.isspace() as data.
+"""Generate web/client/src/unicode-tables.js: Python's str.casefold() and str.isspace() as data.
 
 Why: the page must compare value names exactly as ``vmv_sync.schema.names`` does
 (strip, NFC, casefold, NFC). JavaScript has no casefold (``toLowerCase`` keeps
@@ -14,7 +14,7 @@ import sys
 import unicodedata
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent.parent / "src" / "unicode-tables.js"
+OUT = Path(__file__).resolve().parent.parent / "client" / "src" / "unicode-tables.js"
 
 
 def main() -> None:

@@ -1,10 +1,21 @@
 // Workshop actions on the Yjs document, mirroring vmv_sync.schema.actions.
 //
-// Each action is one transaction (one Yjs update), validates before writing, and
-// follows the document model's conventions: a participant's inner Maps and draft
-// Text are created when the participant is added, and an existing inner Map is
-// never re-created (two replicas creating the same nested Map concurrently lose
-// one of them, with everything written into it).
+// Each action is one transaction (one Yjs update) and validates before writing.
+// Containers are created exactly once, by the server: a participant's
+// `selections[pid]` and `matrix[pid]` Maps and `drafts[pid]` Text (at join, or
+// when a participant entry appears with --no-auth), and a ballot's `votes` Map
+// together with the ballot. These functions never create them: when the container
+// is not (yet) in this replica they throw `MissingContainer`, and the client
+// (client.js) keeps the action as an intent until the container arrives. Two
+// replicas creating the same nested type concurrently keep only one of them, with
+// everything written into the other lost; that is why nobody else creates them.
+//
+// Shared types created here cannot race that way: a message Map is a new array
+// element, a ballot (with its votes Map) has a fresh id and one author, the
+// facilitator's meta fields are plain values, and `progress[pid]` is a Map of
+// plain values that only pid's replicas write (two new devices of one participant
+// creating it concurrently lose one device's current stage, which the next stage
+// change rewrites; see docs/web.md).
 
 import * as Y from 'yjs'
 import { normalizeValueName, sortedKeys, tidyValueName } from './names.js'
@@ -28,32 +39,42 @@ export const roots = (doc) => ({
   vision: doc.getText('vision')
 })
 
+/** An action's container is not in this replica yet (the server creates it). */
+export class MissingContainer extends Error {
+  constructor (root, key) {
+    super(`${root}[${key}] is not in this replica yet`)
+    this.name = 'MissingContainer'
+    this.root = root
+    this.key = key
+  }
+}
+
+/** An action the arguments or the document do not allow (InvalidAction in Python). */
+export class InvalidAction extends Error {
+  constructor (message) { super(message); this.name = 'InvalidAction' }
+}
+
 const mapOf = (fields) => {
   const m = new Y.Map()
   for (const [k, v] of Object.entries(fields)) m.set(k, v)
   return m
 }
 
-/** The Map at parent[key], created only when absent (or not a Map). */
-function innerMap (parent, key) {
-  let inner = parent.get(key)
-  if (!(inner instanceof Y.Map)) {
-    inner = new Y.Map()
-    parent.set(key, inner)
-  }
+function container (doc, root, key, type) {
+  const inner = doc.getMap(root).get(key)
+  if (!(inner instanceof type)) throw new MissingContainer(root, key)
   return inner
 }
 
-/** ensure_participant_entries: pid's selections/matrix Maps and draft Text, only if absent. */
-export function ensureParticipantEntries (r, pid) {
-  if (!(r.selections.get(pid) instanceof Y.Map)) r.selections.set(pid, new Y.Map())
-  if (!(r.matrix.get(pid) instanceof Y.Map)) r.matrix.set(pid, new Y.Map())
-  if (!(r.drafts.get(pid) instanceof Y.Text)) r.drafts.set(pid, new Y.Text())
+/** Whether the container an action needs is present: ['selections', pid] etc. */
+export function hasContainer (doc, root, key) {
+  const inner = doc.getMap(root).get(key)
+  return root === 'drafts' ? inner instanceof Y.Text : inner instanceof Y.Map
 }
 
-/** new_workshop: meta, the facilitator and the catalogue, in one update. */
+/** new_workshop: meta, the facilitator's participant entry and the catalogue (--no-auth pages). */
 export function createWorkshop (doc, { title, pid, name, values = [], maxValues = 10 }) {
-  if (!title || !title.trim()) throw new Error('a workshop needs a title')
+  if (typeof title !== 'string' || !title.trim()) throw new InvalidAction('a workshop needs a title')
   const catalogue = values.filter((v) => typeof v === 'string' && normalizeValueName(v))
   const r = roots(doc)
   const stamp = now()
@@ -62,12 +83,11 @@ export function createWorkshop (doc, { title, pid, name, values = [], maxValues 
     if (!(r.participants.get(pid) instanceof Y.Map)) {
       r.participants.set(pid, mapOf({ name, role: 'facilitator', joined_at: stamp }))
     }
-    ensureParticipantEntries(r, pid)
     if (catalogue.length) r.values.push(catalogue)
   })
 }
 
-/** add_participant: add, or update name and role keeping joined_at; inner entries if absent. */
+/** add_participant: add, or update name and role keeping joined_at. Never its containers. */
 export function addParticipant (doc, pid, name, role = 'participant') {
   const r = roots(doc)
   doc.transact(() => {
@@ -78,20 +98,13 @@ export function addParticipant (doc, pid, name, role = 'participant') {
     } else {
       r.participants.set(pid, mapOf({ name, role, joined_at: now() }))
     }
-    ensureParticipantEntries(r, pid)
   })
 }
 
-/** Create pid's missing inner entries only (when the server wrote the participant). */
-export function ensureEntries (doc, pid) {
+export function postMessage (doc, pid, text, stage, messageId) {
+  if (typeof text !== 'string' || !text.trim()) throw new InvalidAction('a message must not be blank')
   const r = roots(doc)
-  const missing = !(r.selections.get(pid) instanceof Y.Map) || !(r.matrix.get(pid) instanceof Y.Map) || !(r.drafts.get(pid) instanceof Y.Text)
-  if (missing) doc.transact(() => ensureParticipantEntries(r, pid))
-}
-
-export function postMessage (doc, pid, text, stage) {
-  const r = roots(doc)
-  const id = crypto.randomUUID().replace(/-/g, '')
+  const id = messageId || crypto.randomUUID().replace(/-/g, '')
   const msgStage = isStage(stage) ? stage : (isStage(r.meta.get('stage')) ? r.meta.get('stage') : STAGES[0])
   r.messages.push([mapOf({ id, author: pid, text, sent_at: now(), stage: msgStage })])
   return id
@@ -102,14 +115,18 @@ const matchingKeys = (inner, value) => {
   return sortedKeys(inner.keys()).filter((k) => normalizeValueName(k) === key)
 }
 
+function valueName (value) {
+  const name = tidyValueName(String(value ?? ''))
+  if (!normalizeValueName(name)) throw new InvalidAction('a value name must not be blank')
+  return name
+}
+
 /** toggle_value: deselect every spelling if selected, else select; returns whether selected. */
 export function toggleValue (doc, pid, value) {
-  const name = tidyValueName(value)
-  if (!normalizeValueName(name)) throw new Error('a value name must not be blank')
-  const r = roots(doc)
+  const name = valueName(value)
+  const inner = container(doc, 'selections', pid, Y.Map)
   let selected = false
   doc.transact(() => {
-    const inner = innerMap(r.selections, pid)
     const matches = matchingKeys(inner, name)
     for (const k of matches) inner.delete(k)
     if (!matches.length) { inner.set(name, now()); selected = true }
@@ -117,9 +134,27 @@ export function toggleValue (doc, pid, value) {
   return selected
 }
 
+export function selectValue (doc, pid, value) {
+  const name = valueName(value)
+  const inner = container(doc, 'selections', pid, Y.Map)
+  if (!matchingKeys(inner, name).length) inner.set(name, now())
+}
+
+export function deselectValue (doc, pid, value) {
+  const name = valueName(value)
+  const inner = container(doc, 'selections', pid, Y.Map)
+  const matches = matchingKeys(inner, name)
+  if (matches.length) doc.transact(() => { for (const k of matches) inner.delete(k) })
+}
+
 export function isSelected (doc, pid, value) {
   const inner = roots(doc).selections.get(pid)
   return inner instanceof Y.Map && matchingKeys(inner, value).length > 0
+}
+
+export function selectedValues (doc, pid) {
+  const inner = roots(doc).selections.get(pid)
+  return inner instanceof Y.Map ? sortedKeys(inner.keys()) : []
 }
 
 export function selectionCount (doc, pid) {
@@ -128,13 +163,21 @@ export function selectionCount (doc, pid) {
   return new Set([...inner.keys()].map(normalizeValueName)).size
 }
 
+export function setCatalogue (doc, values) {
+  const r = roots(doc)
+  const clean = values.filter((v) => typeof v === 'string' && normalizeValueName(v))
+  doc.transact(() => {
+    if (r.values.length) r.values.delete(0, r.values.length)
+    if (clean.length) r.values.push(clean)
+  })
+}
+
 /** rate_value: both scores 1..5; an existing rating of any spelling keeps its key. */
 export function rateValue (doc, pid, value, importance, practice) {
-  const name = tidyValueName(value)
-  if (![importance, practice].every((s) => Number.isInteger(s) && s >= 1 && s <= 5)) throw new Error('scores are 1..5')
-  const r = roots(doc)
+  const name = valueName(value)
+  if (![importance, practice].every((s) => Number.isInteger(s) && s >= 1 && s <= 5)) throw new InvalidAction('scores are 1..5')
+  const inner = container(doc, 'matrix', pid, Y.Map)
   doc.transact(() => {
-    const inner = innerMap(r.matrix, pid)
     const matches = matchingKeys(inner, name)
     const key = matches.length ? matches[0] : name
     for (const extra of matches.slice(1)) inner.delete(extra)
@@ -149,31 +192,49 @@ export function ratingOf (doc, pid, value) {
   return matches.length ? inner.get(matches[0]) : null
 }
 
-/** open_ballot: the ballot and its votes Map together, so first votes share one Map. */
+/** open_ballot: the ballot and its votes Map in one update, so first votes share one Map. */
 export function openBallot (doc, { id, question, options, stage, kind = 'single', maxChoices = 1 }) {
-  const opts = [...new Set(options.map((o) => o.trim()).filter(Boolean))]
-  if (!question.trim() || !opts.length) throw new Error('a ballot needs a question and options')
-  const mc = kind === 'single' ? 1 : Math.max(1, Math.min(maxChoices, opts.length))
+  const opts = [...new Set(options.map((o) => String(o).trim()).filter(Boolean))]
+  if (!String(question || '').trim() || !opts.length) throw new InvalidAction('a ballot needs a question and options')
+  if (!isStage(stage)) throw new InvalidAction(`unknown stage ${stage}`)
+  if (kind !== 'single' && kind !== 'multi') throw new InvalidAction(`unknown ballot kind ${kind}`)
   const r = roots(doc)
+  if (r.ballots.has(id)) throw new InvalidAction(`ballot ${id} exists`)
+  const mc = kind === 'single' ? 1 : Math.max(1, Math.min(maxChoices, opts.length))
   doc.transact(() => {
     r.ballots.set(id, mapOf({ question: question.trim(), options: opts, stage, kind, max_choices: mc, open: true }))
-    if (!(r.votes.get(id) instanceof Y.Map)) r.votes.set(id, new Y.Map())
+    r.votes.set(id, new Y.Map())
   })
 }
 
-export function closeBallot (doc, id) {
+function ballotOf (doc, id) {
   const ballot = roots(doc).ballots.get(id)
-  if (ballot instanceof Y.Map) ballot.set('open', false)
+  if (!(ballot instanceof Y.Map)) throw new InvalidAction(`unknown ballot ${id}`)
+  return ballot
+}
+
+export function closeBallot (doc, id) {
+  ballotOf(doc, id).set('open', false)
 }
 
 /** cast_vote: an option (single) or a list of options (multi); an empty list retracts. */
 export function castVote (doc, ballotId, pid, choice) {
-  const r = roots(doc)
-  doc.transact(() => {
-    const inner = innerMap(r.votes, ballotId)
-    if (Array.isArray(choice) && !choice.length) inner.delete(pid)
-    else inner.set(pid, choice)
-  })
+  const ballot = ballotOf(doc, ballotId)
+  if (ballot.get('open') === false) throw new InvalidAction('this ballot is closed')
+  const options = ballot.get('options') || []
+  const picks = Array.isArray(choice) ? choice : [choice]
+  if (!picks.every((p) => options.includes(p))) throw new InvalidAction('not an option of this ballot')
+  if (ballot.get('kind') === 'single' && Array.isArray(choice)) throw new InvalidAction('a single-choice ballot takes one option')
+  if (Array.isArray(choice) && choice.length > (ballot.get('max_choices') || 1)) throw new InvalidAction('too many choices')
+  const inner = container(doc, 'votes', ballotId, Y.Map)
+  if (Array.isArray(choice) && !choice.length) inner.delete(pid)
+  else inner.set(pid, choice)
+}
+
+export function retractVote (doc, ballotId, pid) {
+  ballotOf(doc, ballotId)
+  const inner = container(doc, 'votes', ballotId, Y.Map)
+  if (inner.has(pid)) inner.delete(pid)
 }
 
 export function voteOf (doc, ballotId, pid) {
@@ -182,11 +243,12 @@ export function voteOf (doc, ballotId, pid) {
 }
 
 /** set_progress: pid's current stage; the stages before it count as completed. */
-export function setProgress (doc, pid, stage) {
+export function setProgress (doc, pid, stage, completed = null) {
+  if (!isStage(stage)) throw new InvalidAction(`unknown stage ${stage}`)
   const r = roots(doc)
   const existing = r.progress.get(pid)
   const previous = existing instanceof Y.Map && Array.isArray(existing.get('completed')) ? existing.get('completed') : []
-  const done = STAGES.filter((s) => previous.includes(s) || STAGES.indexOf(s) < STAGES.indexOf(stage))
+  const done = completed || STAGES.filter((s) => previous.includes(s) || STAGES.indexOf(s) < STAGES.indexOf(stage))
   const fields = { stage, completed: done, updated_at: now() }
   doc.transact(() => {
     if (existing instanceof Y.Map) {
@@ -198,17 +260,37 @@ export function setProgress (doc, pid, stage) {
 }
 
 export function setStage (doc, stage) {
-  if (!isStage(stage)) throw new Error(`unknown stage ${stage}`)
+  if (!isStage(stage)) throw new InvalidAction(`unknown stage ${stage}`)
   roots(doc).meta.set('stage', stage)
 }
 
-/** The participant's own draft Text (created only if absent). */
+/** The participant's own draft Text, or null while the server's has not arrived. */
 export function draftOf (doc, pid) {
-  const r = roots(doc)
-  let draft = r.drafts.get(pid)
-  if (!(draft instanceof Y.Text)) {
-    doc.transact(() => ensureParticipantEntries(r, pid))
-    draft = r.drafts.get(pid)
-  }
-  return draft
+  const draft = roots(doc).drafts.get(pid)
+  return draft instanceof Y.Text ? draft : null
 }
+
+function editText (text, index, del, ins) {
+  if (!Number.isInteger(index) || index < 0 || index > text.length) throw new InvalidAction('index out of range')
+  text.doc.transact(() => {
+    if (del) text.delete(index, Math.min(del, text.length - index))
+    if (ins) text.insert(index, ins)
+  })
+}
+
+function replaceText (text, value) {
+  const before = text.toString()
+  if (before === value) return
+  let p = 0
+  while (p < before.length && p < value.length && before[p] === value[p]) p++
+  let s = 0
+  while (s < before.length - p && s < value.length - p && before[before.length - 1 - s] === value[value.length - 1 - s]) s++
+  editText(text, p, before.length - p - s, value.slice(p, value.length - s))
+}
+
+export const setDraft = (doc, pid, text) => replaceText(container(doc, 'drafts', pid, Y.Text), text)
+export const editDraft = (doc, pid, index, del = 0, ins = '') => editText(container(doc, 'drafts', pid, Y.Text), index, del, ins)
+export const setMission = (doc, text) => replaceText(roots(doc).mission, text)
+export const editMission = (doc, index, del = 0, ins = '') => editText(roots(doc).mission, index, del, ins)
+export const setVision = (doc, text) => replaceText(roots(doc).vision, text)
+export const editVision = (doc, index, del = 0, ins = '') => editText(roots(doc).vision, index, del, ins)
