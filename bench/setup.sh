@@ -7,7 +7,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 py="${PYTHON:-$root/.venv/bin/python}"
-"$py" -m pip install --quiet -e "$root[bench]"
+"$py" -m pip install --quiet -c "$root/constraints.txt" -e "$root[bench]"
 if command -v npm >/dev/null 2>&1; then
   (cd "$here/node" && npm ci --no-audit --no-fund)
 else
