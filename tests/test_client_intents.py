@@ -51,12 +51,14 @@ async def test_never_synced_devices_with_tokens_lose_nothing(server_factory, tmp
     async with AsyncExitStack() as stack:
         clients = [
             await stack.enter_async_context(
-                WorkshopClient(server.url, wid, token=p["token"], store_path=tmp_path / f"{i}.sqlite3", backoff=FAST)
+                WorkshopClient(server.url, wid, token=p["token"], store_path=tmp_path / f"{i}.sqlite3",
+                               backoff=FAST, connect=False)
             )
             for i, p in enumerate(people)
         ]
-        for c, p in zip(clients, people, strict=True):  # at once: most before their first sync
+        for c, p in zip(clients, people, strict=True):  # certainly before their first sync
             await _edit_everything(c, p["participant_id"])
+            c.reconnect()
         for c in clients:
             await c.wait_saved(20)
             assert c.refused == []
