@@ -240,17 +240,47 @@ def frame_hex(frame: Frame, limit: int = 300) -> str:
 
 
 # -- attackers -------------------------------------------------------------------------------
-async def _barrier(ws: Any, sv: bytes, timeout: float) -> bool:
-    """Send a step 1 and read until its step 2 (True) or the close (False)."""
-    await ws.send(encode_sync_step1(sv))
-    with anyio.fail_after(timeout):
-        async for frame in ws:
-            if isinstance(frame, bytes) and frame[:2] == b"\x00\x01":
-                return True
-    return False
+class _Conn:
+    """An attack connection whose reader keeps draining (a peer that stops reading would
+    see the server give up its close handshake: 1006 for the peer's own slowness)."""
+
+    def __init__(self, ws: Any, sv: bytes) -> None:
+        self.ws = ws
+        self.sv = sv
+        self.pending = 0  # sync step 1s sent and not answered yet
+        self.answered = anyio.Event()
+
+    async def read(self) -> None:
+        try:
+            async for frame in self.ws:
+                if isinstance(frame, bytes) and frame[:2] == b"\x00\x01":
+                    self.pending -= 1
+                    if self.pending <= 0:
+                        self.answered.set()
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            self.answered.set()
+
+    async def send_batch(self, frames: list[Frame], report: FuzzReport | None, timeout: float) -> bool:
+        """Send ``frames`` and a barrier; True once the server answered every step 1 in them."""
+        self.answered = anyio.Event()
+        for frame in frames:
+            if isinstance(frame.data, bytes) and frame.data[:2] == b"\x00\x00":
+                self.pending += 1
+            await self.ws.send(frame.data)
+            if report is not None:
+                report.frames_sent += 1
+                report.bytes_sent += frame.size
+                report.kinds[frame.kind] += 1
+        self.pending += 1
+        await self.ws.send(encode_sync_step1(self.sv))
+        with anyio.fail_after(timeout):
+            await self.answered.wait()
+        return self.ws.close_code is None
 
 
-async def _open(url: str) -> tuple[Any, bytes]:
+async def _open(url: str) -> _Conn:
     ws = await websockets.connect(url, max_size=None, compression=None, open_timeout=10, close_timeout=5)
     sv = b"\x00"
     try:
@@ -262,46 +292,48 @@ async def _open(url: str) -> tuple[Any, bytes]:
             sv = message.state_vector
     except websockets.ConnectionClosed:
         pass
-    return ws, sv
+    return _Conn(ws, sv)
 
 
 async def attack(index: int, cfg: FuzzConfig, gen: FrameGenerator, report: FuzzReport, stop: anyio.Event, budget: list[int]) -> None:
     started = time.monotonic()
-    conn = 0
+    n = 0
     while not stop.is_set() and budget[0] > 0 and time.monotonic() - started < cfg.deadline:
-        url = cfg.attack_urls[(index + conn) % len(cfg.attack_urls)]
-        conn += 1
+        url = cfg.attack_urls[(index + n) % len(cfg.attack_urls)]
+        n += 1
         report.connections += 1
         batch: list[Frame] = []
         try:
-            ws, sv = await _open(url)
+            conn = await _open(url)
         except (OSError, websockets.InvalidHandshake, TimeoutError) as exc:
             report.bad_closes.append(f"attacker {index} could not connect: {exc!r}")
             stop.set()
             return
-        try:
-            while not stop.is_set() and budget[0] > 0:
-                batch = [gen.survivable() for _ in range(cfg.batch - 1)] + [gen.frame()]
-                budget[0] -= len(batch)
-                for frame in batch:
-                    await ws.send(frame.data)
-                    report.frames_sent += 1
-                    report.bytes_sent += frame.size
-                    report.kinds[frame.kind] += 1
-                report.hostile_sent += 1
-                if not await _barrier(ws, sv, cfg.sync_bound + 15):
-                    break
-                report.batches_survived += 1
-            else:
-                await ws.close()
-        except websockets.ConnectionClosed:
-            pass
-        except TimeoutError:
-            report.hung.append(f"attacker {index}: no answer to the barrier in time after {[f.kind for f in batch[-3:]]}")
-            stop.set()
-        finally:
-            with anyio.move_on_after(10):
-                await ws.wait_closed()
+        ws = conn.ws
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(conn.read)
+            try:
+                while not stop.is_set() and budget[0] > 0 and time.monotonic() - started < cfg.deadline:
+                    batch = [gen.survivable() for _ in range(cfg.batch - 1)] + [gen.frame()]
+                    budget[0] -= len(batch)
+                    report.hostile_sent += 1
+                    if not await conn.send_batch(batch, report, cfg.sync_bound + 15):
+                        break
+                    report.batches_survived += 1
+                else:
+                    await ws.close()
+            except websockets.ConnectionClosed:
+                pass
+            except TimeoutError:
+                report.hung.append(
+                    f"attacker {index}: the server did not answer in time after {[f.kind for f in batch[-3:]]}; "
+                    f"last frame {frame_hex(batch[-1]) if batch else ''}"
+                )
+                stop.set()
+            finally:
+                with anyio.move_on_after(10):
+                    await ws.wait_closed()
+                tg.cancel_scope.cancel()
         code = ws.close_code if ws.close_code is not None else 1006
         report.closes[code] += 1
         report.reasons[f"{code} {re.sub(r'[0-9]+', 'N', ws.close_reason or '')[:70]}"] += 1
@@ -318,27 +350,25 @@ async def attack(index: int, cfg: FuzzConfig, gen: FrameGenerator, report: FuzzR
 
 async def replay(url: str, frames: list[Frame], report: FuzzReport, limit: int = 60) -> None:
     """Send each frame of a suspect batch alone on a fresh connection; name the ones that fail."""
-    tried = 0
-    for frame in reversed(frames):  # the batch's last frame (any kind) first
-        if tried >= limit:
-            return
-        tried += 1
+    for frame in list(reversed(frames))[:limit]:  # the batch's last frame (any kind) first
         try:
-            ws, sv = await _open(url)
+            conn = await _open(url)
         except (OSError, websockets.InvalidHandshake, TimeoutError) as exc:
             report.reproducers.append(f"the server is unreachable after the batch ({exc!r})")
             return
-        try:
-            await ws.send(frame.data)
-            await _barrier(ws, sv, 15)
-            await ws.close()
-        except (websockets.ConnectionClosed, TimeoutError):
-            pass
-        with anyio.move_on_after(10):
-            await ws.wait_closed()
-        code = ws.close_code if ws.close_code is not None else 1006
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(conn.read)
+            try:
+                if await conn.send_batch([frame], None, 15):
+                    await conn.ws.close()
+            except (websockets.ConnectionClosed, TimeoutError):
+                pass
+            with anyio.move_on_after(10):
+                await conn.ws.wait_closed()
+            tg.cancel_scope.cancel()
+        code = conn.ws.close_code if conn.ws.close_code is not None else 1006
         if code not in ALLOWED_CLOSES:
-            report.reproducers.append(f"{frame.kind} -> close {code} ({ws.close_reason!r}): {frame_hex(frame)}")
+            report.reproducers.append(f"{frame.kind} -> close {code} ({conn.ws.close_reason!r}): {frame_hex(frame)}")
             return
 
 
