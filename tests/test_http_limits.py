@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from vmv_sync import errors
-from vmv_sync.server.httplimits import Buckets, RateLimited, http_status
+from vmv_sync.server.httperrors import RateLimited, http_status
+from vmv_sync.server.httplimits import Buckets
 
 SECRET = "test-secret-" + "h" * 32
 AUTH = {"VMV_SECRET": SECRET}

@@ -34,7 +34,8 @@ from ..errors import Forbidden, Unauthenticated, VmvSyncError
 from .auth import new_id
 from .connection import Principal
 from .context import server_context
-from .httplimits import BadRequest, InvalidField, NotFound, client_key, error_response, http_limits
+from .httperrors import BadRequest, InvalidField, NotFound, error_response
+from .httplimits import client_key, http_limits
 from .manager import RoomManager
 from .workshops import create_workshop as create_new_workshop
 from .workshops import join_link

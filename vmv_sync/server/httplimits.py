@@ -14,16 +14,15 @@ DELETE) it refuses, in this order and before any work is done:
   connection, so the rest of a 150 MB body is never read.
 
 The rate limits (:class:`HttpLimits`) are token buckets per client address and
-per workshop, taken by the API's handlers. :func:`error_response` is the one
-place that turns any of the package's errors into an HTTP status and a JSON body.
-Every response gets the security headers of :func:`security_headers`.
+per workshop, taken by the API's handlers. Refusals are answered by
+:func:`~vmv_sync.server.httperrors.error_response`. Every response gets the
+security headers of :func:`security_headers`.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-import math
 import re
 import time
 from collections import OrderedDict
@@ -33,24 +32,16 @@ from typing import Any
 import anyio
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import Settings
-from ..errors import CloseError, Forbidden, MalformedMessage, MessageTooLarge, TooManyMessages, VmvSyncError
+from ..errors import Forbidden, VmvSyncError
+from .httperrors import BadRequest, BodyTimeout, PayloadTooLarge, RateLimited, UnsupportedMediaType, error_response
 
 __all__ = (
     "HttpGuard",
     "HttpLimits",
     "Buckets",
-    "BadRequest",
-    "InvalidField",
-    "UnsupportedMediaType",
-    "PayloadTooLarge",
-    "RateLimited",
-    "NotFound",
-    "error_response",
-    "http_status",
     "http_limits",
     "client_key",
     "origin_allowed",
@@ -67,110 +58,6 @@ _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 #: a Host header that can be quoted in a policy as is (no spaces, quotes or ';')
 _HOST = re.compile(r"(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
-
-
-# -- errors ----------------------------------------------------------------------------
-
-
-class BadRequest(MalformedMessage):
-    """A request the API cannot read: not JSON, a missing field, a wrong type (400)."""
-
-    http_status = 400
-
-    def __init__(self, reason: str, field: str | None = None) -> None:
-        super().__init__(reason)
-        self.field = field
-
-
-class InvalidField(BadRequest):
-    """A well-formed field past one of the API's bounds (too long, too many): 422."""
-
-    http_status = 422
-
-    def __init__(self, field: str, reason: str, limit: int | None = None) -> None:
-        super().__init__(reason, field)
-        self.limit = limit
-
-
-class UnsupportedMediaType(BadRequest):
-    """A body that is not declared as ``application/json`` (415)."""
-
-    http_status = 415
-
-
-class PayloadTooLarge(MessageTooLarge):
-    """A request body over ``max_body_bytes`` (413); the connection is closed after it."""
-
-    http_status = 413
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the request body is over the {limit} byte limit")
-        self.limit = limit
-
-
-class BodyTimeout(MalformedMessage):
-    """A body that did not arrive within :data:`BODY_TIMEOUT` seconds (408)."""
-
-    http_status = 408
-
-
-class RateLimited(TooManyMessages):
-    """Past a rate limit (429); ``retry_after`` says when one more request will pass."""
-
-    http_status = 429
-
-    def __init__(self, what: str, retry_after: float) -> None:
-        self.retry_after = max(1, math.ceil(retry_after))
-        super().__init__(f"too many {what}; try again in {self.retry_after} s")
-
-
-class NotFound(VmvSyncError):
-    """Nothing of that name (404)."""
-
-    http_status = 404
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-#: close codes (contract section 2 and extensions) -> HTTP status, for errors
-#: raised by code the WebSocket shares with HTTP (tokens, write rules, limits)
-_STATUS = {4400: 400, 4401: 401, 4403: 403, 4408: 408, 4409: 503, 4413: 413, 4429: 429, 1001: 503, 1011: 500}
-
-
-def http_status(error: VmvSyncError) -> int:
-    """The HTTP status that answers ``error``: its own if it names one, else by close code."""
-    status = getattr(error, "http_status", None)
-    if isinstance(status, int):
-        return status
-    if isinstance(error, CloseError):
-        return _STATUS.get(error.code, 400 if 4000 <= error.code < 5000 else 500)
-    return 500
-
-
-def error_response(error: VmvSyncError) -> JSONResponse:
-    """The JSON answer to ``error``: ``{"error": sentence, "code"?, "field"?, "limit"?}``.
-
-    ``code`` is the close code a WebSocket would have been closed with (so a client
-    handles both the same way); ``field`` names the input to correct.
-    """
-    body: dict[str, Any] = {"error": getattr(error, "reason", None) or str(error)}
-    if isinstance(error, CloseError):
-        body["code"] = error.code
-    field = getattr(error, "field", None)
-    if field is not None:
-        body["field"] = field
-    limit = getattr(error, "limit", None)
-    if limit is not None:
-        body["limit"] = limit
-    headers: dict[str, str] = {}
-    if isinstance(error, RateLimited):
-        headers["retry-after"] = str(error.retry_after)
-        body["retry_after"] = error.retry_after
-    if isinstance(error, (PayloadTooLarge, BodyTimeout)):
-        headers["connection"] = "close"  # uvicorn then closes instead of reading on
-    return JSONResponse(body, status_code=http_status(error), headers=headers)
 
 
 # -- rate limits -----------------------------------------------------------------------
@@ -198,7 +85,7 @@ class Buckets:
         >>> b.take("a")
         Traceback (most recent call last):
         ...
-        vmv_sync.server.httplimits.RateLimited: too many requests; try again in 1 s
+        vmv_sync.server.httperrors.RateLimited: too many requests; try again in 1 s
     """
 
     def __init__(
