@@ -118,6 +118,18 @@ class Settings:
     invite_guess_rate: float = setting(10.0, minimum=0.0)
     #: ... and at once; past it every join of that workshop waits (429)
     invite_guess_burst: int = setting(20, minimum=1)
+    # -- transport limits (docs/security.md, "Transport limits"; vmv_sync/server/transport.py)
+    #: seconds a connection has to send a complete HTTP request head, from its opening or
+    #: the end of the previous response; closed past it (idle and slowloris sockets)
+    header_timeout: float = setting(10.0, minimum=0.1, maximum=300.0)
+    #: seconds from a complete WebSocket upgrade request to the server's answer; dropped past it
+    ws_handshake_timeout: float = setting(10.0, minimum=0.1, maximum=300.0)
+    #: most open connections in all (HTTP and WebSocket), refused past it; lowered at
+    #: start to the open-file limit minus a reserve if that is smaller
+    max_connections: int = setting(10000, minimum=1)
+    #: most open connections from one client address, refused past it; 0 for no cap
+    #: (behind a reverse proxy every client has the proxy's address)
+    max_connections_per_address: int = setting(256, minimum=0)
 
     def __post_init__(self) -> None:
         for f in fields(self):

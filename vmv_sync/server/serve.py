@@ -10,12 +10,17 @@ uvicorn's ``websockets-sansio`` protocol writes a frame to the transport in one 
 where hypercorn passes it through five coroutines and a lock. Measured alone (with
 uvloop), the switch cut scenario B10's chat p99 from ~600 ms to ~380 ms and the CPU
 per frame by about a fifth; the lean writer in ``connection.py`` did the rest.
+
+Transport limits (header and handshake timeouts, connection caps) ride on subclasses
+of uvicorn's two protocols, in ``transport.py``; this module sizes the connection cap
+to the process's open-file limit at start.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import resource
 import signal
 import socket
 import sys
@@ -26,6 +31,7 @@ import uvicorn
 
 from ..config import Settings
 from .app import create_app
+from .transport import ConnectionGate, TransportLimits, protocol_classes
 
 __all__ = ("serve", "run")
 
@@ -33,6 +39,11 @@ logger = logging.getLogger(__name__)
 
 #: the transport's own cap; frames between max_message_size and this get 4413
 _TRANSPORT_CAP = 64 * 1024 * 1024
+
+#: open files kept free of connections: the listener, SQLite (database, WAL, shm per
+#: connection), logs, imports. Past the open-file limit accept() fails with EMFILE and
+#: every new client is locked out silently; refusing below it keeps that from happening.
+_FD_RESERVE = 128
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -45,6 +56,41 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _fit_open_files(wanted: int) -> int:
+    """The connection cap the open-file limit allows: ``wanted`` if it fits.
+
+    Raises the soft RLIMIT_NOFILE toward the hard one first (as far as ``wanted``
+    plus the reserve needs), since distributions start services at a soft 1,024.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = wanted + _FD_RESERVE
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        if target > soft:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+                logger.info("raised the open-file limit from %d to %d", soft, target)
+                soft = target
+            except (ValueError, OSError) as exc:
+                logger.warning("could not raise the open-file limit from %d: %s", soft, exc)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    reserve = min(_FD_RESERVE, soft // 4)
+    fitted = max(1, min(wanted, soft - reserve))
+    if fitted < wanted:
+        logger.warning(
+            "max_connections lowered from %d to %d: the open-file limit is %d (hard %s) and %d stay free "
+            "for the database and logs; raise it with `ulimit -n` or LimitNOFILE=",
+            wanted, fitted, soft, "unlimited" if hard == resource.RLIM_INFINITY else hard, reserve,
+        )  # fmt: skip
+    return fitted
+
+
+def _transport_limits(settings: Settings) -> TransportLimits:
+    gate = ConnectionGate(_fit_open_files(settings.max_connections), settings.max_connections_per_address)
+    return TransportLimits(settings.header_timeout, settings.ws_handshake_timeout, gate)
+
+
 class _Server(uvicorn.Server):
     """uvicorn's server without its signal handlers: :func:`serve` owns the signals."""
 
@@ -53,11 +99,16 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
+def _uvicorn_config(app: object, settings: Settings, limits: TransportLimits) -> uvicorn.Config:
+    http, ws = protocol_classes(limits)
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
-        http="httptools",
-        ws="websockets-sansio",
+        # httptools and websockets-sansio, with the transport limits (transport.py)
+        http=http,
+        ws=ws,
+        # idle time between requests on a keep-alive connection (uvicorn's default);
+        # a request head that starts must complete within settings.header_timeout
+        timeout_keep_alive=5,
         # Yjs frames are small and binary, and a compressor per recipient cost 27-30%
         # of the server's CPU in the fan-out bench: off unless VMV_WS_DEFLATE=1.
         ws_per_message_deflate=settings.ws_deflate,
@@ -82,19 +133,27 @@ async def serve(settings: Settings) -> None:
     sock = _bind(settings.host, settings.port)
     port = sock.getsockname()[1]
     app = create_app(settings)
-    server = _Server(_uvicorn_config(app, settings))
+    limits = _transport_limits(settings)
+    server = _Server(_uvicorn_config(app, settings, limits))
     async with anyio.create_task_group() as tg:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             tg.start_soon(lambda: server.serve(sockets=[sock]))
             await app.state.started.wait()
             if not settings.auth:
                 logger.warning("AUTHENTICATION IS OFF: anyone can read and write every workshop")
+            logger.info(
+                "transport limits: %d connections (%s per address), request head within %g s, "
+                "WebSocket handshake within %g s",
+                limits.gate.max_total, limits.gate.max_per_address or "no cap", limits.header_timeout,
+                limits.handshake_timeout,
+            )  # fmt: skip
             print(f"vmv-sync listening on http://{settings.host}:{port}", flush=True)
             async for signum in signals:
                 logger.info("received %s; shutting down", signal.Signals(signum).name)
                 break
         await app.state.manager.aclose()
         server.should_exit = True
+        limits.gate.close()
     with contextlib.suppress(OSError):  # uvicorn closes the socket on shutdown
         sock.close()
 
