@@ -36,7 +36,6 @@ from .connection import Principal
 from .context import server_context
 from .httperrors import BadRequest, InvalidField, NotFound, error_response
 from .httplimits import client_key, http_limits
-from .manager import RoomManager
 from .workshops import create_workshop as create_new_workshop
 from .workshops import join_link
 
@@ -71,16 +70,15 @@ async def authorize(request: Request, workshop_id: str) -> Principal:
 
     With authentication off every request is an anonymous principal.
     """
-    app = request.app
-    if not app.state.settings.auth:
-        return Principal(None)
     context = server_context(request)
+    if not context.settings.auth:
+        return Principal(None)
     return await context.registry.authenticate(context.tokens, request_token(request), workshop_id)
 
 
 async def _facilitator(request: Request, workshop_id: str, action: str) -> None:
     principal = await authorize(request, workshop_id)
-    if request.app.state.settings.auth and principal.role != "facilitator":
+    if server_context(request).settings.auth and principal.role != "facilitator":
         raise Forbidden(f"only the facilitator may {action}")
 
 
@@ -213,21 +211,21 @@ async def join_workshop(request: Request) -> Response:
         limits.guesses.take(workshop_id)
     except VmvSyncError as exc:
         return error_response(exc)
-    app = request.app
-    access = await app.state.registry.get(workshop_id)
+    context = server_context(request)
+    access = await context.registry.get(workshop_id)
     if access is None or not secrets.compare_digest(access.invite_code.encode(), code.encode()):
         logger.info("workshop=%s join refused: wrong invite code", workshop_id)
         return error_response(Forbidden("unknown workshop or wrong invite code"))
     limits.guesses.refund(workshop_id)
     participant_id = new_id("p-")
-    manager: RoomManager = app.state.manager
+    manager = context.manager
     room = await manager.acquire(workshop_id)
     try:
         now = time.time()
         await room.edit(lambda doc: schema.add_participant(doc, participant_id, name, role, now=now))
     finally:
         manager.release(room)
-    token = app.state.tokens.issue(workshop_id, participant_id, name, role)
+    token = context.tokens.issue(workshop_id, participant_id, name, role)
     logger.info("workshop=%s participant=%s joined as %s", workshop_id, participant_id, role)
     return JSONResponse(
         {
@@ -244,7 +242,8 @@ async def join_workshop(request: Request) -> Response:
 async def revoke_participant(request: Request) -> Response:
     """Remove a participant and rotate the invite code (else it re-joins under a new id)."""
     participant_id = request.path_params["participant_id"]
-    registry = request.app.state.registry
+    context = server_context(request)
+    registry = context.registry
     try:
         workshop_id = _workshop_id(request)
         if not _ID.fullmatch(participant_id):
@@ -257,8 +256,7 @@ async def revoke_participant(request: Request) -> Response:
         return error_response(exc)
     await registry.revoke(workshop_id, participant_id)
     code = await registry.rotate(workshop_id)
-    manager: RoomManager = request.app.state.manager
-    closed = manager.close_participant(
+    closed = context.manager.close_participant(
         workshop_id, participant_id, Unauthenticated("you were removed from this workshop")
     )
     logger.info(
@@ -276,7 +274,7 @@ async def invite(request: Request) -> Response:
     try:
         workshop_id = _workshop_id(request)
         await _facilitator(request, workshop_id, "see the invite code")
-        access = await request.app.state.registry.get(workshop_id)
+        access = await server_context(request).registry.get(workshop_id)
         if access is None:
             raise NotFound("this workshop has no invite code")
     except VmvSyncError as exc:
@@ -290,7 +288,7 @@ async def rotate_invite(request: Request) -> Response:
     try:
         workshop_id = _workshop_id(request)
         await _facilitator(request, workshop_id, "change the invite code")
-        code = await request.app.state.registry.rotate(workshop_id)
+        code = await server_context(request).registry.rotate(workshop_id)
         if code is None:
             raise NotFound("this workshop has no invite code")
     except VmvSyncError as exc:
