@@ -300,3 +300,70 @@ async def test_an_unanswered_websocket_handshake_is_dropped_after_the_timeout() 
             while limits.gate.total:
                 await anyio.sleep(0.02)
         assert limits.gate.per_address == {}
+
+
+async def test_every_way_a_connection_ends_gives_its_slot_back(server_factory) -> None:
+    """A leaked slot would lock an address out for good: after many connections that end
+    in every way (served, refused upgrades, bad requests, timeouts, WebSockets), the
+    cap of 3 still admits 3."""
+    server = server_factory(env={"VMV_MAX_CONNECTIONS_PER_ADDRESS": "3", "VMV_HEADER_TIMEOUT": "1"})
+    closes = b"Host: x\r\nConnection: close\r\n\r\n"
+    raw_requests = [
+        b"GET /healthz HTTP/1.1\r\n" + closes,  # served, closed by the server
+        b"GET /workshops/bad%20id HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nHost: x\r\n\r\n",  # denial
+        b"GET /workshops/w1 HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nHost: x\r\n\r\n",  # no key
+        b"NOT HTTP AT ALL\r\n\r\n",  # 400 from the parser
+    ]
+    for _ in range(3):
+        for request in raw_requests:
+            stream = await connect(server.port)
+            await stream.send(request)
+            answer = await read_until_closed(stream, timeout=5)
+            assert answer.startswith(b"HTTP/1.1 "), (request, answer)
+            await stream.aclose()
+        keep_alive = await connect(server.port)  # served, then closed by the client
+        await keep_alive.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        with anyio.fail_after(5):
+            assert (await keep_alive.receive()).startswith(b"HTTP/1.1 200")
+        await keep_alive.aclose()
+        with anyio.fail_after(10):
+            async with websockets.connect(server.ws("slots"), open_timeout=5) as ws:
+                await (await ws.ping())
+    silent = [await connect(server.port) for _ in range(3)]  # closed by the header timeout
+    for stream in silent:
+        assert await read_until_closed(stream, timeout=4) == b""
+        await stream.aclose()
+    held = []
+    for _ in range(20):  # the server may not have seen the last client closes yet
+        held = [await connect(server.port) for _ in range(3)]
+        if all([await stays_open(s, 0.2) for s in held]):
+            break
+        for stream in held:
+            await stream.aclose()
+        held = []
+        await anyio.sleep(0.1)
+    assert held, "a slot leaked: the cap of 3 no longer admits 3 connections"
+    for stream in held:
+        await stream.aclose()
+    assert "Traceback" not in "".join(server.log)
+
+
+async def test_refusal_log_lines_are_one_per_window_then_a_summary(caplog: pytest.LogCaptureFixture) -> None:
+    gate = ConnectionGate(max_total=1, max_per_address=0, log_interval=0.3)
+    caplog.set_level("INFO", logger="vmv_sync.server.transport")
+    assert gate.admit("10.0.0.1")
+    assert not any([gate.admit("10.0.0.2") for _ in range(5)])
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1 and "refusing new connections (all connections cap)" in messages[0], messages
+    with anyio.fail_after(3):
+        while len(caplog.records) < 2:
+            await anyio.sleep(0.05)
+    assert "still refusing connections: 4 refused in the last 0.3 s" in caplog.records[1].getMessage()
+    with anyio.fail_after(3):
+        while len(caplog.records) < 3:
+            await anyio.sleep(0.05)
+    assert "stopped refusing connections: 5 refused" in caplog.records[2].getMessage()
+    gate.release("10.0.0.1")
+    assert gate.admit("10.0.0.2") and gate.total == 1 and gate.per_address == {"10.0.0.2": 1}
+    gate.close()

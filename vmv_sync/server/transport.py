@@ -23,6 +23,7 @@ overrides only ``connection_made`` and ``connection_lost``.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 from asyncio import TimerHandle
@@ -51,11 +52,24 @@ _REFUSED = (
 
 
 def peer_key(transport: BaseTransport) -> str:
-    """The client address a connection is counted under (its IP, without the port)."""
+    """The client address a connection is counted under: its IP, an IPv6 peer's /64.
+
+    One host usually holds a whole IPv6 /64 (as the HTTP rate limits count it), so
+    counting single IPv6 addresses would let one host open a cap's worth per address.
+    """
     peer = transport.get_extra_info("peername")
-    if isinstance(peer, tuple) and peer:
-        return str(peer[0])
-    return ""  # a Unix socket or an unknown peer: all share one key
+    if not (isinstance(peer, tuple) and peer):
+        return ""  # a Unix socket or an unknown peer: all share one key
+    host = str(peer[0])
+    if ":" not in host:
+        return host
+    try:
+        address = ipaddress.IPv6Address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if address.ipv4_mapped is not None:  # a dual-stack listener's IPv4 peer
+        return str(address.ipv4_mapped)
+    return str(ipaddress.IPv6Network((address, 64), strict=False))
 
 
 class ConnectionGate:
