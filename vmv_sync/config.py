@@ -81,6 +81,11 @@ class Settings:
     rate_limit: float = setting(200.0, minimum=0.001)
     #: burst size of the rate limit
     rate_burst: int = setting(1000, minimum=1)
+    #: bytes per second one connection may send, averaged over a burst of
+    #: ``rate_bytes_burst``: bounds the share of the event loop one sender can take
+    #: with heavy updates (bench/bench_isolation.py); 4429 past it
+    rate_bytes: int = setting(4 * 1024 * 1024, minimum=1024)
+    rate_bytes_burst: int = setting(16 * 1024 * 1024, minimum=1024)
     #: most connections one workshop accepts (4429 past it)
     max_connections_per_workshop: int = setting(500, minimum=1)
     #: most connections one participant may hold open in one workshop (4429 past it)
@@ -130,6 +135,9 @@ class Settings:
     #: most open connections from one client address, refused past it; 0 for no cap
     #: (behind a reverse proxy every client has the proxy's address)
     max_connections_per_address: int = setting(256, minimum=0)
+    #: hold loopback clients (127.0.0.0/8, ::1) to max_connections_per_address too; off:
+    #: a reverse proxy on this host brings every client from one loopback address
+    per_address_cap_loopback: bool = False
 
     def __post_init__(self) -> None:
         for f in fields(self):

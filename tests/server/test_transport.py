@@ -120,7 +120,10 @@ async def test_idle_and_slowloris_sockets_are_closed_after_the_header_timeout(se
 
 async def test_per_address_cap_refuses_past_it_logs_once_and_recovers(server_factory) -> None:
     server = server_factory(
-        env={"VMV_MAX_CONNECTIONS_PER_ADDRESS": "50", "VMV_HEADER_TIMEOUT": "30", "VMV_WS_HANDSHAKE_TIMEOUT": "0.5"}
+        env={
+            "VMV_MAX_CONNECTIONS_PER_ADDRESS": "50", "VMV_PER_ADDRESS_CAP_LOOPBACK": "on",
+            "VMV_HEADER_TIMEOUT": "30", "VMV_WS_HANDSHAKE_TIMEOUT": "0.5",
+        }
     )
     streams = [await connect(server.port) for _ in range(60)]
     refused = []
@@ -188,6 +191,18 @@ async def test_global_cap_counts_every_address(server_factory) -> None:
     assert "(all connections cap)" in next(line for line in server.log if REFUSAL_LINE in line)
 
 
+async def test_loopback_is_held_to_the_global_cap_only_by_default(server_factory) -> None:
+    """The default bind is 127.0.0.1: a proxy on this host brings every client from
+    loopback, so loopback peers skip the per-address cap unless told otherwise."""
+    server = server_factory(env={"VMV_MAX_CONNECTIONS_PER_ADDRESS": "2", "VMV_MAX_CONNECTIONS": "6"})
+    held = [await connect(server.port, source) for source in ("127.0.0.1",) * 4 + ("127.0.0.2",) * 2]
+    assert all([await stays_open(stream, 0.1) for stream in held])
+    extra = await connect(server.port)
+    assert (await read_until_closed(extra, timeout=5)).startswith(b"HTTP/1.1 503")  # the global cap holds
+    for stream in held:
+        await stream.aclose()
+
+
 @contextlib.contextmanager
 def soft_open_files(limit: int) -> Iterator[None]:
     """Lower this process's soft open-file limit (which a child inherits), then restore it."""
@@ -217,7 +232,7 @@ async def test_the_server_raises_a_low_open_file_limit_and_caps_below_the_hard_o
     # the soft limit of 256 would have locked clients out at ~250 sockets: raised to fit
     assert open_files_limit(fits.proc.pid) == 300 + 128
     assert log_count(fits, "raised the open-file limit from 256 to 428") == 1
-    assert log_count(fits, "transport limits: 300 connections (256 per address)") == 1
+    assert log_count(fits, "transport limits: 300 connections (256 per address, loopback exempt)") == 1
     # a cap the hard limit cannot hold is lowered, and said so at start
     assert open_files_limit(too_many.proc.pid) == hard
     assert log_count(too_many, f"max_connections lowered from {hard + 1000} to {hard - 128}") == 1
@@ -306,7 +321,9 @@ async def test_every_way_a_connection_ends_gives_its_slot_back(server_factory) -
     """A leaked slot would lock an address out for good: after many connections that end
     in every way (served, refused upgrades, bad requests, timeouts, WebSockets), the
     cap of 3 still admits 3."""
-    server = server_factory(env={"VMV_MAX_CONNECTIONS_PER_ADDRESS": "3", "VMV_HEADER_TIMEOUT": "1"})
+    server = server_factory(
+        env={"VMV_MAX_CONNECTIONS_PER_ADDRESS": "3", "VMV_PER_ADDRESS_CAP_LOOPBACK": "on", "VMV_HEADER_TIMEOUT": "1"}
+    )
     closes = b"Host: x\r\nConnection: close\r\n\r\n"
     raw_requests = [
         b"GET /healthz HTTP/1.1\r\n" + closes,  # served, closed by the server

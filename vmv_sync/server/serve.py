@@ -88,7 +88,9 @@ def _fit_open_files(wanted: int) -> int:
 
 def _transport_limits(settings: Settings) -> TransportLimits:
     gate = ConnectionGate(_fit_open_files(settings.max_connections), settings.max_connections_per_address)
-    return TransportLimits(settings.header_timeout, settings.ws_handshake_timeout, gate)
+    return TransportLimits(
+        settings.header_timeout, settings.ws_handshake_timeout, gate, cap_loopback=settings.per_address_cap_loopback
+    )
 
 
 class _Server(uvicorn.Server):
@@ -142,10 +144,11 @@ async def serve(settings: Settings) -> None:
             if not settings.auth:
                 logger.warning("AUTHENTICATION IS OFF: anyone can read and write every workshop")
             logger.info(
-                "transport limits: %d connections (%s per address), request head within %g s, "
+                "transport limits: %d connections (%s per address%s), request head within %g s, "
                 "WebSocket handshake within %g s",
-                limits.gate.max_total, limits.gate.max_per_address or "no cap", limits.header_timeout,
-                limits.handshake_timeout,
+                limits.gate.max_total, limits.gate.max_per_address or "no cap",
+                "" if limits.cap_loopback or not limits.gate.max_per_address else ", loopback exempt",
+                limits.header_timeout, limits.handshake_timeout,
             )  # fmt: skip
             print(f"vmv-sync listening on http://{settings.host}:{port}", flush=True)
             async for signum in signals:

@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-__all__ = ("ConnectionGate", "TransportLimits", "protocol_classes", "peer_key")
+__all__ = ("ConnectionGate", "TransportLimits", "protocol_classes", "peer_key", "is_loopback")
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,14 @@ def peer_key(transport: BaseTransport) -> str:
         return host
     if address.ipv4_mapped is not None:  # a dual-stack listener's IPv4 peer
         return str(address.ipv4_mapped)
+    if address.is_loopback:
+        return "::1"
     return str(ipaddress.IPv6Network((address, 64), strict=False))
+
+
+def is_loopback(key: str) -> bool:
+    """Whether a :func:`peer_key` is a loopback address (a proxy or a user on this host)."""
+    return key.startswith("127.") or key == "::1"
 
 
 class ConnectionGate:
@@ -103,10 +110,15 @@ class ConnectionGate:
         self._episode_start = 0.0
         self._timer: TimerHandle | None = None
 
-    def admit(self, address: str) -> bool:
-        """Count a new connection from ``address``, or refuse it (and count nothing)."""
+    def admit(self, address: str, *, per_address_cap: bool = True) -> bool:
+        """Count a new connection from ``address``, or refuse it (and count nothing).
+
+        ``per_address_cap=False`` (a loopback peer, unless asked otherwise) is held
+        to the global cap only, but still counted under its address.
+        """
         held = self.per_address.get(address, 0)
-        if self.total >= self.max_total or (self.max_per_address and held >= self.max_per_address):
+        capped = per_address_cap and self.max_per_address and held >= self.max_per_address
+        if self.total >= self.max_total or capped:
             self._refused(address, held)
             return False
         self.total += 1
@@ -179,6 +191,10 @@ class TransportLimits:
     #: seconds from a complete upgrade request head to the server's answer to it
     handshake_timeout: float
     gate: ConnectionGate
+    #: hold loopback peers to the per-address cap too. Off by default: the default
+    #: bind is 127.0.0.1, so a reverse proxy on the same host (every client through
+    #: one loopback address) would otherwise be capped at max_per_address in all.
+    cap_loopback: bool = False
     #: connections closed by either timeout (read by tests and operators)
     timed_out: dict[str, int] = field(default_factory=lambda: {"header": 0, "handshake": 0})
 
@@ -198,7 +214,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         peer = peer_key(transport)
-        if not self.limits.gate.admit(peer):
+        limits = self.limits
+        if not limits.gate.admit(peer, per_address_cap=limits.cap_loopback or not is_loopback(peer)):
             # Refused before uvicorn sees it: not in server_state.connections, no
             # parser callbacks (the transport stops reading once closed).
             self._refused = True
