@@ -414,7 +414,15 @@ KNOWN_BAD: dict[str, bytes] = {
 class FrameGenerator:
     """Frames from a seed. ``client_pool`` awareness/update client ids keep memory bounded."""
 
-    def __init__(self, seed: int, corpus: Corpus | None = None, *, big_states: bool = True, clients: int = 8) -> None:
+    def __init__(
+        self,
+        seed: int,
+        corpus: Corpus | None = None,
+        *,
+        big_states: bool = True,
+        clients: int = 8,
+        survivable_updates: bool = True,
+    ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
         self.corpus = corpus if corpus is not None else Corpus(seed)
@@ -424,8 +432,11 @@ class FrameGenerator:
         self._pool = [self.rng.randrange(1, 2**32) for _ in range(clients)]
         self._kinds = list(KINDS)
         self._weights = [KINDS[k] for k in self._kinds]
-        self._survivable = list(SURVIVABLE_KINDS)
+        # with authentication on, a participant's updates to the corpus' roots are refused
+        # (4403): then only the frames a participant may send count as survivable
+        self._survivable = [k for k in SURVIVABLE_KINDS if survivable_updates or not k.startswith("update.") or k == "update.empty"]
         self._survivable_weights = [SURVIVABLE_KINDS[k] for k in self._survivable]
+        self._any_survivable = list(SURVIVABLE_KINDS)
         self._makers: dict[str, Callable[[], bytes | str]] = {
             kind: getattr(self, "_" + kind.replace(".", "_")) for kind in KINDS
         }
@@ -455,7 +466,7 @@ class FrameGenerator:
         return self._clock
 
     def _any_valid_frame(self) -> bytes:
-        kind = self.rng.choice(self._survivable)
+        kind = self.rng.choice(self._any_survivable)
         data = self._makers[kind]()
         assert isinstance(data, bytes)
         return data

@@ -71,6 +71,8 @@ class FuzzConfig:
     rss_bound_mib: float = 100.0
     #: attack URLs, tried in turn per connection (auth on: some carry bad tokens)
     attack_urls: list[str] = field(default_factory=list)
+    #: whether valid corpus updates count as survivable (no: auth on, as a participant)
+    survivable_updates: bool = True
 
 
 @dataclass
@@ -295,10 +297,10 @@ async def _open(url: str) -> _Conn:
     return _Conn(ws, sv)
 
 
-async def attack(index: int, cfg: FuzzConfig, gen: FrameGenerator, report: FuzzReport, stop: anyio.Event, budget: list[int]) -> None:
+async def attack(index: int, cfg: FuzzConfig, gen: FrameGenerator, report: FuzzReport, stop: anyio.Event) -> None:
     started = time.monotonic()
     n = 0
-    while not stop.is_set() and budget[0] > 0 and time.monotonic() - started < cfg.deadline:
+    while not stop.is_set() and report.frames_sent < cfg.frames and time.monotonic() - started < cfg.deadline:
         url = cfg.attack_urls[(index + n) % len(cfg.attack_urls)]
         n += 1
         report.connections += 1
@@ -313,9 +315,8 @@ async def attack(index: int, cfg: FuzzConfig, gen: FrameGenerator, report: FuzzR
         async with anyio.create_task_group() as tg:
             tg.start_soon(conn.read)
             try:
-                while not stop.is_set() and budget[0] > 0 and time.monotonic() - started < cfg.deadline:
+                while not stop.is_set() and report.frames_sent < cfg.frames and time.monotonic() - started < cfg.deadline:
                     batch = [gen.survivable() for _ in range(cfg.batch - 1)] + [gen.frame()]
-                    budget[0] -= len(batch)
                     report.hostile_sent += 1
                     if not await conn.send_batch(batch, report, cfg.sync_bound + 15):
                         break
@@ -444,7 +445,6 @@ async def run_server_fuzz(
     pid = server.proc.pid
     stop = anyio.Event()
     started = time.monotonic()
-    budget = [cfg.frames]
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as http, anyio.create_task_group() as tg:
         for pair in pairs:
             for neighbour in pair:
@@ -477,8 +477,8 @@ async def run_server_fuzz(
             syncers.start_soon(watch)
             async with anyio.create_task_group() as attackers:
                 for i in range(cfg.attackers):
-                    gen = FrameGenerator(cfg.seed * 1000 + i, big_states=True)
-                    attackers.start_soon(attack, i, cfg, gen, report, stop, budget)
+                    gen = FrameGenerator(cfg.seed * 1000 + i, survivable_updates=cfg.survivable_updates)
+                    attackers.start_soon(attack, i, cfg, gen, report, stop)
             report.elapsed = time.monotonic() - started
             stop.set()
         for suspect in report.suspects:

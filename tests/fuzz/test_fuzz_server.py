@@ -78,6 +78,7 @@ async def _fuzz(server: Any, cfg: FuzzConfig, pairs: list[tuple[Neighbour, Neigh
     assert not problems, "\n".join(problems[:20])
 
 
+@pytest.mark.timeout(300)
 async def test_fuzz_server_auth_off(server_factory) -> None:
     server = server_factory(env=FUZZ_ENV)
     a, b = server.ws("fuzz-a"), server.ws("fuzz-b")
@@ -86,7 +87,9 @@ async def test_fuzz_server_auth_off(server_factory) -> None:
     await _fuzz(server, cfg, pairs, {"a": a, "b": b})
 
 
+@pytest.mark.timeout(300)
 async def test_fuzz_server_auth_on_as_participant(server_factory) -> None:
+    """Half the frames of the auth-off run: the guard makes each refused update cost more."""
     server = server_factory(env={**FUZZ_ENV, "VMV_SECRET": SECRET}, args=())
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
         wa, fa, sa = await _workshop(http, "Ann", "Xavier")
@@ -102,7 +105,7 @@ async def test_fuzz_server_auth_on_as_participant(server_factory) -> None:
     attacker = url(wa, sa["Xavier"])
     # now and then a connection with a forged token (4401) or the other workshop's (4403)
     urls = [attacker] * 8 + [f"{server.ws(wa)}?token=not.a.token", f"{server.ws(wa)}?token={sb['Bob'].token}"]
-    cfg = FuzzConfig(frames=CI_FRAMES, seed=SEED + 1, attack_urls=urls)
+    cfg = FuzzConfig(frames=CI_FRAMES // 2, seed=SEED + 1, attack_urls=urls, survivable_updates=False)
     await _fuzz(server, cfg, pairs, {"a": url(wa, fa), "b": url(wb, fb)})
 
 
