@@ -234,6 +234,7 @@ async def _write(conn: Connection) -> None:
 async def _read(context: ServerContext, channel: _Channel, conn: Connection, room: Room) -> None:
     settings = context.settings
     limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
+    byte_limiter = RateLimiter(settings.rate_bytes, max(settings.rate_bytes_burst, settings.max_message_size))
     limit = settings.max_message_size
     registry, metrics = context.registry, context.metrics
     receive = channel.receive
@@ -251,6 +252,7 @@ async def _read(context: ServerContext, channel: _Channel, conn: Connection, roo
                 raise MalformedMessage("text frames are not part of the protocol; send binary")
             check_size(frame, limit)
             limiter.hit()
+            byte_limiter.hit(len(frame), "bytes")
             if registry.is_revoked(conn.workshop_id, pid):
                 raise Unauthenticated("you were removed from this workshop")
             await room.receive(conn, frame)

@@ -25,12 +25,11 @@ class RateLimiter:
         self._tokens = float(burst)
         self._stamp = time.monotonic()
 
-    def hit(self) -> None:
+    def hit(self, cost: float = 1.0, what: str = "messages") -> None:
+        """Take ``cost`` tokens; raise TooManyMessages (4429) when the bucket is empty."""
         now = time.monotonic()
         self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
         self._stamp = now
-        if self._tokens < 1.0:
-            raise TooManyMessages(
-                f"more than {self.rate:g} messages per second; slow down and reconnect"
-            )
-        self._tokens -= 1.0
+        if self._tokens < cost:
+            raise TooManyMessages(f"more than {self.rate:g} {what} per second; slow down and reconnect")
+        self._tokens -= cost

@@ -1,0 +1,157 @@
+"""Heavy input in one workshop, latency in another: how far one sender's cost reaches.
+
+A quiet workshop gets one small update every 20 ms from one client, which times each
+until its ``saved`` acknowledgement. Phase 1 measures that alone; phase 2 repeats it
+while another connection, in another workshop, sends the heaviest legal input: updates
+just under the frame limit (1 MiB) of 4,500 chat messages each (about 0.95 MB), one after another.
+Figures: the quiet workshop's saved latency p50/p99/max in both phases, and the
+heavy updates' own saved latency. Writes bench/results/isolation.json.
+
+    .venv/bin/python -m bench.bench_isolation [--seconds 8] [--heavy 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+import websockets
+from pycrdt import Array, Doc, Map
+
+from bench.servers import start_server
+from vmv_sync.protocol import Saved, SyncStep1, encode_sync_step1, encode_sync_step2, encode_sync_update, parse_message
+
+RESULTS = Path(__file__).parent / "results" / "isolation.json"
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+class Sender:
+    """One raw y-websocket peer that sends updates and times their ``saved`` acks."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url + "?saved=1"
+        self.doc: Doc = Doc()
+        self.sent: dict[int, float] = {}
+        self.latencies: list[float] = []
+        self.count = 0
+        self.acked = anyio.Event()
+
+    async def run(self, body) -> None:  # type: ignore[no-untyped-def]
+        async with websockets.connect(self.url, max_size=None, compression=None) as ws:
+            await ws.send(encode_sync_step1(self.doc.get_state()))
+            async with anyio.create_task_group() as tg:
+
+                async def read() -> None:
+                    async for frame in ws:
+                        message = parse_message(frame)
+                        if isinstance(message, SyncStep1):
+                            await ws.send(encode_sync_step2(self.doc.get_update(message.state_vector)))
+                        elif isinstance(message, Saved):
+                            now = time.monotonic()
+                            for n in [n for n in self.sent if n <= message.count]:
+                                self.latencies.append(now - self.sent.pop(n))
+                            self.acked.set()
+
+                tg.start_soon(read)
+                await body(ws, self)
+                tg.cancel_scope.cancel()
+
+    async def send(self, ws, update: bytes) -> None:  # type: ignore[no-untyped-def]
+        self.count += 1
+        self.sent[self.count] = time.monotonic()
+        await ws.send(encode_sync_update(update))
+
+    async def wait_acked(self, timeout: float = 30) -> None:
+        with anyio.fail_after(timeout):
+            while self.sent:
+                self.acked = anyio.Event()
+                await self.acked.wait()
+
+
+def heavy_updates(count: int, per_update: int = 4500) -> list[bytes]:
+    doc: Doc = Doc()
+    messages = doc.get("messages", type=Array)
+    out: list[bytes] = []
+    sub = doc.observe(lambda e: out.append(e.update))
+    for u in range(count):
+        with doc.transaction():
+            for i in range(per_update):
+                messages.append(Map({"id": f"{u}-{i}", "author": "h", "text": "hello world " * 6, "sent_at": 1.0, "stage": "values-select"}))
+    doc.unobserve(sub)
+    return out
+
+
+async def quiet_phase(url: str, seconds: float) -> list[float]:
+    quiet = Sender(url)
+
+    async def body(ws, s: Sender) -> None:  # type: ignore[no-untyped-def]
+        text = s.doc.get("messages", type=Array)
+        captured: list[bytes] = []
+        sub = s.doc.observe(lambda e: captured.append(e.update))
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            text.append("q")
+            await s.send(ws, captured.pop())
+            await anyio.sleep(0.02)
+        s.doc.unobserve(sub)
+        await s.wait_acked()
+
+    await quiet.run(body)
+    return quiet.latencies
+
+
+async def main_async(seconds: float, heavy_count: int) -> dict[str, object]:
+    updates = heavy_updates(heavy_count)
+    sizes = [len(u) for u in updates]
+    with tempfile.TemporaryDirectory() as tmp:
+        server = start_server("ours", Path(tmp))
+        try:
+            alone = await quiet_phase(server.ws_url("quiet"), seconds)
+            heavy = Sender(server.ws_url("heavy"))
+            during: list[float] = []
+
+            async def heavy_body(ws, s: Sender) -> None:  # type: ignore[no-untyped-def]
+                for update in updates:
+                    await s.send(ws, update)
+                    await s.wait_acked(120)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(heavy.run, heavy_body)
+                during = await quiet_phase(server.ws_url("quiet2"), seconds)
+                tg.cancel_scope.cancel()
+        finally:
+            server.stop()
+    result = {
+        "heavy_update_bytes_median": statistics.median(sizes),
+        "heavy_updates_sent": len(updates),
+        "heavy_saved_ms_p50": round(_pct(heavy.latencies, 0.5) * 1000, 1),
+        "heavy_saved_ms_max": round(max(heavy.latencies, default=float("nan")) * 1000, 1),
+        "quiet_alone_ms": {q: round(_pct(alone, v) * 1000, 2) for q, v in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))},
+        "quiet_during_heavy_ms": {q: round(_pct(during, v) * 1000, 2) for q, v in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))},
+        "quiet_samples": [len(alone), len(during)],
+    }
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--heavy", type=int, default=12)
+    args = parser.parse_args()
+    result = anyio.run(main_async, args.seconds, args.heavy)
+    print(json.dumps(result, indent=2))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
