@@ -422,12 +422,14 @@ class WorkshopView {
   }
 
   renderCursors () {
+    const layer = $('cursors')
+    layer.style.height = '0'
     const [w, hgt] = [document.documentElement.clientWidth, document.documentElement.scrollHeight]
+    layer.style.height = `${hgt}px` // the layer clips: a cursor from a wider screen never widens ours
     const shown = this.presence.others().filter(([, s]) => s.cursor && s.cursor.stage === this.view &&
       Number.isFinite(s.cursor.x) && Number.isFinite(s.cursor.y))
     syncList($('cursors'), shown, ([cid]) => cid, () => h('div.cursor', {}, h('span.arrow'), h('span.label')), (el, [, s]) => {
-      // clamped inside the page so a cursor from a wider screen never widens ours
-      const x = Math.max(0, Math.min(w - 40, Math.round(s.cursor.x * w)))
+      const x = Math.max(0, Math.min(w - 12, Math.round(s.cursor.x * w)))
       el.style.transform = `translate(${x}px, ${Math.round(s.cursor.y * hgt)}px)`
       el.style.setProperty('--c', s.user.color || colorFor(s.user.id))
       el.dataset.user = s.user.id
