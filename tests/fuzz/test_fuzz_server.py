@@ -207,3 +207,31 @@ async def test_million_awareness_client_ids_cost_little_memory(server) -> None:
     grown = rss_mib(server.proc.pid) - base
     assert set(closes) <= ALLOWED_CLOSES, f"closes {sorted(set(closes))}"
     assert grown < 100, f"1,000,000 awareness client ids cost +{grown:.0f} MiB of RSS ({len(closes)} connections)"
+
+
+#: found by atheris (tests/fuzz/atheris_parsers.py): the update summary accepts it, and
+#: after PANIC_PREFIX pycrdt panics on it ("called Option::unwrap() on a None value")
+PANIC_PREFIX = bytes.fromhex("020101000401016d01610131000401016d016100")
+PANIC_UPDATE = bytes.fromhex(
+    "0a0101010101010101010101010101010101010101010a0a3101010101010101010101010101010101010101010101010101"
+    "010101010101010101010101010101010101010101010a0a010109010101010a0a3101010101010101010101010101010101"
+    "0101010101010101010101010101010101010101010101010a0a310101010101010101010101010101010101010101010101"
+    "0101010101010101010101010101010101010101010101010a0a010109010101010a0a3101010101010101010101010101"
+    "0101010101010a"
+)
+
+
+async def test_update_that_panics_pycrdt_closes_only_its_sender_4400(server) -> None:
+    """A pyo3 PanicException is a BaseException: ``except Exception`` around apply_update
+    misses it, the room fails (1011) and the panic escapes to uvicorn. Expected: 4400."""
+    from pycrdt import Doc
+
+    doc: Doc = Doc()
+    doc.apply_update(PANIC_PREFIX)
+    with pytest.raises(BaseException) as info:
+        doc.apply_update(PANIC_UPDATE)
+    assert not isinstance(info.value, Exception)
+    assert await _one_frame(server.ws("bug-a"), b"\x00\x02" + bytes([len(PANIC_PREFIX)]) + PANIC_PREFIX) == (1000, "")
+    frame = b"\x00\x02" + bytes([0xCE, 0x01]) + PANIC_UPDATE  # var-uint 206
+    assert len(PANIC_UPDATE) == 206
+    await _with_neighbours(server, frame, 4400)
