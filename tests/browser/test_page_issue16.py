@@ -41,8 +41,12 @@ async def close(*contexts: Any) -> None:
     assert errors == []
 
 
-def create(server: Any, title: str = "Team Aurora", values: tuple[str, ...] = ("Courage", "Honesty", "Trust")) -> dict[str, Any]:
-    r = httpx.post(server.url + "/api/workshops", json={"title": title, "name": "Fay", "values": list(values)}, timeout=10)
+def create(
+    server: Any, title: str = "Team Aurora", values: tuple[str, ...] = ("Courage", "Honesty", "Trust")
+) -> dict[str, Any]:
+    r = httpx.post(
+        server.url + "/api/workshops", json={"title": title, "name": "Fay", "values": list(values)}, timeout=10
+    )
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -129,7 +133,9 @@ async def test_invite_link_carries_no_token(server_factory: Any, browser: Any) -
     await close(ctx_a, ctx_b)
 
 
-LONG_TITLE = "Our family's very long workshop title about what really matters to us " + "Supercalifragilisticexpialidocious" * 2
+LONG_TITLE = (
+    "Our family's very long workshop title about what really matters to us " + "Supercalifragilisticexpialidocious" * 2
+)
 
 
 async def no_horizontal_overflow(page: Page) -> None:
@@ -150,7 +156,9 @@ async def test_phone_layout_and_screenshots(server_factory: Any, browser: Any) -
     made = create(server, LONG_TITLE, ("Courage", "Honesty", "Trust", "Respect", "Curiosity", "Kindness"))
     wid = made["workshop_id"]
     bob = join(server, wid, made["invite_code"], "Bob")
-    ctx_p, phone = await new_page(browser, "phone", viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, device_scale_factor=2)
+    ctx_p, phone = await new_page(
+        browser, "phone", viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, device_scale_factor=2
+    )
     ctx_d, desk = await new_page(browser, "desktop", viewport={"width": 1280, "height": 800})
     await open_as(phone, server, wid, bob["token"])
     await open_as(desk, server, wid, made["token"])
@@ -160,7 +168,9 @@ async def test_phone_layout_and_screenshots(server_factory: Any, browser: Any) -
     await phone.locator("#value-chips li", has_text="Courage").locator("button").click()
     await desk.fill("#chat-input", "Welcome, everyone!")
     await desk.press("#chat-input", "Enter")
-    await expect(phone.locator("#value-chips li", has_text="Courage").locator(".stat")).to_have_text("2 people selected · 100.0%", timeout=T)
+    await expect(phone.locator("#value-chips li", has_text="Courage").locator(".stat")).to_have_text(
+        "2 people selected · 100.0%", timeout=T
+    )
 
     # The task of the current stage is above the fold, nothing is wider than the screen
     await no_horizontal_overflow(phone)
@@ -229,7 +239,9 @@ async def test_cold_offline_start_and_never_synced_participant(server_factory: A
     await expect(fay.locator("#conn")).to_have_attribute("data-state", "offline", timeout=T)
     await expect(fay.locator("#conn")).to_contain_text("2 changes kept on this device")
     await expect(fay.locator("#messages")).to_contain_text("said while the server was down")
-    await expect(fay.locator("#value-chips li", has_text="Courage").locator("button")).to_have_attribute("aria-pressed", "true")
+    await expect(fay.locator("#value-chips li", has_text="Courage").locator("button")).to_have_attribute(
+        "aria-pressed", "true"
+    )
 
     # Nina opens her link while the server is down: she has never synced, so no containers yet
     await nina.goto(f"{server.url}/w/{wid}?token={n['token']}")
@@ -306,17 +318,26 @@ async def test_remote_caret_and_undo_own_edits(server_factory: Any, browser: Any
     await expect(bob.locator("#mission-editor")).to_have_value("We build trust.", timeout=T)
     # Bob selects "build": Fay sees his caret and selection, with his name
     await bob.locator("#mission-editor").click()
-    await bob.evaluate("() => { const t = document.getElementById('mission-editor'); t.focus(); t.setSelectionRange(3, 8) }")
+    await bob.evaluate(
+        "() => { const t = document.getElementById('mission-editor'); t.focus(); t.setSelectionRange(3, 8) }"
+    )
     caret = fay.locator(f'#stage-panel .rcaret[data-user="{bob_id["participant_id"]}"]')
     await expect(caret).to_have_text("Bob", timeout=T)
     await expect(fay.locator(f'#stage-panel mark.rsel[data-user="{bob_id["participant_id"]}"]')).to_have_text("build")
     box = await caret.bounding_box()
     area = await fay.locator("#mission-editor").bounding_box()
-    assert box and area and area["x"] <= box["x"] <= area["x"] + area["width"] and area["y"] <= box["y"] <= area["y"] + area["height"]
+    assert (
+        box
+        and area
+        and area["x"] <= box["x"] <= area["x"] + area["width"]
+        and area["y"] <= box["y"] <= area["y"] + area["height"]
+    )
     # his caret stays on the same characters while Fay types before it
     await fay.locator("#mission-editor").press("Home")
     await fay.locator("#mission-editor").press_sequentially("Now ", delay=10)
-    await expect(fay.locator(f'#stage-panel mark.rsel[data-user="{bob_id["participant_id"]}"]')).to_have_text("build", timeout=T)
+    await expect(fay.locator(f'#stage-panel mark.rsel[data-user="{bob_id["participant_id"]}"]')).to_have_text(
+        "build", timeout=T
+    )
     await fay.screenshot(path=str(Path(__file__).resolve().parents[2] / "test-artifacts" / "06-carets.png"))
 
     # Bob adds his words; Fay's undo takes back hers only, redo brings them back

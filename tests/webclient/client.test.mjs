@@ -173,3 +173,34 @@ test('votes wait for the ballot; views match the Python client', async () => {
   fac.destroy()
   vic.destroy()
 })
+
+test('a refused client id: a fresh replica without those writes saves again', async () => {
+  const [a, b] = await Promise.all([join('Ada'), join('Bo')])
+  const ada = open(a.token)
+  await ada.whenSynced(STEP)
+  ada.postMessage('from Ada')
+  await ada.waitSaved(STEP)
+  // Bo's replica (never synced) happens to use Ada's client id and writes more under it
+  const doc = new Y.Doc()
+  doc.clientID = ada.doc.clientID
+  const bo = open(b.token, { doc, connect: false })
+  for (const t of ['b1', 'b2', 'b3']) bo.postMessage(t)
+  const refused = new Promise((resolve) => bo.on('refused', resolve))
+  bo.connect()
+  const refusal = await refused
+  assert.equal(refusal.code, 4403)
+  assert.equal(refusal.kind, 'client-id-taken')
+  assert.equal(refusal.clientId, ada.doc.clientID)
+  assert.equal(bo.canSave, true) // recoverable
+  const update = await bo.freshReplica()
+  const fresh = new Y.Doc()
+  Y.applyUpdate(fresh, update)
+  assert.notEqual(fresh.clientID, ada.doc.clientID)
+  assert.equal(Y.decodeStateVector(Y.encodeStateVector(fresh)).get(ada.doc.clientID), undefined)
+  const bo2 = open(b.token, { doc: fresh })
+  bo2.postMessage('from Bo, again')
+  await bo2.waitSaved(STEP)
+  await until(() => ada.messages.some((m) => m.text === 'from Bo, again'), 'Bo at Ada')
+  assert.ok(!ada.messages.some((m) => m.text === 'b1'))
+  assert.equal(ada.status, 'connected')
+})

@@ -33,7 +33,11 @@ def _node() -> str:
 def test_client_package_against_the_server(server_factory: Any) -> None:
     node = _node()
     server = server_factory(args=())
-    created = httpx.post(server.url + "/api/workshops", json={"title": "Node team", "name": "Fay", "values": ["Honesty", "Trust"]}, timeout=10).json()
+    created = httpx.post(
+        server.url + "/api/workshops",
+        json={"title": "Node team", "name": "Fay", "values": ["Honesty", "Trust"]},
+        timeout=10,
+    ).json()
     env = {
         "webDir": str(WEB),
         "url": server.url,
