@@ -23,6 +23,7 @@ from ..protocol.update import UpdateSummary, summarize_update
 from ..schema import ROOTS
 from ..schema.ownership import Change, check_change
 from .connection import Principal
+from .integrity import is_panic
 
 __all__ = ("WriteGuard",)
 
@@ -72,6 +73,11 @@ class WriteGuard:
             self._shadow.apply_update(update)
         except Exception as exc:  # undecodable: pycrdt raises before changing anything
             raise MalformedMessage("the update could not be applied to the document") from exc
+        except BaseException as exc:
+            if not is_panic(exc):
+                raise
+            self.rebuild()  # a panic may leave part of the update in the shadow
+            raise MalformedMessage("the update could not be applied to the document") from None
         try:
             pending_possible = summary.structs or summary.deletes
             if pending_possible and not summary.integrated_in(decode_state_vector(self._shadow.get_state())):

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from ..errors import ClientIdTaken, MalformedMessage
 from ..protocol.update import UpdateSummary
 
-__all__ = ("ClientIds", "SERVER_OWNER", "MAX_NEW_CLOCKS", "check_integrable")
+__all__ = ("ClientIds", "SERVER_OWNER", "MAX_NEW_CLOCKS", "check_integrable", "is_panic")
 
 #: The owner recorded for the server's own client ids (no participant id has an "@").
 SERVER_OWNER = "@server"
@@ -39,6 +39,15 @@ SERVER_OWNER = "@server"
 MAX_NEW_CLOCKS = 1 << 24
 #: Yjs clocks and client ids are JavaScript numbers.
 _MAX_SAFE = 2**53 - 1
+
+
+def is_panic(exc: BaseException) -> bool:
+    """Whether ``exc`` is a Rust panic surfacing from pycrdt (pyo3's PanicException).
+
+    It derives from BaseException, so ``except Exception`` misses it; and a document
+    that panicked mid-update may hold part of it, so it cannot be trusted afterwards.
+    """
+    return type(exc).__name__ == "PanicException"
 
 
 def check_integrable(summary: UpdateSummary, state: Mapping[int, int]) -> None:

@@ -59,7 +59,7 @@ from .awareness import RoomAwareness
 from .connection import Connection
 from .containers import missing_containers
 from .guard import WriteGuard
-from .integrity import ClientIds, check_integrable
+from .integrity import ClientIds, check_integrable, is_panic
 
 __all__ = ("Room", "FromClient", "FromServer", "Origin")
 
@@ -116,6 +116,10 @@ class _ServerEdit:
 
 
 _Item = Union[_Incoming, _SyncRequest, _ServerEdit]
+
+
+class _Damaged(Exception):
+    """The room's document may hold part of a refused update (pycrdt panicked)."""
 
 
 class Room:
@@ -230,6 +234,20 @@ class Room:
             (time.perf_counter() - started) * 1000,
         )
 
+    async def _rebuild(self, pending: list[bytes]) -> None:
+        """Replace a damaged document by the stored one plus ``pending`` (admitted, not yet committed)."""
+        stored = await self.store.load(self.workshop_id)
+        doc: Doc[Any] = Doc(client_id=self.doc.client_id)
+        with doc.transaction():
+            for update in [*([stored.snapshot] if stored.snapshot else []), *stored.updates, *pending]:
+                doc.apply_update(update)
+        self.doc = doc
+        self.derived.close()
+        self.derived = DerivedTracker(doc)
+        if self.guard is not None:
+            self.guard = WriteGuard(doc)
+        logger.info("workshop=%s document rebuilt from the store", self.workshop_id)
+
     async def stop(self) -> None:
         """Finish every queued update (applied, committed, relayed), then stop."""
         self.closing = True
@@ -296,7 +314,11 @@ class Room:
         containers = False
         for item in batch:
             if isinstance(item, _Incoming):
-                summary = self._admit(item)
+                try:
+                    summary = self._admit(item)
+                except _Damaged:
+                    await self._rebuild([a.update for a in applied])
+                    continue
                 if summary is not None:
                     applied.append(item)
                     containers = containers or bool(summary.roots & {"participants", "ballots"})
@@ -372,6 +394,15 @@ class Room:
             )
             conn.fail(MalformedMessage("the update could not be applied to the document"))
             return None
+        except BaseException as exc:
+            if not is_panic(exc):
+                raise
+            # pycrdt panicked on the room's own document (no guard: authentication off),
+            # which may now hold part of the update: the sender is refused and the
+            # document is rebuilt from the store, where the update never went.
+            logger.warning("workshop=%s conn=%d sent an update pycrdt panicked on", self.workshop_id, conn.id)
+            conn.fail(MalformedMessage("the update could not be applied to the document"))
+            raise _Damaged() from None
         self.client_ids.claim(claims)
         if self.guard is not None and not principal.authenticated:
             self.guard.accept(item.update)
