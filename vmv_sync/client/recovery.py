@@ -41,18 +41,15 @@ logger = logging.getLogger(__name__)
 
 #: consecutive recoveries that change nothing before the refusal is taken as permanent
 MAX_FRUITLESS = 3
-#: the server refuses an awareness state under another participant's client id with this
-_AWARENESS_PREFIX = "awareness client"
 
 
 def is_client_id_refusal(reason: str) -> bool:
     """Whether a 4403's reason says our client id is taken (a fresh one cures it).
 
-    Besides :data:`~vmv_sync.errors.CLIENT_ID_TAKEN_PREFIX` this accepts the
-    awareness registry's refusal of a client id announced by another participant,
-    which is the same collision seen from the awareness side.
+    The server says so with :data:`~vmv_sync.errors.CLIENT_ID_TAKEN_PREFIX`, for an
+    update and for an awareness state under another participant's client id alike.
     """
-    return reason.startswith(CLIENT_ID_TAKEN_PREFIX) or reason.startswith(_AWARENESS_PREFIX)
+    return reason.startswith(CLIENT_ID_TAKEN_PREFIX)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..errors import Forbidden, MessageTooLarge, TooManyMessages
+from ..errors import ClientIdTaken, Forbidden, MessageTooLarge, TooManyMessages
 from ..protocol import AwarenessEntry, encode_awareness, encode_awareness_update
 from .connection import Connection, Principal
 
@@ -126,9 +126,9 @@ class RoomAwareness:
                     if removing:
                         continue
                     if pid is not None and current.participant_id != pid:
-                        raise Forbidden(f"awareness client {entry.client_id} belongs to another participant")
+                        raise ClientIdTaken(entry.client_id)
                 elif not owned and pid is not None and current.participant_id not in (None, pid):
-                    raise Forbidden(f"awareness client {entry.client_id} belongs to another participant")
+                    raise ClientIdTaken(entry.client_id)
             if not removing:
                 if len(entry.state_json) > self.max_state_bytes:
                     raise MessageTooLarge(f"an awareness state may hold at most {self.max_state_bytes} bytes")
