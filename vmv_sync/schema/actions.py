@@ -28,7 +28,6 @@ from typing import Any
 from pycrdt import Doc, Map
 
 from vmv_sync.schema.document import (
-    SCHEMA_VERSION,
     InvalidAction,
     Roots,
     bind_roots,
@@ -150,32 +149,12 @@ def start_workshop(
     :func:`~vmv_sync.schema.document.new_workshop` for a client: the facilitator's
     ``selections``/``matrix``/``drafts`` containers are left to the server, which
     creates them when the entry arrives (see :func:`add_participant`). Validates exactly
-    like ``new_workshop`` by running it on a scratch document first.
+    like ``new_workshop``.
     """
-    stamp = _now(now)
-    # Validation only: new_workshop raises before it writes, and the scratch is thrown away.
     new_workshop(
-        Doc(), title=title, facilitator_id=facilitator_id, facilitator_name=facilitator_name,
-        values=values, max_values=max_values, now=stamp,
-    )
-    catalogue, _ = parse_catalogue(values)
-    roots = bind_roots(doc)
-    with roots.doc.transaction():
-        roots.meta.update(
-            {
-                "title": title,
-                "created_at": stamp,
-                "schema": SCHEMA_VERSION,
-                "stage": Stage.VALUES_SELECT.value,
-                "facilitator": facilitator_id,
-                "max_values": max_values,
-            }
-        )
-        roots.participants[facilitator_id] = Map(
-            {"name": facilitator_name, "role": "facilitator", "joined_at": stamp}
-        )
-        if catalogue:
-            roots.values.extend(list(catalogue))
+        bind_roots(doc).doc, title=title, facilitator_id=facilitator_id, facilitator_name=facilitator_name,
+        values=values, max_values=max_values, now=now, containers=False,
+    )  # fmt: skip
 
 
 def post_message(

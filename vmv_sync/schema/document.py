@@ -129,8 +129,12 @@ def new_workshop(
     values: Iterable[str] = (),
     max_values: int = 10,
     now: float | None = None,
+    containers: bool = True,
 ) -> Roots:
     """Write a new workshop's meta, its facilitator and its value catalogue in one update.
+
+    ``containers`` also creates the facilitator's ``selections``/``matrix``/``drafts``:
+    the server does (it is the only creator of containers); a client passes False.
 
     Example:
         >>> doc = Doc()
@@ -163,7 +167,8 @@ def new_workshop(
         roots.participants[facilitator_id] = Map(
             {"name": facilitator_name, "role": "facilitator", "joined_at": stamp}
         )
-        ensure_participant_entries(roots, facilitator_id)
+        if containers:
+            ensure_participant_entries(roots, facilitator_id)
         if catalogue:
             roots.values.extend(list(catalogue))
     logger.debug("new workshop %r with %d catalogue values", title, len(catalogue))
