@@ -124,6 +124,8 @@ class DictBackend:
         self.rows: dict[str, list[bytes]] = {}
         self.batches: list[int] = []
         self.fail_next: BaseException | None = None
+        #: every batch holding this workshop fails (a fault of one workshop's rows)
+        self.fail_workshop: str | None = None
         self.gate = anyio.Event()
         self.gate.set()
 
@@ -133,6 +135,8 @@ class DictBackend:
         if self.fail_next is not None:
             exc, self.fail_next = self.fail_next, None
             raise exc
+        if any(request.workshop_id == self.fail_workshop for request in batch):
+            raise OSError(f"cannot write {self.fail_workshop}")
         staged = {wid: list(rows) for wid, rows in self.rows.items()}
         seqs = []
         for request in batch:
@@ -173,7 +177,7 @@ async def test_group_commit_fails_every_caller_of_a_failed_batch_then_carries_on
 
         async def caller(i: int) -> None:
             try:
-                await group.append(f"w{i % 2}", [b"x"], {i: "p"})
+                await group.append("w0", [b"x"], {i: "p"})
             except StorageError as exc:
                 errors.append(exc)
 
@@ -228,3 +232,29 @@ async def test_group_commit_internal_error_fails_callers_and_ends_the_writer() -
     assert group_error.group_contains(KeyError)
     assert len(caught) == 1 and "internal error" in str(caught[0])
     assert not group.accepting
+
+
+async def test_group_commit_a_failing_workshop_does_not_fail_its_neighbours_in_the_batch() -> None:
+    backend = DictBackend()
+    backend.fail_workshop = "bad"
+    group = GroupCommit(backend.commit_batch, name="dict", failures=(OSError,))
+    results: dict[str, list[object]] = {"bad": [], "good": []}
+    async with anyio.create_task_group() as tg:
+        await tg.start(group.run)
+        backend.gate = anyio.Event()  # one batch with both workshops
+
+        async def caller(wid: str) -> None:
+            try:
+                results[wid].append(await group.append(wid, [b"x"], None))
+            except StorageError as exc:
+                results[wid].append(exc)
+
+        async with anyio.create_task_group() as callers:
+            for i in range(6):
+                callers.start_soon(caller, "bad" if i % 2 else "good")
+            await anyio.wait_all_tasks_blocked()
+            backend.gate.set()
+        await group.aclose()
+    assert all(isinstance(r, StorageError) for r in results["bad"]) and len(results["bad"]) == 3
+    assert sorted(results["good"]) == [1, 2, 3]  # type: ignore[type-var]
+    assert backend.rows == {"good": [b"x", b"x", b"x"]}

@@ -155,7 +155,18 @@ class GroupCommit:
             if len(seqs) != len(batch):
                 raise RuntimeError(f"commit_batch returned {len(seqs)} seqs for {len(batch)} appends")
         except self._failures as exc:
-            workshops = ", ".join(sorted({r.workshop_id for r in batch}))
+            by_workshop: dict[str, list[PendingAppend]] = {}
+            for request in batch:
+                by_workshop.setdefault(request.workshop_id, []).append(request)
+            if len(by_workshop) > 1:
+                # One workshop's failure (a constraint, a corrupt page, a trigger) must not
+                # fail its neighbours in the batch: commit each workshop's appends alone.
+                # (A full disk fails them all again, as it should.)
+                logger.warning("%s: a batch of %d workshops failed (%s); committing each alone", self._name, len(by_workshop), exc)
+                for group in by_workshop.values():
+                    await self._commit(group)
+                return
+            workshops = ", ".join(sorted(by_workshop))
             message = f"could not commit {len(batch)} appends (workshops {workshops}): {exc}"
             logger.error("%s: %s", self._name, message)
             for request in batch:
