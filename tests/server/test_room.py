@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
@@ -22,12 +23,18 @@ from pycrdt import Doc, Map, Text
 from vmv_sync.config import Settings
 from vmv_sync.errors import CLIENT_ID_TAKEN_PREFIX, CloseError, ServerError, StorageError
 from vmv_sync.protocol import (
+    Awareness,
     Message,
     Saved,
     SyncStep1,
     SyncStep2,
     SyncUpdate,
+    decode_awareness_update,
+    encode_awareness,
+    encode_awareness_update,
+    encode_query_awareness,
     encode_sync_step1,
+    encode_sync_step2,
     encode_sync_update,
     parse_message,
 )
@@ -636,3 +643,158 @@ def _set_vision(text: str) -> Callable[[Doc[Any]], object]:
         vision += text
 
     return edit
+
+
+# -- more of the pipeline: a client's step 2, refused senders, ballots, compaction -------------------
+
+
+async def test_a_clients_sync_step2_is_applied_like_an_update() -> None:
+    store = MemoryStore()
+    room = Room(WID, store, NO_AUTH)
+    async with running(room):
+        watcher = Peer(room)
+        await watcher.join()
+        offline = Peer(room)
+        offline.edit(append_mission("written offline"))
+        room.add(offline.conn)
+        (server_step1,) = offline.received(SyncStep1)
+        await offline.send(encode_sync_step2(offline.doc.get_update(server_step1.state_vector)))
+        await settle(room)
+        assert offline.code is None
+        assert mission_of(await stored_doc(store)) == "written offline"
+        watcher.catch_up()
+        assert mission_of(watcher.doc) == "written offline"
+
+
+async def test_what_a_refused_connection_still_had_queued_is_dropped() -> None:
+    store = MemoryStore()
+    await seed_workshop(store)
+    room = Room(WID, store, AUTH)
+    async with running(room):
+        p1 = Peer(room, principal("p1"))
+        await p1.join()
+
+        def rename_p2(doc: Doc[Any]) -> None:
+            doc.get("participants", type=Map)["p2"]["name"] = "hacked"
+
+        await p1.write(rename_p2)
+        await settle(room)
+        assert p1.code == 4403
+        fresh = Peer(room, principal("p1"))  # what it sends next is well-formed and allowed ...
+        await fresh.join()
+        await p1.push(fresh.edit(append_mission("from a refused socket")))
+        await settle(room)
+        assert mission_of(room.doc) == ""  # ... but it came over the refused connection
+        assert (await store.load(WID)).update_count == 1
+
+
+async def test_a_ballot_without_votes_gets_its_votes_map_from_the_server() -> None:
+    store = MemoryStore()
+    await seed_workshop(store)
+    room = Room(WID, store, AUTH)
+    async with running(room):
+        facilitator = Peer(room, principal("f1", "facilitator"))
+        await facilitator.join()
+
+        def ask(doc: Doc[Any]) -> None:
+            doc.get("ballots", type=Map)["b9"] = Map({"question": "which?"})
+
+        await facilitator.write(ask)
+        await settle(room)
+        assert facilitator.code is None
+        assert isinstance(bind_roots(room.doc).votes.get("b9"), Map)
+        assert isinstance(bind_roots(await stored_doc(store)).votes.get("b9"), Map)
+        facilitator.catch_up()
+        assert isinstance(bind_roots(facilitator.doc).votes.get("b9"), Map)
+
+
+async def test_compaction_folds_the_tail_into_a_snapshot_that_loads_the_same() -> None:
+    store = MemoryStore()
+    room = Room(WID, store, Settings(auth=False, compact_updates=3))
+    async with running(room):
+        peer = Peer(room)
+        await peer.join()
+        for part in ("one ", "two ", "three ", "four"):
+            await peer.write(append_mission(part))
+            await settle(room)
+        await anyio.wait_all_tasks_blocked()  # the background compaction finishes
+        stored = await store.load(WID)
+        assert stored.snapshot is not None
+        assert stored.update_count < 4
+    again = Room(WID, store, NO_AUTH)
+    async with running(again):
+        assert mission_of(again.doc) == "one two three four"
+    assert mission_of(await stored_doc(store)) == "one two three four"
+
+
+# -- awareness through the room --------------------------------------------------------------------
+
+
+def _awareness_frame(*items: tuple[int, int, str]) -> bytes:
+    return encode_awareness(encode_awareness_update(list(items)))
+
+
+def _awareness_states(peer: Peer) -> list[tuple[int, int, Any]]:
+    return [
+        (e.client_id, e.clock, e.state)
+        for message in peer.received(Awareness)
+        for e in decode_awareness_update(message.update)
+    ]
+
+
+async def test_awareness_is_relayed_to_every_peer_and_cleared_when_its_connection_leaves() -> None:
+    room = Room(WID, MemoryStore(), Settings(auth=False, awareness_tick=0.0))
+    async with running(room):
+        a, b = Peer(room), Peer(room)
+        await a.join()
+        await b.join()
+        await a.send(_awareness_frame((11, 1, '{"cursor": 1}')))
+        await anyio.wait_all_tasks_blocked()  # the awareness loop flushes within its tick
+        for peer in (a, b):  # the sender too: a lone provider must see signs of life
+            assert _awareness_states(peer) == [(11, 1, {"cursor": 1})]
+
+        late = Peer(room)
+        room.add(late.conn)  # a new peer gets the table at once
+        assert _awareness_states(late) == [(11, 1, {"cursor": 1})]
+        await late.send(encode_query_awareness())
+        assert _awareness_states(late) == [(11, 1, {"cursor": 1})] * 2
+
+        room.remove(a.conn)  # the server clears a's state, without waiting for a tick
+        assert _awareness_states(b)[-1] == (11, 1, None)
+        assert b.code is None
+
+
+async def test_an_awareness_spoof_closes_its_sender_with_4403() -> None:
+    store = MemoryStore()
+    await seed_workshop(store)
+    room = Room(WID, store, Settings(auth=True, awareness_tick=0.0))
+    async with running(room):
+        p1, p2 = Peer(room, principal("p1")), Peer(room, principal("p2"))
+        await p1.join()
+        await p2.join()
+        await p1.send(_awareness_frame((5, 1, '{"user": {"id": "p1", "name": "P1"}}')))
+        await p2.send(_awareness_frame((5, 2, '{"user": {"id": "p2"}}')))
+        assert p2.code == 4403
+        await p1.send(_awareness_frame((6, 1, '{"user": {"id": "p2"}}')))
+        assert p1.code == 4403
+
+
+async def test_a_silent_connection_is_closed_with_4408(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time as real_time
+
+    from vmv_sync.server import rooms as rooms_module
+
+    now = [real_time.monotonic()]  # Connection stamps itself with the real clock at creation
+    monkeypatch.setattr(
+        rooms_module, "time", SimpleNamespace(monotonic=lambda: now[0], perf_counter=real_time.perf_counter)
+    )
+    room = Room(WID, MemoryStore(), Settings(auth=False, awareness_timeout=1.0, awareness_tick=0.0))
+    async with running(room):
+        silent, active = Peer(room), Peer(room)
+        await silent.join()
+        await active.join()
+        now[0] += 1.5
+        await active.send(_awareness_frame((1, 1, "{}")))  # a sign of life, and a wake-up for the loop
+        await anyio.wait_all_tasks_blocked()
+        assert silent.code == 4408
+        assert active.code is None
