@@ -21,9 +21,18 @@ from vmv_sync.protocol import Saved
 from vmv_sync.server import manager as manager_module
 from vmv_sync.server.auth import Principal
 from vmv_sync.server.manager import RoomManager
-from vmv_sync.storage import MemoryStore, StoredDoc
+from vmv_sync.storage import StoredDoc
 
-from .test_room import STEP_TIMEOUT, FailingStore, Peer, append_mission, mission_of, settle, stored_doc
+from .test_room import (
+    STEP_TIMEOUT,
+    FailingStore,
+    FaultyMemoryStore,
+    Peer,
+    append_mission,
+    mission_of,
+    settle,
+    stored_doc,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -159,7 +168,7 @@ async def test_a_failing_room_is_dropped_and_loads_fresh_while_others_run(monkey
 
 
 async def test_a_room_that_cannot_load_is_refused_and_retried() -> None:
-    class BrokenLoad(MemoryStore):
+    class BrokenLoad(FaultyMemoryStore):
         fail = True
 
         async def load(self, workshop_id: str) -> StoredDoc:

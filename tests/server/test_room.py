@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Self
 
 import anyio
 import pytest
@@ -44,7 +44,7 @@ from vmv_sync.server.auth import Principal
 from vmv_sync.server.connection import Connection
 from vmv_sync.server.integrity import SERVER_OWNER
 from vmv_sync.server.rooms import Room
-from vmv_sync.storage import MemoryStore, SQLiteStore, Store
+from vmv_sync.storage import MemoryStore, SQLiteStore, Store, StoredDoc
 
 pytestmark = pytest.mark.anyio
 
@@ -73,7 +73,14 @@ class RecordingChannel:
         return [parse_message(frame) for frame in self.frames]
 
 
-class FailingStore(MemoryStore):
+class FaultyMemoryStore(MemoryStore):
+    """Base of the MemoryStores with a fault below (``__aenter__`` typed ``Self``, as the Store protocol asks)."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+
+class FailingStore(FaultyMemoryStore):
     """A real MemoryStore whose commits fail for some workshops (a full disk, for them)."""
 
     def __init__(self, *failing: str) -> None:
@@ -89,7 +96,7 @@ class FailingStore(MemoryStore):
         return await super().append(workshop_id, updates, claims=claims)
 
 
-class GatedStore(MemoryStore):
+class GatedStore(FaultyMemoryStore):
     """A real MemoryStore whose commits wait until :attr:`gate` is set."""
 
     def __init__(self) -> None:
@@ -798,3 +805,30 @@ async def test_a_silent_connection_is_closed_with_4408(monkeypatch: pytest.Monke
         await anyio.wait_all_tasks_blocked()
         assert silent.code == 4408
         assert active.code is None
+
+
+class _UnreadableStore(FaultyMemoryStore):
+    async def load(self, workshop_id: str) -> StoredDoc:
+        await anyio.lowlevel.checkpoint()
+        raise StorageError("cannot read")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: Room.run returns early when the load fails without closing _inbox_send (stop() and _fail() "
+    "close it), so every failed load leaves an unclosed MemoryObjectSendStream (ResourceWarning)",
+)
+async def test_a_room_that_fails_to_load_closes_its_inbox() -> None:
+    room = Room(WID, _UnreadableStore(), NO_AUTH)
+    async with anyio.create_task_group() as tg:
+        await tg.start(room.run)
+    assert isinstance(room.load_error, StorageError) and room.stopped.is_set()
+    # the room's private inbox: an open send side is what warns when the room is collected
+    assert room._inbox.statistics().open_send_streams == 0
+
+
+async def test_a_stopped_room_closes_its_inbox() -> None:
+    room = Room(WID, MemoryStore(), NO_AUTH)
+    async with running(room):
+        assert room._inbox.statistics().open_send_streams == 1
+    assert room._inbox.statistics().open_send_streams == 0
