@@ -243,3 +243,16 @@ def test_frames_are_split_at_frame_bytes(clock: FakeClock) -> None:
     assert len(decoded) > 1
     assert all(len(frame) <= FRAME_BYTES + 1024 for frame in frames)
     assert [cid for frame in decoded for cid, _, _ in frame] == [1, 2, 3, 4, 5]
+
+
+def test_a_removed_client_id_cannot_be_taken_by_another_participant(clock: FakeClock) -> None:
+    registry = RoomAwareness(TIMEOUT)
+    ann, bob = conn("ann"), conn("bob")
+    registry.apply(ann, entries((5, 3, {"cursor": 1})))
+    registry.remove_connection(ann)
+    registry.take_changes()
+    registry.apply(bob, entries((5, 3, {"cursor": 2})))  # bob's first frame, the removed clock: an echo
+    assert live(registry) == []
+    with pytest.raises(Forbidden):
+        registry.apply(bob, entries((5, 4, {"cursor": 2})))
+    assert live(registry) == [] and changes(registry) == []

@@ -38,6 +38,7 @@ from vmv_sync.protocol import (
     encode_sync_update,
     parse_message,
 )
+from vmv_sync.protocol.update import summarize_update
 from vmv_sync.protocol.varint import decode_state_vector
 from vmv_sync.schema import bind_roots, ensure_participant_entries, new_workshop, participant_entries_missing
 from vmv_sync.server.auth import Principal
@@ -832,3 +833,29 @@ async def test_a_stopped_room_closes_its_inbox() -> None:
     async with running(room):
         assert room._inbox.statistics().open_send_streams == 1
     assert room._inbox.statistics().open_send_streams == 0
+
+
+async def test_one_batch_is_relayed_merged_to_bystanders_and_without_echoes_to_its_senders() -> None:
+    store = GatedStore()
+    store.gate.set()
+    room = Room(WID, store, NO_AUTH)
+    async with running(room):
+        a, b, c = Peer(room, wants_saved=True), Peer(room, wants_saved=True), Peer(room)
+        for peer in (a, b, c):
+            await peer.join()
+        store.gate = anyio.Event()
+        await c.write(append_mission("c "))  # batch 1: its commit waits at the gate ...
+        await anyio.wait_all_tasks_blocked()
+        await a.write(append_mission("a "))  # ... while a and b queue up: batch 2
+        await b.write(_set_vision("b"))
+        store.gate.set()
+        await settle(room)
+    for peer in (a, b, c):
+        for update in peer.received(SyncUpdate):
+            assert peer.doc.client_id not in summarize_update(update.update).structs, "an echo"
+    assert len(c.received(SyncUpdate)) == 1  # a's and b's updates, merged into one frame
+    assert len(a.received(SyncUpdate)) == 2 and len(b.received(SyncUpdate)) == 2  # c's, then the other's
+    assert a.received(Saved) == [Saved(1)] and b.received(Saved) == [Saved(1)] and c.received(Saved) == []
+    for peer in (a, b, c):
+        peer.catch_up()
+        assert (mission_of(peer.doc), str(peer.doc.get("vision", type=Text))) == ("c a ", "b")
