@@ -396,5 +396,61 @@ _DEFAULT = 150 if PROFILE == "ci" else settings().max_examples
 MACHINE_EXAMPLES = int(os.environ.get("VMV_INTENT_EXAMPLES", _DEFAULT))
 
 TestIntent = IntentMachine.TestCase
-TestIntent.settings = settings(settings(), max_examples=MACHINE_EXAMPLES, deadline=None)
+TestIntent.settings = settings(settings(), max_examples=MACHINE_EXAMPLES, deadline=None,
+                               stateful_step_count=int(os.environ.get("VMV_INTENT_STEPS", settings().stateful_step_count)))
 TestIntent = pytest.mark.timeout(0 if PROFILE == "deep" else 900)(TestIntent)
+
+
+def _workshop(net: StarNetwork) -> None:
+    net.server.edit(lambda doc: schema.new_workshop(doc, title="Team", facilitator_id="f", facilitator_name="F", now=1.0))
+    for pid in ("p1", ADVERSARY):
+        net.server.edit(lambda doc, pid=pid: schema.add_participant(doc, pid, pid.upper(), "participant", now=2.0))
+
+
+@pytest.mark.xfail(strict=True, reason="issue 13: an unowned client id the server has not seen yet can be claimed "
+                   "by any participant; a stock client's offline edits under it never arrive, with no refusal")  # fmt: skip
+def test_a_claimed_unseen_client_id_silently_locks_a_stock_client_out() -> None:
+    """Found by IntentMachine (attack ``squat_unpublished``); see docs/testing.md.
+
+    p1's device writes a message offline under its client id C (clocks 0..6), which
+    the server has not seen yet (a page learns C from awareness, e.g. while that device
+    was online reading). x sends a deleted struct at (C, 0) of length 1000: C has no
+    owner and the struct starts at clock 0, so the room accepts it and claims C for x.
+    When p1 connects, its sync step 2 is the diff from the server's state vector
+    (C: 1000), so it carries nothing of C: no refusal, no "saved", the message never
+    reaches the document, and p1's replica differs from the server's for good.
+    """
+    with StarHarness(seed=1) as net:
+        _workshop(net)
+        victim = HonestReplica(net, 0, "p1", "participant")
+        victim.joined = True
+        victim.detect_foreign = False  # a stock Yjs client: it cannot tell
+        net.replicas.append(victim)
+        victim.act(Intent("post_message", lambda roots: schema.post_message(roots, "p1", "hi", message_id="m0", now=3.0),
+                          ("message", "p1", "m0"), "hi", message_id="m0"))  # fmt: skip
+        assert net.attack("squat_unpublished", 0, 2) == "accepted"  # deleted_struct(C, 0, 1000)
+        net.heal()
+        _, update = net.server.state()
+        server: Doc[Any] = Doc()
+        server.apply_update(update)
+        assert [m.get("id") for m in bind_roots(server).messages] == ["m0"]
+
+
+def test_the_fixed_client_recovers_from_a_claimed_unseen_client_id() -> None:
+    """The same attack against the model's fixed client: it sees the server holding clocks
+    under its current id that it never wrote, takes a fresh id and re-makes the edit."""
+    with StarHarness(seed=1) as net:
+        _workshop(net)
+        victim = HonestReplica(net, 0, "p1", "participant")
+        victim.joined = True
+        net.replicas.append(victim)
+        victim.act(Intent("post_message", lambda roots: schema.post_message(roots, "p1", "hi", message_id="m0", now=3.0),
+                          ("message", "p1", "m0"), "hi", message_id="m0"))  # fmt: skip
+        assert net.attack("squat_unpublished", 0, 2) == "accepted"
+        net.heal()
+        _, update = net.server.state()
+        server: Doc[Any] = Doc()
+        server.apply_update(update)
+        assert [m.get("id") for m in bind_roots(server).messages] == ["m0"]
+        assert victim.recoveries == 1 and all(e.acked for e in net.edits if e.key[2] == "m0" and e.replica == 0)
+        assert content_of(victim.doc) == content_of(server)
