@@ -221,3 +221,17 @@ async def test_close_participant_closes_only_that_participants_connections() -> 
         assert (ann1.code, ann2.code, bob.code) == (4401, 4401, None)
         assert manager.close_participant("elsewhere", "ann", Unauthenticated("removed")) == 0
         manager.release(room)
+
+
+async def test_acquiring_again_before_the_idle_unload_keeps_the_room() -> None:
+    store = CountingStore()
+    async with RoomManager(store, Settings(auth=False, room_idle_seconds=0.0)) as manager:
+        room = await manager.acquire("w")
+        manager.release(room)  # the unload timer starts ...
+        again = await manager.acquire("w")  # ... and finds the room in use when it fires
+        await anyio.wait_all_tasks_blocked()
+        assert again is room and not room.closing and manager.rooms["w"] is room
+        assert store.loads == {"w": 1}
+        manager.release(again)
+        with anyio.fail_after(STEP_TIMEOUT):
+            await room.stopped.wait()

@@ -856,6 +856,32 @@ async def test_one_batch_is_relayed_merged_to_bystanders_and_without_echoes_to_i
     assert len(c.received(SyncUpdate)) == 1  # a's and b's updates, merged into one frame
     assert len(a.received(SyncUpdate)) == 2 and len(b.received(SyncUpdate)) == 2  # c's, then the other's
     assert a.received(Saved) == [Saved(1)] and b.received(Saved) == [Saved(1)] and c.received(Saved) == []
+    assert sorted(mission_of(room.doc).split()) == ["a", "c"]  # concurrent inserts: either order
     for peer in (a, b, c):
         peer.catch_up()
-        assert (mission_of(peer.doc), str(peer.doc.get("vision", type=Text))) == ("c a ", "b")
+        assert (mission_of(peer.doc), str(peer.doc.get("vision", type=Text))) == (mission_of(room.doc), "b")
+
+
+async def test_a_failed_compaction_is_logged_and_the_room_goes_on() -> None:
+    class NoCompaction(FaultyMemoryStore):
+        attempts = 0
+
+        async def compact(self, workshop_id: str, snapshot: bytes, upto_seq: int, **kwargs: Any) -> None:
+            self.attempts += 1
+            raise StorageError("cannot compact now")
+
+    store = NoCompaction()
+    room = Room(WID, store, Settings(auth=False, compact_updates=2))
+    async with running(room):
+        peer = Peer(room, wants_saved=True)
+        await peer.join()
+        for part in ("a", "b", "c", "d"):
+            await peer.write(append_mission(part))
+            await settle(room)
+            await anyio.wait_all_tasks_blocked()
+        assert room.failure is None and peer.code is None
+        assert store.attempts >= 2  # tried again after the first failure
+        assert peer.received(Saved)[-1] == Saved(4)
+    stored = await store.load(WID)
+    assert stored.snapshot is None and stored.update_count == 4
+    assert mission_of(await stored_doc(store)) == "abcd"
