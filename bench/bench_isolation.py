@@ -1,13 +1,15 @@
 """Heavy input in one workshop, latency in another: how far one sender's cost reaches.
 
-A quiet workshop gets one small update every 20 ms from one client, which times each
-until its ``saved`` acknowledgement. Phase 1 measures that alone; phase 2 repeats it
+A quiet workshop gets one small update (a chat message) every 20 ms from one client,
+which times each until its ``saved`` acknowledgement. Authentication and the write
+rules are on (the guard's shadow apply is part of an update's cost), both senders
+being their workshop's facilitator. Phase 1 measures that alone; phase 2 repeats it
 while another connection, in another workshop, sends the heaviest legal input: updates
 just under the frame limit (1 MiB) of 4,500 chat messages each (about 0.95 MB), one after another.
 Figures: the quiet workshop's saved latency p50/p99/max in both phases, and the
 heavy updates' own saved latency. Writes bench/results/isolation.json.
 
-    .venv/bin/python -m bench.bench_isolation [--seconds 8] [--heavy 12]
+    .venv/bin/python -m bench.bench_isolation [--seconds 8] [--heavy 12] [--rounds 3 --before /tmp/old-checkout]
 """
 
 from __future__ import annotations
@@ -34,11 +36,26 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
+SECRET = "bench-isolation-secret-" + "x" * 24
+
+
+async def new_workshop(http_url: str) -> tuple[str, str, str]:
+    """(workshop id, facilitator id, token) of a new workshop."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=http_url) as http:
+        r = await http.post("/api/workshops", json={"title": "bench", "name": "Fay"})
+        r.raise_for_status()
+        body = r.json()
+    return body["workshop_id"], body["participant_id"], body["token"]
+
+
 class Sender:
     """One raw y-websocket peer that sends updates and times their ``saved`` acks."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url + "?saved=1"
+    def __init__(self, url: str, author: str = "h") -> None:
+        self.author = author
+        self.url = url + ("&" if "?" in url else "?") + "saved=1"
         self.doc: Doc = Doc()
         self.sent: dict[int, float] = {}
         self.latencies: list[float] = []
@@ -77,7 +94,7 @@ class Sender:
                 await self.acked.wait()
 
 
-def heavy_updates(count: int, per_update: int = 4500) -> list[bytes]:
+def heavy_updates(count: int, per_update: int = 4500, author: str = "h") -> list[bytes]:
     doc: Doc = Doc()
     messages = doc.get("messages", type=Array)
     out: list[bytes] = []
@@ -85,21 +102,23 @@ def heavy_updates(count: int, per_update: int = 4500) -> list[bytes]:
     for u in range(count):
         with doc.transaction():
             for i in range(per_update):
-                messages.append(Map({"id": f"{u}-{i}", "author": "h", "text": "hello world " * 6, "sent_at": 1.0, "stage": "values-select"}))
+                messages.append(Map({"id": f"{u}-{i}", "author": author, "text": "hello world " * 6, "sent_at": 1.0, "stage": "values-select"}))
     doc.unobserve(sub)
     return out
 
 
-async def quiet_phase(url: str, seconds: float) -> list[float]:
-    quiet = Sender(url)
+async def quiet_phase(url: str, seconds: float, author: str) -> list[float]:
+    quiet = Sender(url, author)
 
     async def body(ws, s: Sender) -> None:  # type: ignore[no-untyped-def]
         text = s.doc.get("messages", type=Array)
         captured: list[bytes] = []
         sub = s.doc.observe(lambda e: captured.append(e.update))
         deadline = time.monotonic() + seconds
+        n = 0
         while time.monotonic() < deadline:
-            text.append("q")
+            n += 1
+            text.append(Map({"id": f"q{n}", "author": s.author, "text": "q", "sent_at": 1.0, "stage": "values-select"}))
             await s.send(ws, captured.pop())
             await anyio.sleep(0.02)
         s.doc.unobserve(sub)
@@ -109,30 +128,47 @@ async def quiet_phase(url: str, seconds: float) -> list[float]:
     return quiet.latencies
 
 
-async def main_async(seconds: float, heavy_count: int) -> dict[str, object]:
-    updates = heavy_updates(heavy_count)
-    sizes = [len(u) for u in updates]
+async def main_async(seconds: float, heavy_count: int, ours_root: Path | None = None) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
-        server = start_server("ours", Path(tmp))
+        server = start_server("ours", Path(tmp), ours_root=ours_root, auth=True, env={"VMV_SECRET": SECRET})
         try:
-            alone = await quiet_phase(server.ws_url("quiet"), seconds)
-            heavy = Sender(server.ws_url("heavy"))
+            quiet_a, quiet_b, heavy_w = [await new_workshop(f"http://{server.host}:{server.port}") for _ in range(3)]
+            # the sync step 1 travels before the doc is known: a fresh doc syncs first
+            alone = await quiet_phase(server.ws_url(quiet_a[0]) + f"?token={quiet_a[2]}", seconds, quiet_a[1])
+            updates = heavy_updates(heavy_count, author=heavy_w[1])
+            sizes = [len(u) for u in updates]
+            heavy = Sender(server.ws_url(heavy_w[0]) + f"?token={heavy_w[2]}", heavy_w[1])
             during: list[float] = []
 
+            heavy_close: list[object] = []
+
             async def heavy_body(ws, s: Sender) -> None:  # type: ignore[no-untyped-def]
-                for update in updates:
-                    await s.send(ws, update)
-                    await s.wait_acked(120)
+                try:
+                    for update in updates:
+                        await s.send(ws, update)
+                        await s.wait_acked(120)
+                except websockets.ConnectionClosed as closed:
+                    heavy_close.append(closed.rcvd.code if closed.rcvd else None)
+
+            async def heavy_run() -> None:
+                try:
+                    await heavy.run(heavy_body)
+                except* websockets.ConnectionClosed as group:
+                    first = group.exceptions[0]
+                    assert isinstance(first, websockets.ConnectionClosed)
+                    heavy_close.append(first.rcvd.code if first.rcvd else None)
 
             async with anyio.create_task_group() as tg:
-                tg.start_soon(heavy.run, heavy_body)
-                during = await quiet_phase(server.ws_url("quiet2"), seconds)
+                tg.start_soon(heavy_run)
+                during = await quiet_phase(server.ws_url(quiet_b[0]) + f"?token={quiet_b[2]}", seconds, quiet_b[1])
                 tg.cancel_scope.cancel()
         finally:
             server.stop()
     result = {
         "heavy_update_bytes_median": statistics.median(sizes),
-        "heavy_updates_sent": len(updates),
+        "heavy_updates_offered": len(updates),
+        "heavy_updates_saved": len(heavy.latencies),
+        "heavy_closed_with": heavy_close[0] if heavy_close else None,
         "heavy_saved_ms_p50": round(_pct(heavy.latencies, 0.5) * 1000, 1),
         "heavy_saved_ms_max": round(max(heavy.latencies, default=float("nan")) * 1000, 1),
         "quiet_alone_ms": {q: round(_pct(alone, v) * 1000, 2) for q, v in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))},
@@ -145,9 +181,16 @@ async def main_async(seconds: float, heavy_count: int) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--heavy", type=int, default=12)
+    parser.add_argument("--heavy", type=int, default=24)
+    parser.add_argument("--rounds", type=int, default=1, help="alternate --before and this checkout this many times")
+    parser.add_argument("--before", type=Path, default=None, help="another checkout to measure in the same run (e.g. a git worktree of an older commit)")
     args = parser.parse_args()
-    result = anyio.run(main_async, args.seconds, args.heavy)
+    runs: dict[str, list[dict[str, object]]] = {"this": [], "before": []}
+    for _ in range(args.rounds):
+        if args.before is not None:
+            runs["before"].append(anyio.run(main_async, args.seconds, args.heavy, args.before))
+        runs["this"].append(anyio.run(main_async, args.seconds, args.heavy, None))
+    result: dict[str, object] = {"runs": runs}
     print(json.dumps(result, indent=2))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")

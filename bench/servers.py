@@ -131,9 +131,12 @@ def _drain(proc: subprocess.Popen[str], sink: list[str]) -> None:
 
 
 def start_server(
-    name: str, workdir: Path, *, db: Path | None = None, env: dict[str, str] | None = None, ours_root: Path | None = None
+    name: str, workdir: Path, *, db: Path | None = None, env: dict[str, str] | None = None, ours_root: Path | None = None,
+    auth: bool = False,
 ) -> ServerProc:
     """Start server ``name`` (ours, node, pycrdt) with its data under ``workdir``.
+
+    ``auth``: ours with authentication and write rules on (set VMV_SECRET in ``env``).
 
     ``ours_root``: run our ``server.py`` from another checkout (e.g. a ``git archive``
     of a commit) while the work tree is mid-edit; default: this repository.
@@ -142,7 +145,7 @@ def start_server(
     log_path = workdir / f"{name}.log"
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     if name == "ours":
-        cmd = [sys.executable, str((ours_root or ROOT) / "server.py"), "--no-auth", "--port", "0", "--db", str(db or workdir / "vmv.sqlite3")]
+        cmd = [sys.executable, str((ours_root or ROOT) / "server.py"), *([] if auth else ["--no-auth"]), "--port", "0", "--db", str(db or workdir / "vmv.sqlite3")]
     elif name == "pycrdt":
         cmd = [sys.executable, str(PYCRDT_PEER), "--port", "0", "--db", str(db or workdir / "ystore.sqlite3")]
     elif name == "node":

@@ -416,10 +416,12 @@ async def test_first_update_sent_at_once_on_a_new_room_is_kept_and_relayed(serve
         await reader.wait_for(lambda: items(reader.doc) == ["first"])
 
 
-async def test_slow_reader_gets_every_update_in_causal_order(server) -> None:
+async def test_slow_reader_gets_every_update_in_causal_order(server_factory) -> None:
     """A peer whose socket stalls and drains again switches from direct writes to its
     queue (coalesced when it is read) and back; it must still get every update, none
     before what it builds on, and end with the writer's document."""
+    # 9 MB from one writer in a few seconds: past the default byte rate (1 MiB/s, 8 MiB burst)
+    server = server_factory(env={"VMV_RATE_BYTES": str(64 * 1024 * 1024)})
     from vmv_sync.protocol import SyncStep2, SyncUpdate, parse_message
     from vmv_sync.protocol.update import summarize_update
 

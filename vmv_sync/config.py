@@ -84,8 +84,8 @@ class Settings:
     #: bytes per second one connection may send, averaged over a burst of
     #: ``rate_bytes_burst``: bounds the share of the event loop one sender can take
     #: with heavy updates (bench/bench_isolation.py); 4429 past it
-    rate_bytes: int = setting(4 * 1024 * 1024, minimum=1024)
-    rate_bytes_burst: int = setting(16 * 1024 * 1024, minimum=1024)
+    rate_bytes: int = setting(1024 * 1024, minimum=1024)
+    rate_bytes_burst: int = setting(8 * 1024 * 1024, minimum=1024)
     #: most connections one workshop accepts (4429 past it)
     max_connections_per_workshop: int = setting(500, minimum=1)
     #: most connections one participant may hold open in one workshop (4429 past it)
@@ -144,6 +144,8 @@ class Settings:
             low, high = f.metadata.get("min"), f.metadata.get("max")
             value = getattr(self, f.name)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
+                if value != value or value in (float("inf"), float("-inf")):  # NaN passes every comparison
+                    raise ConfigError(f"{f.name}={value!r} is not a finite number")
                 if (low is not None and value < low) or (high is not None and value > high):
                     raise ConfigError(f"{f.name}={value!r} is out of range {_describe_range(low, high)}")
             choices = _choices(f)

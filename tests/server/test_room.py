@@ -612,12 +612,6 @@ async def test_stop_drains_the_queue_before_it_returns() -> None:
     assert mission_of(await stored_doc(store)) == "abc"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Room._admit checks each update against stored_bytes, which grows only after the batch's "
-    "commit, so every update of one batch (up to 512) is measured against the pre-batch size and the "
-    "stored document grows past workshop_quota_bytes",
-)
 async def test_the_quota_counts_every_update_of_one_batch() -> None:
     """Two updates that each fit the quota but not together: the second must be refused."""
     store = GatedStore()
@@ -814,11 +808,6 @@ class _UnreadableStore(FaultyMemoryStore):
         raise StorageError("cannot read")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Room.run returns early when the load fails without closing _inbox_send (stop() and _fail() "
-    "close it), so every failed load leaves an unclosed MemoryObjectSendStream (ResourceWarning)",
-)
 async def test_a_room_that_fails_to_load_closes_its_inbox() -> None:
     room = Room(WID, _UnreadableStore(), NO_AUTH)
     async with anyio.create_task_group() as tg:

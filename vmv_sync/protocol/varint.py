@@ -40,24 +40,30 @@ class Reader:
     def read_var_uint(self) -> int:
         data = self.data
         pos = self.pos
-        if pos < len(data) and data[pos] < 128:  # the common one-byte case
-            self.pos = pos + 1
-            return data[pos]
-        num = 0
-        shift = 0
-        while True:
-            if self.pos >= len(data):
-                raise MalformedMessage("truncated message: a length or number is cut short")
-            byte = data[self.pos]
-            self.pos += 1
-            num |= (byte & 127) << shift
-            if byte < 128:
-                break
-            shift += 7
-            if shift > 53:
-                raise MalformedMessage("malformed message: a number is too large")
+        try:
+            byte = data[pos]
+            if byte < 128:  # the common one-byte case
+                self.pos = pos + 1
+                return byte
+            # Locals only in the loop: client ids are 4 to 8 bytes long and every
+            # struct of an update names one or two (the update summary's hot path).
+            num = byte & 127
+            shift = 7
+            pos += 1
+            while True:
+                byte = data[pos]
+                pos += 1
+                num |= (byte & 127) << shift
+                if byte < 128:
+                    break
+                shift += 7
+                if shift > 53:
+                    raise MalformedMessage("malformed message: a number is too large")
+        except IndexError:
+            raise MalformedMessage("truncated message: a length or number is cut short") from None
         if num > _MAX_UINT:
             raise MalformedMessage("malformed message: a number is too large")
+        self.pos = pos
         return num
 
     def read_var_bytes(self) -> bytes:

@@ -29,6 +29,7 @@ from pycrdt import Doc, merge_updates
 from ..config import Settings
 from ..derived import DerivedTracker
 from ..errors import (
+    ClientIdTaken,
     CloseError,
     MalformedMessage,
     MessageTooLarge,
@@ -118,6 +119,10 @@ class _ServerEdit:
 _Item = Union[_Incoming, _SyncRequest, _ServerEdit]
 
 
+def _no_edit(doc: Doc[Any]) -> None:
+    """A server edit that writes nothing: wakes the pipeline to commit pending claims."""
+
+
 class _Damaged(Exception):
     """The room's document may hold part of a refused update (pycrdt panicked)."""
 
@@ -145,6 +150,8 @@ class Room:
         self._since_snapshot = 0
         self._bytes_since_snapshot = 0
         self._compacting = False
+        self._batch_bytes = 0
+        self._claims_due = False  # claims made from awareness wait for a commit of their own
         self._inbox_send, self._inbox = anyio.create_memory_object_stream[_Item](_INBOX_SIZE)
         self._awareness_wake = anyio.Event()
         self.ready = anyio.Event()
@@ -164,6 +171,7 @@ class Room:
             except Exception as exc:
                 logger.exception("workshop=%s could not be loaded", self.workshop_id)
                 self.load_error = exc
+                self._inbox_send.close()
                 self.ready.set()
                 task_status.started()
                 return
@@ -281,11 +289,38 @@ class Room:
         elif isinstance(message, Awareness):
             self.awareness.apply(conn, decode_awareness_update(message.update))
             self._awareness_wake.set()
+            if conn.principal.authenticated and conn.principal.participant_id is not None:
+                await self._claim_announced(conn, conn.principal.participant_id)
         elif isinstance(message, QueryAwareness):
             for frame_out in self.awareness.full_frames():
                 conn.enqueue(frame_out)
         elif isinstance(message, Saved):
             raise MalformedMessage("'saved' messages only travel from server to client")
+
+    async def _claim_announced(self, conn: Connection, pid: str) -> None:
+        """Claim the client ids a participant announces in awareness, before it writes.
+
+        y-websocket clients announce their document's client id in awareness; others
+        learn it there, before any update under it, and could otherwise claim it
+        first with a squatting struct and silently swallow the owner's offline edits.
+        The claim is committed with the next batch (a claims-only commit if none).
+        """
+        state: dict[int, int] | None = None
+        fresh = False
+        for cid in conn.awareness_ids:
+            owner = self.client_ids.owner(cid)
+            if owner == pid:
+                continue
+            if owner is not None:
+                raise ClientIdTaken(cid)
+            if state is None:
+                state = decode_state_vector(self.doc.get_state())
+            if state.get(cid, 0) == 0:  # ids written before ownership stay unclaimable
+                self.client_ids.claim({cid: pid})
+                fresh = True
+        if fresh:
+            self._claims_due = True
+            await self._submit(_ServerEdit(_no_edit, anyio.Event(), "claims"))
 
     async def _submit(self, item: _Item) -> None:
         try:
@@ -312,6 +347,7 @@ class Room:
         applied: list[_Incoming] = []
         edits: list[_ServerEdit] = []
         containers = False
+        self._batch_bytes = 0  # admitted in this batch, not yet committed: counts for the quota
         for item in batch:
             if isinstance(item, _Incoming):
                 try:
@@ -321,6 +357,7 @@ class Room:
                     continue
                 if summary is not None:
                     applied.append(item)
+                    self._batch_bytes += len(item.update)
                     containers = containers or bool(summary.roots & {"participants", "ballots"})
             elif isinstance(item, _ServerEdit):
                 update = self._apply_server_edit(item)
@@ -333,7 +370,8 @@ class Room:
             update = self._apply_server_edit(_ServerEdit(missing_containers, anyio.Event(), "containers"))
             if update is not None:
                 applied.append(_Incoming(FromServer("containers"), update))
-        if applied:
+        if applied or self._claims_due:
+            self._claims_due = False
             updates = [item.update for item in applied]
             try:
                 self.last_seq = await self.store.append(
@@ -348,7 +386,8 @@ class Room:
             size = sum(len(u) for u in updates)
             self._bytes_since_snapshot += size
             self.stored_bytes += size
-            self._relay(applied)
+            if applied:
+                self._relay(applied)
         for edit in edits:
             edit.done.set()
         for item in batch:
@@ -378,7 +417,7 @@ class Room:
             if principal.authenticated and principal.participant_id is not None:
                 claims = self.client_ids.check(summary, state, principal.participant_id)
                 quota = self.settings.workshop_quota_bytes
-                if quota and self.stored_bytes + len(item.update) > quota:
+                if quota and self.stored_bytes + self._batch_bytes + len(item.update) > quota:
                     raise MessageTooLarge(
                         f"the workshop has reached its storage quota of {quota} bytes; ask the facilitator"
                     )
