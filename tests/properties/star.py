@@ -54,11 +54,14 @@ from vmv_sync.protocol import (
     SyncStep2,
     SyncUpdate,
     decode_state_vector,
+    encode_awareness,
+    encode_awareness_update,
     encode_sync_step1,
     encode_sync_step2,
     encode_sync_update,
     parse_message,
 )
+from vmv_sync.protocol import Awareness as AwarenessMessage
 from vmv_sync.protocol.varint import write_var_uint
 from vmv_sync.schema import ROOTS, InvalidAction, Roots, bind_roots, normalize_value_name
 from vmv_sync.server import integrity
@@ -253,6 +256,7 @@ class HonestReplica:
         self.role = role
         self.joined = False  # has a token: its participant joined (server side)
         self.online = False
+        self.awareness_clock = 0
         self.persisted: list[bytes] = []
         self.persisted_edits: set[int] = set()
         self.held: list[Intent] = []
@@ -450,6 +454,8 @@ class StarNetwork:
     #: the adversary's connection (one page per attack)
     on_ack: Callable[[Edit], None] = lambda edit: None
     unpublished_squats: bool = True
+    #: client ids honest devices announced in awareness (what a page can learn before a write)
+    announced: set[int] = field(default_factory=set)
 
     def new_client_id(self) -> int:
         while True:
@@ -467,7 +473,10 @@ class StarNetwork:
         if r.conn is None and r.joined:
             r.channel = MemoryChannel(self)
             r.conn = self.server.connect({"principal": self._principal(r.pid, r.role)}, r.channel)
-            r.up = [(encode_sync_step1(r.doc.get_state()), frozenset())]
+            # like a y-websocket provider: sync step 1, then the awareness state under the doc's id
+            r.awareness_clock += 1
+            hello = encode_awareness(encode_awareness_update([(r.client_id, r.awareness_clock, "{}")]))
+            r.up = [(encode_sync_step1(r.doc.get_state()), frozenset()), (hello, frozenset())]
             r.step2_sent = False
             r.synced = False
             r.counted = []
@@ -495,6 +504,8 @@ class StarNetwork:
             message = parse_message(frame)
             if isinstance(message, (SyncStep2, SyncUpdate)) and message.update != EMPTY_UPDATE:
                 r.counted.append(carried)
+            elif isinstance(message, AwarenessMessage):
+                self.announced.add(r.client_id)
             added = carried - self.server_seen
             self.server_seen |= carried
             self.server.receive(r.conn, frame)
@@ -646,10 +657,11 @@ class StarNetwork:
             victim = victims[pick % len(victims)]
             return deleted_struct(victim, sv[victim] + 1 + size % 5, 3)
         if kind == "squat_unpublished":
-            # An honest device's id the server has not seen yet (learned from awareness).
+            # An honest device's id the server has not seen an update under yet, learned
+            # from its awareness (an id never sent anywhere cannot be known: 53 random bits).
             if not self.unpublished_squats:
                 return None
-            fresh = sorted(r.client_id for r in self.replicas if r.client_id not in sv)
+            fresh = sorted(r.client_id for r in self.replicas if r.client_id not in sv and r.client_id in self.announced)
             if not fresh:
                 return None
             return deleted_struct(fresh[pick % len(fresh)], 0, length)

@@ -407,28 +407,29 @@ def _workshop(net: StarNetwork) -> None:
         net.server.edit(lambda doc, pid=pid: schema.add_participant(doc, pid, pid.upper(), "participant", now=2.0))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13: an unowned client id the server has not seen yet can be claimed "
-                   "by any participant; a stock client's offline edits under it never arrive, with no refusal")  # fmt: skip
-def test_a_claimed_unseen_client_id_silently_locks_a_stock_client_out() -> None:
+def test_an_id_announced_in_awareness_cannot_be_claimed_by_someone_else() -> None:
     """Found by IntentMachine (attack ``squat_unpublished``); see docs/testing.md.
 
-    p1's device writes a message offline under its client id C (clocks 0..6), which
-    the server has not seen yet (a page learns C from awareness, e.g. while that device
-    was online reading). x sends a deleted struct at (C, 0) of length 1000: C has no
-    owner and the struct starts at clock 0, so the room accepts it and claims C for x.
-    When p1 connects, its sync step 2 is the diff from the server's state vector
-    (C: 1000), so it carries nothing of C: no refusal, no "saved", the message never
-    reaches the document, and p1's replica differs from the server's for good.
+    p1's device announces its client id C in awareness (as every y-websocket provider
+    does on connect), goes offline and writes a message under C (clocks 0..6) that the
+    server has not seen. x, who learned C from that awareness, sends a deleted struct
+    at (C, 0) of length 1000. Before awareness claims, C had no owner and the room
+    accepted it: p1's sync step 2 (the diff from the server's C: 1000) then carried
+    nothing, with no refusal and no "saved", and the message never arrived. Now the
+    server claims C for p1 when it is announced, and refuses x with 4403.
     """
     with StarHarness(seed=1) as net:
         _workshop(net)
         victim = HonestReplica(net, 0, "p1", "participant")
         victim.joined = True
-        victim.detect_foreign = False  # a stock Yjs client: it cannot tell
+        victim.detect_foreign = False  # a stock Yjs client: it could not tell
         net.replicas.append(victim)
+        net.go_online(victim)
+        net.deliver_up(victim, 2)  # sync step 1 and the awareness state
+        net.go_offline(victim)
         victim.act(Intent("post_message", lambda roots: schema.post_message(roots, "p1", "hi", message_id="m0", now=3.0),
                           ("message", "p1", "m0"), "hi", message_id="m0"))  # fmt: skip
-        assert net.attack("squat_unpublished", 0, 2) == "accepted"  # deleted_struct(C, 0, 1000)
+        assert net.attack("squat_unpublished", 0, 2) == "refused_4403"  # deleted_struct(C, 0, 1000)
         net.heal()
         _, update = net.server.state()
         server: Doc[Any] = Doc()
@@ -437,13 +438,16 @@ def test_a_claimed_unseen_client_id_silently_locks_a_stock_client_out() -> None:
 
 
 def test_the_fixed_client_recovers_from_a_claimed_unseen_client_id() -> None:
-    """The same attack against the model's fixed client: it sees the server holding clocks
-    under its current id that it never wrote, takes a fresh id and re-makes the edit."""
+    """The same attack against the model's fixed client, by an attacker who learned an id
+    the server never saw announced (no real page can: it is 53 random bits sent nowhere):
+    the client sees the server holding clocks under its current id that it never wrote,
+    takes a fresh id and re-makes the edit."""
     with StarHarness(seed=1) as net:
         _workshop(net)
         victim = HonestReplica(net, 0, "p1", "participant")
         victim.joined = True
         net.replicas.append(victim)
+        net.announced.add(victim.client_id)  # leaked outside the protocol
         victim.act(Intent("post_message", lambda roots: schema.post_message(roots, "p1", "hi", message_id="m0", now=3.0),
                           ("message", "p1", "m0"), "hi", message_id="m0"))  # fmt: skip
         assert net.attack("squat_unpublished", 0, 2) == "accepted"
