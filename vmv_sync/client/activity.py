@@ -10,7 +10,6 @@ wakes change subscribers when that happens.
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from collections import deque
@@ -22,8 +21,6 @@ from ..presence import CURSOR_INTERVAL_SECONDS, TYPING_DEBOUNCE_SECONDS, TYPING_
 from .presence import AwarenessTable, LocalAwareness
 
 __all__ = ("Activity",)
-
-logger = logging.getLogger(__name__)
 
 
 class Activity:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -39,6 +38,7 @@ import anyio
 from pycrdt import Doc
 
 from ..errors import ClientError, InvalidWorkshopId
+from ..ids import is_workshop_id
 from ..presence import Cursor, PresenceState, PresenceUser, color_for
 from ..protocol import AwarenessEntry
 from ..schema import ROLES, is_stage
@@ -59,7 +59,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_WORKSHOP_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def workshop_url(url_base: str, workshop_id: str, token: str | None) -> str:
@@ -135,7 +134,7 @@ class WorkshopClient(ReplicaDocument, WorkshopActions, WorkshopViews):
         connect: bool = True,
         client_id: int | None = None,
     ) -> None:
-        if not isinstance(workshop_id, str) or not _WORKSHOP_ID_RE.fullmatch(workshop_id):
+        if not is_workshop_id(workshop_id):
             raise InvalidWorkshopId(str(workshop_id))
         if participant_id is None and token is not None:
             claims = token_claims(token)

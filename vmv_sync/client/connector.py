@@ -7,7 +7,6 @@ permanent refusal, or :meth:`Connector.stop`, parks it until :meth:`Connector.wa
 
 from __future__ import annotations
 
-import logging
 import math
 import random
 import time
@@ -19,8 +18,6 @@ import anyio
 from .backoff import Backoff
 
 __all__ = ("Connector",)
-
-logger = logging.getLogger(__name__)
 
 
 class Connector:

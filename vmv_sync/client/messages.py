@@ -10,7 +10,6 @@ falls back to a full re-read only when an existing message is edited in place
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from pycrdt import Array, Subscription
@@ -19,8 +18,6 @@ from ..schema import Message
 from ..schema.parse import parse_message
 
 __all__ = ("MessageLog",)
-
-logger = logging.getLogger(__name__)
 
 
 class MessageLog:

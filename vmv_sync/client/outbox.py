@@ -41,7 +41,9 @@ import anyio
 from pycrdt import merge_updates
 
 from ..errors import ClientError
+from ..protocol import EMPTY_UPDATE
 from ..storage import SQLiteStore, Store
+from ..storage.rules import compaction_due
 from .intents import Intent
 
 __all__ = ("LocalReplica", "Row", "OUTBOX_SUFFIX", "PENDING_SUFFIX")
@@ -52,7 +54,6 @@ logger = logging.getLogger(__name__)
 OUTBOX_SUFFIX = "~outbox"
 #: The pending log's key in the store is the workshop id plus this suffix.
 PENDING_SUFFIX = "~pending"
-_EMPTY_UPDATE = b"\x00\x00"
 _VERSION = b"\x01"
 
 
@@ -180,11 +181,11 @@ class LocalReplica:
     async def _migrate_outbox(self) -> None:
         key = self.workshop_id + OUTBOX_SUFFIX
         _, old = await self._store.history(key)
-        rows = [r for r in old if r.update != _EMPTY_UPDATE]
+        rows = [r for r in old if r.update != EMPTY_UPDATE]
         if not rows:
             return
         await self._store.append(self.pending_key, [_encode(None, None, r.update) for r in rows])
-        await self._store.compact(key, _EMPTY_UPDATE, rows[-1].seq)
+        await self._store.compact(key, EMPTY_UPDATE, rows[-1].seq)
         logger.info("workshop=%s moved %d rows of the old outbox to the pending log", self.workshop_id, len(rows))
 
     def _take(self, row: Row) -> None:
@@ -306,14 +307,14 @@ class LocalReplica:
             updates = [
                 u
                 for s in moved
-                if (u := self._rows[s].update) and s not in self._dropped and u != _EMPTY_UPDATE
+                if (u := self._rows[s].update) and s not in self._dropped and u != EMPTY_UPDATE
             ]
             if updates:
                 merged = updates[0] if len(updates) == 1 else merge_updates(*updates)
                 self._replica_seq = await self._store.append(self.workshop_id, [merged])
                 self._since_snapshot += 1
                 self._bytes_since_snapshot += len(merged)
-            await self._store.compact(self.pending_key, _EMPTY_UPDATE, moved[-1])
+            await self._store.compact(self.pending_key, EMPTY_UPDATE, moved[-1])
             for seq in moved:
                 del self._rows[seq]
                 self._dropped.discard(seq)
@@ -329,10 +330,10 @@ class LocalReplica:
         without edits the server may have refused. (``snapshot`` is unused; kept for
         callers.)
         """
-        if self._compacting or (
-            self._since_snapshot < self._compact_updates
-            and self._bytes_since_snapshot < self._compact_bytes
-        ):
+        if self._compacting or not compaction_due(
+            self._since_snapshot, self._bytes_since_snapshot,
+            max_updates=self._compact_updates, max_bytes=self._compact_bytes,
+        ):  # fmt: skip
             return
         self._compacting = True
         try:

@@ -11,7 +11,6 @@ participant-level join/leave diff used for presence events.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Iterable
 from dataclasses import replace
@@ -22,8 +21,6 @@ from ..protocol import AwarenessEntry, encode_awareness, encode_awareness_update
 from .events import Join, Leave, PresenceEvent
 
 __all__ = ("AwarenessTable", "LocalAwareness", "presence_events")
-
-logger = logging.getLogger(__name__)
 
 
 class AwarenessTable:

@@ -25,7 +25,6 @@ fruitless, and three in a row make the refusal permanent.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +36,6 @@ from .outbox import Row
 
 __all__ = ("Refusal", "Recovery", "Refused", "integrated_prefix", "pinned_row", "is_client_id_refusal", "MAX_FRUITLESS")
 
-logger = logging.getLogger(__name__)
 
 #: consecutive recoveries that change nothing before the refusal is taken as permanent
 MAX_FRUITLESS = 3

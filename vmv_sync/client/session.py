@@ -33,6 +33,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from ..errors import MalformedMessage
 from ..protocol import (
+    EMPTY_UPDATE,
     Awareness,
     AwarenessEntry,
     QueryAwareness,
@@ -54,7 +55,6 @@ __all__ = ("Session", "SessionHost", "Failure", "run_session")
 
 logger = logging.getLogger(__name__)
 
-_EMPTY_UPDATE = b"\x00\x00"
 _QUEUE_SIZE = 8192
 
 
@@ -153,12 +153,12 @@ class Session:
     def _answer_step1(self, state_vector: bytes) -> None:
         pending = self.replica.pending()
         diff = self.doc.get_update(state_vector)
-        if diff == _EMPTY_UPDATE and pending:
+        if diff == EMPTY_UPDATE and pending:
             # The server already has every pending edit, but only a counted frame
             # gets a "saved" (its commit may still be in flight): send them again.
             updates = [u for _, u in pending]
             diff = updates[0] if len(updates) == 1 else merge_updates(*updates)
-        if diff != _EMPTY_UPDATE:
+        if diff != EMPTY_UPDATE:
             self.frames.append([seq for seq, _ in pending])
         self._enqueue(encode_sync_step2(diff))
         self.step2_sent = True

@@ -8,7 +8,6 @@ gap is computed from the exact means, not from the rounded ones.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -23,8 +22,6 @@ from vmv_sync.schema import (
 )
 
 __all__ = ("MatrixRow", "matrix_summary", "compute_matrix_summary")
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

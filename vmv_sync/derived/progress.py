@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 
 from vmv_sync.schema import STAGES, Progress, WorkshopData
 
 __all__ = ("participants_by_stage", "compute_participants_by_stage")
-
-logger = logging.getLogger(__name__)
 
 
 def compute_participants_by_stage(progress: Mapping[str, Progress]) -> dict[str, int]:

@@ -8,7 +8,6 @@ Pure functions of plain workshop data. Names are grouped by
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,8 +21,6 @@ from vmv_sync.schema import (
 )
 
 __all__ = ("ValueStat", "value_stats", "compute_value_stats", "round_ratio", "round_fraction")
-
-logger = logging.getLogger(__name__)
 
 
 def round_fraction(value: Fraction, places: int) -> float:

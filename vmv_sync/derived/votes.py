@@ -10,7 +10,6 @@ because counting half a malformed vote would make turnout and counts disagree.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -19,7 +18,6 @@ from vmv_sync.schema import Ballot, Choice, Participant, WorkshopData
 
 __all__ = ("BallotTally", "ELIGIBLE_ROLES", "tally_votes", "compute_tallies")
 
-logger = logging.getLogger(__name__)
 
 ELIGIBLE_ROLES: frozenset[str] = frozenset({"participant", "facilitator"})
 

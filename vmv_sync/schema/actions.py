@@ -19,7 +19,6 @@ first writes racing leave one complete record (what last-writer-wins would give)
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from collections.abc import Sequence
@@ -57,7 +56,6 @@ __all__ = (
     "set_stage",
 )
 
-logger = logging.getLogger(__name__)
 
 Target = Doc[Any] | Roots
 

@@ -18,13 +18,10 @@ Rules (also in docs/derived-state.md):
 
 from __future__ import annotations
 
-import logging
 import unicodedata
 from collections.abc import Mapping, Sequence
 
 __all__ = ("normalize_value_name", "tidy_value_name", "choose_display_name")
-
-logger = logging.getLogger(__name__)
 
 
 def tidy_value_name(name: str) -> str:

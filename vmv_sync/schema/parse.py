@@ -14,7 +14,6 @@ the incremental tracker in :mod:`vmv_sync.derived.state`, so both always agree.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Iterable
 from typing import Any, TypeVar
@@ -50,7 +49,6 @@ __all__ = (
     "parse_keyed",
 )
 
-logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 

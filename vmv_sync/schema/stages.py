@@ -8,13 +8,10 @@ number is what the original workshop tool showed, so it is kept for display.
 from __future__ import annotations
 
 import enum
-import logging
 
 from vmv_sync.errors import VmvSyncError
 
 __all__ = ("Stage", "STAGES", "UnknownStage", "stage_number", "parse_stage", "is_stage")
-
-logger = logging.getLogger(__name__)
 
 
 class Stage(str, enum.Enum):

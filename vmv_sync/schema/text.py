@@ -9,7 +9,6 @@ edit elsewhere in the text survives.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from pycrdt import Doc, Text
@@ -27,7 +26,6 @@ __all__ = (
     "edit_vision",
 )
 
-logger = logging.getLogger(__name__)
 
 Target = Doc[Any] | Roots
 

@@ -31,6 +31,7 @@ from starlette.routing import BaseRoute, Route
 
 from .. import schema
 from ..errors import Forbidden, Unauthenticated, VmvSyncError
+from ..ids import ID_RULE, WORKSHOP_ID_RE
 from .auth import new_id
 from .connection import Principal
 from .context import server_context
@@ -53,7 +54,7 @@ MAX_VALUES = 200
 MAX_VALUE_NAME = 80
 #: an invite code: letters and digits (the server makes 8)
 _INVITE_CODE = re.compile(r"[A-Z0-9]{1,32}")
-_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # contract section 2, also participant ids
+_ID = WORKSHOP_ID_RE  # contract section 2, also participant ids
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -136,7 +137,7 @@ def _values(body: dict[str, Any]) -> list[str]:
 def _workshop_id(request: Request) -> str:
     workshop_id: str = request.path_params["workshop_id"]
     if not _ID.fullmatch(workshop_id):
-        raise BadRequest("invalid workshop id: use 1 to 64 characters of A-Z a-z 0-9 _ -")
+        raise BadRequest(f"invalid workshop id: {ID_RULE}")
     return workshop_id
 
 
@@ -247,7 +248,7 @@ async def revoke_participant(request: Request) -> Response:
     try:
         workshop_id = _workshop_id(request)
         if not _ID.fullmatch(participant_id):
-            raise BadRequest("invalid participant id: use 1 to 64 characters of A-Z a-z 0-9 _ -")
+            raise BadRequest(f"invalid participant id: {ID_RULE}")
         await _facilitator(request, workshop_id, "remove participants")
         access = await registry.get(workshop_id)
         if access is not None and access.facilitator_id == participant_id:

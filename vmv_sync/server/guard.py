@@ -12,7 +12,6 @@ wrappers (see bench/bench_guard.py).
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Literal
 
 from pycrdt import Array, ArrayEvent, Doc, Map, MapEvent, Text, TextEvent
@@ -26,8 +25,6 @@ from .connection import Principal
 from .integrity import is_panic
 
 __all__ = ("WriteGuard",)
-
-logger = logging.getLogger(__name__)
 
 
 class WriteGuard:

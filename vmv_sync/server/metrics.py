@@ -18,7 +18,6 @@ are the only thing that survives scrape gaps. See docs/operations.md for the lis
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -39,7 +38,6 @@ from ..storage import Store, StoredDoc, StoredUpdate, WorkshopInfo
 
 __all__ = ("Metrics", "InstrumentedStore", "frame_kind", "FRAME_KINDS")
 
-logger = logging.getLogger(__name__)
 
 #: label values of the ``type`` label of the message counters
 FRAME_KINDS: tuple[str, ...] = (

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -36,6 +35,8 @@ from starlette.routing import BaseRoute, Route
 from ..derived import compute_state
 from ..errors import CloseError, VmvSyncError
 from ..export import export_json, export_markdown
+from ..ids import ID_RULE, is_workshop_id
+from ..protocol import EMPTY_UPDATE
 from ..storage import Store, StoredUpdate
 from .api import authorize, error_response
 from .manager import RoomManager
@@ -55,9 +56,7 @@ __all__ = (
 logger = logging.getLogger(__name__)
 
 EXPORT_FORMATS = ("json", "md")
-_EMPTY_UPDATE = b"\x00\x00"
 #: contract section 2 (the same rule as the app's; this module cannot import the app)
-_WORKSHOP_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class HistoryUnavailable(VmvSyncError):
@@ -151,7 +150,7 @@ def _error(status: int, message: str, **extra: Any) -> JSONResponse:
 
 
 def _bad_id(workshop_id: str) -> bool:
-    return _WORKSHOP_ID_RE.fullmatch(workshop_id) is None
+    return not is_workshop_id(workshop_id)
 
 
 async def state_at(request: Request, workshop_id: str, at: str) -> Response:
@@ -193,7 +192,7 @@ async def export(request: Request) -> Response:
     """``GET /workshops/{id}/export?format=json|md[&at=T]``."""
     workshop_id = request.path_params["workshop_id"]
     if _bad_id(workshop_id):
-        return _error(400, "invalid workshop id: use 1 to 64 characters of A-Z a-z 0-9 _ -")
+        return _error(400, f"invalid workshop id: {ID_RULE}")
     try:
         await authorize(request, workshop_id)
     except CloseError as exc:
@@ -206,7 +205,7 @@ async def export(request: Request) -> Response:
     try:
         if at_text is None:
             update, last_seq = await _current_update(request, workshop_id)
-            if last_seq == 0 and update == _EMPTY_UPDATE:
+            if last_seq == 0 and update == EMPTY_UPDATE:
                 return _error(404, f"workshop {workshop_id} has no content")
             parts = [update]
         else:

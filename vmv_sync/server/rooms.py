@@ -56,6 +56,7 @@ from ..protocol import (
 )
 from ..protocol.update import UpdateSummary, summarize_update
 from ..storage import Store
+from ..storage.rules import compaction_due
 from .awareness import RoomAwareness
 from .connection import Connection
 from .containers import missing_containers
@@ -443,8 +444,6 @@ class Room:
             conn.fail(MalformedMessage("the update could not be applied to the document"))
             raise _Damaged() from None
         self.client_ids.claim(claims)
-        if self.guard is not None and not principal.authenticated:
-            self.guard.accept(item.update)
         return summary
 
     def _apply_server_edit(self, item: _ServerEdit) -> bytes | None:
@@ -520,7 +519,9 @@ class Room:
         s = self.settings
         if self._compacting or self._tg is None:
             return
-        if self._since_snapshot < s.compact_updates and self._bytes_since_snapshot < s.compact_bytes:
+        if not compaction_due(
+            self._since_snapshot, self._bytes_since_snapshot, max_updates=s.compact_updates, max_bytes=s.compact_bytes
+        ):
             return
         # Snapshot and sequence number captured together, between two batches: the
         # snapshot holds exactly the updates with seq <= upto.

@@ -9,12 +9,13 @@ says how to build it, so a fresh clone never shows a blank page.
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
+
+from ..ids import ID_RULE, is_workshop_id
 
 __all__ = ("WEB_DIR", "web_routes")
 
@@ -32,7 +33,6 @@ _MISSING = (
     "then reload.</strong></p>"
 )
 _NO_STORE = {"cache-control": "no-store"}
-_WORKSHOP_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # contract section 2
 _TYPES = {
     ".js": "text/javascript",
     ".css": "text/css",
@@ -73,9 +73,9 @@ def web_routes(web_dir: Path = WEB_DIR) -> list[BaseRoute]:
         return _page("index.html", web_dir)
 
     async def workshop(request: Request) -> Response:
-        if not _WORKSHOP_ID.fullmatch(request.path_params["workshop_id"]):
+        if not is_workshop_id(request.path_params["workshop_id"]):
             return PlainTextResponse(
-                "invalid workshop id: use 1 to 64 characters of A-Z a-z 0-9 _ -", status_code=400
+                f"invalid workshop id: {ID_RULE}", status_code=400
             )
         return _page("workshop.html", web_dir)
 

@@ -9,12 +9,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-__all__ = ("check_updates", "check_claims", "history_boundary", "MAX_CLIENT_ID")
+__all__ = ("check_updates", "check_claims", "history_boundary", "compaction_due", "MAX_CLIENT_ID")
 
 #: The largest client id a store keeps: SQLite's INTEGER is a signed 64-bit number.
 #: Yjs ids are below 2**53 (JavaScript's safe integers); a hand-made update could
 #: carry more, and would be refused here rather than fail a whole commit batch.
 MAX_CLIENT_ID = 2**63 - 1
+
+
+def compaction_due(updates: int, size: int, *, max_updates: int, max_bytes: int) -> bool:
+    """The one compaction policy (server rooms and client replicas): fold the log into a
+    snapshot once ``updates`` rows or ``size`` bytes follow the latest snapshot.
+
+    Example:
+        >>> compaction_due(10, 100, max_updates=2000, max_bytes=8 << 20)
+        False
+    """
+    return updates >= max_updates or size >= max_bytes
 
 
 def check_updates(updates: Sequence[bytes]) -> list[bytes]:
