@@ -37,6 +37,8 @@ class UpdateSummary:
     deletes: dict[int, int] = field(default_factory=dict)
     #: root type names the update's items name directly as their parent
     roots: set[str] = field(default_factory=set)
+    #: (root name, keyed) for those items: keyed ones (a map entry) name a key
+    root_items: set[tuple[str, bool]] = field(default_factory=set)
     #: the update embeds a sub-document
     subdocs: bool = False
     #: number of structs
@@ -155,12 +157,16 @@ def _read_struct(reader: Reader, summary: UpdateSummary) -> int:
     if has_right:
         _ref(summary, reader.read_var_uint(), reader.read_var_uint())
     if not (has_origin or has_right):
+        root = None
         if reader.read_var_uint() == 1:
-            summary.roots.add(reader.read_var_string())
+            root = reader.read_var_string()
+            summary.roots.add(root)
         else:
             _ref(summary, reader.read_var_uint(), reader.read_var_uint())
         if info & 0x20:
             reader.read_var_string()
+        if root is not None:
+            summary.root_items.add((root, bool(info & 0x20)))
     return _read_content(reader, ref, summary)
 
 

@@ -64,6 +64,13 @@ class WriteGuard:
             raise Forbidden("sub-documents are not part of the workshop document")
         if role != "facilitator" and summary.roots - set(ROOTS):
             raise Forbidden(f"only the facilitator may write the root {sorted(summary.roots - set(ROOTS))[0]!r}")
+        for root, keyed in summary.root_items:
+            kind = ROOTS.get(root)
+            if kind is not None and keyed != (kind is Map):
+                # a sequence item under a Map root, or a keyed one under an Array or Text:
+                # stored and relayed, yet no reader shows it (and no event reports it)
+                shape = "keyed entries" if keyed else "sequence items"
+                raise Forbidden(f"the root {root!r} holds no {shape}")
         self._changes.clear()
         self._error = None
         try:
