@@ -17,7 +17,6 @@ from .varint import Reader, write_var_bytes, write_var_uint
 __all__ = (
     "MSG_SYNC",
     "MSG_AWARENESS",
-    "MSG_AUTH",
     "MSG_QUERY_AWARENESS",
     "MSG_SAVED",
     "SyncStep1",
@@ -38,7 +37,6 @@ __all__ = (
 
 MSG_SYNC = 0
 MSG_AWARENESS = 1
-MSG_AUTH = 2
 MSG_QUERY_AWARENESS = 3
 #: vmv-sync extension: "your updates up to N are committed to disk".
 MSG_SAVED = 100
