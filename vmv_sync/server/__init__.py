@@ -5,7 +5,8 @@ from __future__ import annotations
 from .app import create_app
 from .connection import Connection, Principal
 from .manager import RoomManager
-from .rooms import FromClient, FromServer, Origin, Room
+from .origins import FromClient, FromServer, Origin
+from .rooms import Room
 from .serve import run, serve
 
 __all__ = ("create_app", "Connection", "Principal", "Room", "RoomManager", "FromClient", "FromServer", "Origin", "run", "serve")

@@ -36,7 +36,6 @@ from ..errors import (
     ServerError,
     SilentPeer,
     StorageError,
-    VmvSyncError,
 )
 from ..protocol import (
     EMPTY_UPDATE,
@@ -48,20 +47,20 @@ from ..protocol import (
     SyncUpdate,
     decode_awareness_update,
     decode_state_vector,
-    encode_saved,
     encode_sync_step1,
     encode_sync_step2,
-    encode_sync_update,
     parse_message,
 )
 from ..protocol.update import UpdateSummary, summarize_update
 from ..storage import Store
-from ..storage.rules import compaction_due
 from .awareness import RoomAwareness
+from .compaction import Compactor
 from .connection import Connection
 from .containers import missing_containers
+from .fanout import relay
 from .guard import WriteGuard
 from .integrity import ClientIds, check_integrable, is_panic
+from .origins import FromClient, FromServer, Incoming, Origin
 
 __all__ = ("Room", "FromClient", "FromServer", "Origin")
 
@@ -69,36 +68,6 @@ logger = logging.getLogger(__name__)
 
 _BATCH_MAX = 512
 _INBOX_SIZE = 1024
-
-
-@dataclass(frozen=True, slots=True)
-class FromClient:
-    """An update sent by a client over one connection (checked before it is applied)."""
-
-    conn: Connection
-
-
-@dataclass(frozen=True, slots=True)
-class FromServer:
-    """An edit the server makes itself (join, workshop creation, containers): never checked."""
-
-    reason: str
-
-
-#: Where an update comes from; the pipeline's steps say which origins they apply to.
-#: (Another server process, with its sequence number, is the next one to come.)
-Origin = Union[FromClient, FromServer]
-
-
-@dataclass(frozen=True, slots=True)
-class _Incoming:
-    origin: Origin
-    update: bytes
-    number: int = 0  # a client's running count, for its "saved" acknowledgement
-
-    @property
-    def conn(self) -> Connection | None:
-        return self.origin.conn if isinstance(self.origin, FromClient) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +86,7 @@ class _ServerEdit:
     error: BaseException | None = None
 
 
-_Item = Union[_Incoming, _SyncRequest, _ServerEdit]
+_Item = Union[Incoming, _SyncRequest, _ServerEdit]
 
 
 def _no_edit(doc: Doc[Any]) -> None:
@@ -148,9 +117,7 @@ class Room:
         self.connections: dict[int, Connection] = {}
         self.refs = 0
         self.last_seq = 0
-        self._since_snapshot = 0
-        self._bytes_since_snapshot = 0
-        self._compacting = False
+        self.compactor = Compactor(workshop_id, store, settings)
         self._batch_bytes = 0
         self._claims_due = False  # claims made from awareness wait for a commit of their own
         self._inbox_send, self._inbox = anyio.create_memory_object_stream[_Item](_INBOX_SIZE)
@@ -233,8 +200,7 @@ class Room:
         self.stored_bytes = len(stored.snapshot or b"") + stored.update_bytes
         if self.settings.auth:
             self.guard = WriteGuard(self.doc)
-        self._since_snapshot = stored.update_count
-        self._bytes_since_snapshot = stored.update_bytes
+        self.compactor.loaded(stored.update_count, stored.update_bytes)
         logger.info(
             "workshop=%s loaded updates=%d snapshot=%s in %.1f ms",
             self.workshop_id,
@@ -283,7 +249,7 @@ class Room:
             if message.update == EMPTY_UPDATE:
                 return
             conn.updates_received += 1
-            await self._submit(_Incoming(FromClient(conn), message.update, conn.updates_received))
+            await self._submit(Incoming(FromClient(conn), message.update, conn.updates_received))
         elif isinstance(message, SyncStep1):
             decode_state_vector(message.state_vector)  # undecodable: 4400 for the sender only
             await self._submit(_SyncRequest(conn, message.state_vector))
@@ -345,12 +311,12 @@ class Room:
             await self._process(batch)
 
     async def _process(self, batch: list[_Item]) -> None:
-        applied: list[_Incoming] = []
+        applied: list[Incoming] = []
         edits: list[_ServerEdit] = []
         containers = False
         self._batch_bytes = 0  # admitted in this batch, not yet committed: counts for the quota
         for item in batch:
-            if isinstance(item, _Incoming):
+            if isinstance(item, Incoming):
                 try:
                     summary = self._admit(item)
                 except _Damaged:
@@ -364,13 +330,13 @@ class Room:
                 update = self._apply_server_edit(item)
                 edits.append(item)
                 if update is not None:
-                    applied.append(_Incoming(FromServer(item.reason), update))
+                    applied.append(Incoming(FromServer(item.reason), update))
         if containers:
             # A participant entry or a ballot arrived without its containers (authentication
             # off, or a page that wrote them itself): the server creates them, once.
             update = self._apply_server_edit(_ServerEdit(missing_containers, anyio.Event(), "containers"))
             if update is not None:
-                applied.append(_Incoming(FromServer("containers"), update))
+                applied.append(Incoming(FromServer("containers"), update))
         if applied or self._claims_due:
             self._claims_due = False
             updates = [item.update for item in applied]
@@ -383,12 +349,11 @@ class Room:
                     edit.error = edit.error or exc
                     edit.done.set()
                 raise  # ends this room only (see run); nothing of the batch was acknowledged
-            self._since_snapshot += len(updates)
             size = sum(len(u) for u in updates)
-            self._bytes_since_snapshot += size
+            self.compactor.appended(len(updates), size)
             self.stored_bytes += size
             if applied:
-                self._relay(applied)
+                relay(self.connections.values(), applied)
         for edit in edits:
             edit.done.set()
         for item in batch:
@@ -397,7 +362,7 @@ class Room:
                 item.conn.synced = True
         self._maybe_compact()
 
-    def _admit(self, item: _Incoming) -> UpdateSummary | None:
+    def _admit(self, item: Incoming) -> UpdateSummary | None:
         """Check and apply one client update; on refusal close its sender, apply nothing.
 
         Order: readable -> integrable (no gap, no missing dependency, a plausible clock
@@ -406,7 +371,7 @@ class Room:
         what makes "saved" mean "in the document".
         """
         conn = item.conn
-        assert conn is not None  # _Incoming from the inbox always has FromClient origin
+        assert conn is not None  # Incoming from the inbox always has FromClient origin
         if conn.close_error is not None and conn.close_error.refuses_input:
             return None  # a connection refused for bad input: drop what it still had queued
         principal = conn.principal
@@ -477,38 +442,6 @@ class Room:
         if item.error is not None:
             raise item.error
 
-    def _relay(self, applied: list[_Incoming]) -> None:
-        """Enqueue the batch to every peer, each frame encoded once.
-
-        A peer that sent nothing in this batch gets one frame with all the batch's
-        updates merged; a peer that sent some gets the others' updates one by one
-        (it must not receive its own back, and merging per peer would cost more).
-        """
-        # Only peers that have had their sync step 2: until then an update could
-        # reach them before the history it builds on (a gap; see protocol/update.py),
-        # and their step 2, computed later, holds it anyway.
-        peers = [peer for peer in self.connections.values() if peer.synced]
-        senders = {id(item.conn) for item in applied if item.conn is not None}
-        frames = [encode_sync_update(item.update) for item in applied]
-        if len(applied) > 1:
-            merged = encode_sync_update(merge_updates(*(item.update for item in applied)))
-        else:
-            merged = frames[0]
-        for peer in peers:
-            if id(peer) not in senders:
-                peer.enqueue(merged)
-                continue
-            for item, frame in zip(applied, frames, strict=False):
-                if item.conn is not peer:
-                    peer.enqueue(frame)
-        acked: dict[int, tuple[Connection, int]] = {}
-        for item in applied:
-            conn = item.conn
-            if conn is not None and conn.wants_saved:
-                acked[conn.id] = (conn, item.number)
-        for conn, number in acked.values():
-            conn.enqueue(encode_saved(number))
-
     def fail_all(self, error: CloseError) -> None:
         """Close every connection of the room with ``error``'s code (shutdown, a failed commit)."""
         for conn in list(self.connections.values()):
@@ -516,40 +449,9 @@ class Room:
 
     # -- compaction --------------------------------------------------------------
     def _maybe_compact(self) -> None:
-        s = self.settings
-        if self._compacting or self._tg is None:
-            return
-        if not compaction_due(
-            self._since_snapshot, self._bytes_since_snapshot, max_updates=s.compact_updates, max_bytes=s.compact_bytes
-        ):
-            return
-        # Snapshot and sequence number captured together, between two batches: the
-        # snapshot holds exactly the updates with seq <= upto.
-        snapshot = self.doc.get_update()
-        upto = self.last_seq
-        self._compacting = True
-        self._tg.start_soon(self._compact, snapshot, upto, self._since_snapshot, self._bytes_since_snapshot)
-
-    async def _compact(self, snapshot: bytes, upto: int, count: int, size: int) -> None:
-        started = time.perf_counter()
-        try:
-            await self.store.compact(
-                self.workshop_id, snapshot, upto, keep_history_seconds=self.settings.history_seconds
-            )
-        except VmvSyncError:
-            logger.exception("workshop=%s compaction failed; will retry later", self.workshop_id)
-            return
-        finally:
-            self._compacting = False
-        self._since_snapshot -= count
-        self._bytes_since_snapshot -= size
-        logger.info(
-            "workshop=%s compacted %d updates into %d bytes in %.1f ms",
-            self.workshop_id,
-            count,
-            len(snapshot),
-            (time.perf_counter() - started) * 1000,
-        )
+        if self._tg is not None:
+            # between two batches: the snapshot holds exactly the updates with seq <= last_seq
+            self.compactor.maybe_start(self._tg, self.doc, self.last_seq)
 
     # -- awareness ---------------------------------------------------------------
     async def _awareness_loop(self) -> None:

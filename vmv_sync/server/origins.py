@@ -1,0 +1,49 @@
+"""Where an update comes from: typed origins, as hocuspocus types its transaction origins.
+
+Each step of a room's pipeline says which origins it applies to: a client's update is
+admitted (integrity, client ids, quota, write rules) and acknowledged; the server's own
+edits (joins, creation, containers) are neither checked nor acknowledged. Another
+server process, with its sequence number, is the next origin to come (Redis fan-out):
+relayed, but not re-checked or re-stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+from .connection import Connection
+
+__all__ = ("FromClient", "FromServer", "Origin", "Incoming")
+
+
+@dataclass(frozen=True, slots=True)
+class FromClient:
+    """An update sent by a client over one connection (checked before it is applied)."""
+
+    conn: Connection
+
+
+@dataclass(frozen=True, slots=True)
+class FromServer:
+    """An edit the server makes itself (join, workshop creation, containers): never checked."""
+
+    reason: str
+
+
+#: Where an update comes from; the pipeline's steps say which origins they apply to.
+#: (Another server process, with its sequence number, is the next one to come.)
+Origin = Union[FromClient, FromServer]
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One update on its way through the pipeline, with its origin."""
+
+    origin: Origin
+    update: bytes
+    number: int = 0  # a client's running count, for its "saved" acknowledgement
+
+    @property
+    def conn(self) -> Connection | None:
+        return self.origin.conn if isinstance(self.origin, FromClient) else None
