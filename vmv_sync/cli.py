@@ -100,7 +100,7 @@ def workshop_create(title: str, name: str, values: tuple[str, ...], url: str | N
         async with open_store(settings.db) as store:
 
             async def write(workshop_id: str, edit: object) -> None:
-                doc: Doc = Doc()
+                doc: Doc[Any] = Doc()
                 edit(doc)  # type: ignore[operator]
                 await store.append(workshop_id, [doc.get_update()])
 

@@ -148,7 +148,7 @@ class LocalReplica:
         self.compactions = 0
 
     async def __aenter__(self) -> LocalReplica:
-        await self._stack.enter_async_context(self._store)  # type: ignore[arg-type]
+        await self._stack.enter_async_context(self._store)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

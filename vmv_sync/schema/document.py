@@ -117,7 +117,7 @@ def bind_roots(doc: Doc[Any] | Roots) -> Roots:
         return doc
     with doc.transaction():
         bound = {name: doc.get(name, type=kind) for name, kind in ROOTS.items()}
-    return Roots(doc=doc, **bound)  # type: ignore[arg-type]
+    return Roots(doc=doc, **bound)
 
 
 def new_workshop(

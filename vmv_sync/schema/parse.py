@@ -255,7 +255,7 @@ def parse_text(value: object) -> tuple[str | None, int]:
     return str(value), 0
 
 
-def parse_meta(root: Map) -> tuple[dict[str, Any], int]:
+def parse_meta(root: Map[Any]) -> tuple[dict[str, Any], int]:
     """The ``meta`` map: known fields type-checked, unknown plain fields kept as is."""
     result: dict[str, Any] = {}
     skipped = 0
@@ -283,7 +283,7 @@ def parse_meta(root: Map) -> tuple[dict[str, Any], int]:
 
 
 def parse_keyed(
-    root: Map, parse: Any, keys: Iterable[str] | None = None
+    root: Map[Any], parse: Any, keys: Iterable[str] | None = None
 ) -> tuple[dict[str, Any], int]:
     """Parse the entries of a keyed root (participant id or ballot id -> entry).
 

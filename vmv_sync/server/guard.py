@@ -30,7 +30,7 @@ __all__ = ("WriteGuard",)
 class WriteGuard:
     """Checks updates against the ownership rules before the room applies them."""
 
-    def __init__(self, doc: Doc) -> None:
+    def __init__(self, doc: Doc[Any]) -> None:
         self._room_doc = doc
         self._changes: list[Change] = []
         self._error: BaseException | None = None

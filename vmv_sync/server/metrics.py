@@ -87,7 +87,7 @@ class Metrics:
     def __init__(self) -> None:
         # The ``*_created`` timestamp series only double the exposition; the switch is
         # process-wide in prometheus-client, and this process only serves our metrics.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         # Frames are counted in plain integers (a labelled Counter takes a lock per

@@ -80,7 +80,7 @@ class _SyncRequest:
 class _ServerEdit:
     """An edit made by the server itself (join, create): same path, no guard."""
 
-    edit: Callable[[Doc], Any]
+    edit: Callable[[Doc[Any]], Any]
     done: anyio.Event
     reason: str = "edit"
     error: BaseException | None = None
@@ -428,7 +428,7 @@ class Room:
             self.guard.accept(update)
         return update
 
-    async def edit(self, edit: Callable[[Doc], Any], *, reason: str = "edit") -> None:
+    async def edit(self, edit: Callable[[Doc[Any]], Any], *, reason: str = "edit") -> None:
         """Run ``edit(doc)`` as the server, through the durable update path.
 
         Returns once the resulting update is committed and relayed; re-raises what
