@@ -40,6 +40,10 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+def drainer_alive(thread: threading.Thread | None) -> bool:
+    return thread is not None and thread.is_alive()
+
+
 class ServerProcess:
     """``python server.py --port 0`` in a subprocess; the port is read from its line."""
 
@@ -53,6 +57,8 @@ class ServerProcess:
         self.port = 0
 
     def start(self, port: int = 0) -> ServerProcess:
+        if self.proc is not None and self.proc.poll() is not None:
+            self._close_output()  # the previous run's pipe (a restart after the process ended)
         cmd = [sys.executable, str(ROOT / "server.py"), "--port", str(port), "--db", str(self.db), *self.args]
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -71,7 +77,8 @@ class ServerProcess:
                 break
         else:
             raise RuntimeError("server did not print its listening line in 30 s")
-        threading.Thread(target=self._drain, args=(self.proc,), daemon=True).start()
+        self._drainer = threading.Thread(target=self._drain, args=(self.proc,), daemon=True)
+        self._drainer.start()
         return self
 
     def _drain(self, proc: subprocess.Popen[str]) -> None:
@@ -90,7 +97,17 @@ class ServerProcess:
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        return self.proc.wait(timeout=timeout)
+        code = self.proc.wait(timeout=timeout)
+        self._close_output()
+        return code
+
+    def _close_output(self) -> None:
+        """Close the pipe once the drain thread has read it to the end (no ResourceWarning)."""
+        drainer = getattr(self, "_drainer", None)
+        if drainer is not None:
+            drainer.join(timeout=5)
+        if self.proc is not None and self.proc.stdout is not None and not drainer_alive(drainer):
+            self.proc.stdout.close()
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
@@ -115,6 +132,8 @@ def server_factory(tmp_path: Path) -> Iterator[object]:
     for proc in started:
         if proc.proc is not None and proc.proc.poll() is None:
             proc.kill()
+        else:
+            proc._close_output()
 
 
 @pytest.fixture

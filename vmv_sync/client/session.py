@@ -245,6 +245,15 @@ class Session:
 
 async def run_session(session: Session, url: str, open_timeout: float) -> None:
     """Connect, run the session until the socket closes, and report how it ended."""
+    try:
+        await _run_session(session, url, open_timeout)
+    finally:  # the send queue lives as long as the session, however it ends
+        session.closing = True
+        session._out.close()
+        session._in.close()
+
+
+async def _run_session(session: Session, url: str, open_timeout: float) -> None:
     host = session.host
     try:
         ws = await websockets.connect(
