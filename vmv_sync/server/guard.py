@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pycrdt import Array, ArrayEvent, Doc, Map, MapEvent, Text, TextEvent
+from pycrdt import ArrayEvent, Doc, Map, MapEvent, TextEvent
 
 from ..errors import Forbidden, MalformedMessage
 from ..protocol import decode_state_vector
@@ -108,6 +108,9 @@ class WriteGuard:
 
 
 def _to_change(root: str, event: Any) -> Change:
+    """The event as a Change. Inserted shared types stay live pycrdt objects: the rules
+    read one field of them (``author``, ``role``) with ``.get``, and converting each to
+    plain data first was most of the guard's cost on large updates."""
     path = tuple(event.path)
     if isinstance(event, MapEvent):
         keys: dict[str, Any] = {}
@@ -116,7 +119,7 @@ def _to_change(root: str, event: Any) -> Change:
             if info.get("action") == "delete":
                 deleted.add(key)
             else:
-                keys[key] = _plain(info.get("newValue"))
+                keys[key] = info.get("newValue")
         return Change(root, path, "map", keys=keys, deleted_keys=frozenset(deleted))
     if isinstance(event, (ArrayEvent, TextEvent)):
         inserted: list[Any] = []
@@ -125,16 +128,10 @@ def _to_change(root: str, event: Any) -> Change:
             if "insert" in op:
                 value = op["insert"]
                 if isinstance(value, list):
-                    inserted.extend(_plain(v) for v in value)
+                    inserted.extend(value)
                 else:
                     inserted.append(value)
             removed += int(op.get("delete", 0))
         kind: Literal["array", "text"] = "array" if isinstance(event, ArrayEvent) else "text"
         return Change(root, path, kind, inserted=tuple(inserted), deleted=removed)
     raise Forbidden(f"unsupported change of type {type(event).__name__}")
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, (Map, Array, Text)):
-        return value.to_py()
-    return value
