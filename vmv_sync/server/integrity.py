@@ -25,7 +25,7 @@ are exact duplicates under an owned id and pass: yrs ignores them.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from ..errors import ClientIdTaken, MalformedMessage
 from ..protocol.update import UpdateSummary
@@ -97,6 +97,24 @@ class ClientIds:
             if current is not None or have > 0 or first > 0:
                 raise ClientIdTaken(client)
             claims[client] = owner
+        return claims
+
+    def check_announced(self, client_ids: Iterable[int], state: Mapping[int, int], owner: str) -> dict[int, str]:
+        """The claims ``owner`` makes by announcing ``client_ids`` in awareness; raise if one is another's.
+
+        An id announced before anything was written under it is claimed for its announcer
+        (others could learn it there and squat it first); ids with clocks but no owner
+        (written before ownership, or with authentication off) stay unclaimable.
+        """
+        claims: dict[int, str] = {}
+        for client in client_ids:
+            current = self._owners.get(client)
+            if current == owner:
+                continue
+            if current is not None:
+                raise ClientIdTaken(client)
+            if state.get(client, 0) == 0:
+                claims[client] = owner
         return claims
 
     def claim(self, claims: Mapping[int, str]) -> None:

@@ -29,7 +29,6 @@ from pycrdt import Doc, merge_updates
 from ..config import Settings
 from ..derived import DerivedTracker
 from ..errors import (
-    ClientIdTaken,
     CloseError,
     MalformedMessage,
     MessageTooLarge,
@@ -272,20 +271,11 @@ class Room:
         first with a squatting struct and silently swallow the owner's offline edits.
         The claim is committed with the next batch (a claims-only commit if none).
         """
-        state: dict[int, int] | None = None
-        fresh = False
-        for cid in conn.awareness_ids:
-            owner = self.client_ids.owner(cid)
-            if owner == pid:
-                continue
-            if owner is not None:
-                raise ClientIdTaken(cid)
-            if state is None:
-                state = decode_state_vector(self.doc.get_state())
-            if state.get(cid, 0) == 0:  # ids written before ownership stay unclaimable
-                self.client_ids.claim({cid: pid})
-                fresh = True
-        if fresh:
+        if all(self.client_ids.owner(cid) == pid for cid in conn.awareness_ids):
+            return  # the common case: every announced id is already ours
+        claims = self.client_ids.check_announced(conn.awareness_ids, decode_state_vector(self.doc.get_state()), pid)
+        self.client_ids.claim(claims)
+        if claims:
             self._claims_due = True
             await self._submit(_ServerEdit(_no_edit, anyio.Event(), "claims"))
 
