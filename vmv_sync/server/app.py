@@ -64,9 +64,6 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
                 metrics=metrics,
             )
             app.state.context = context
-            # the slots of before the context, kept for code that embeds the app
-            app.state.tokens, app.state.registry = context.tokens, context.registry
-            app.state.manager, app.state.store = manager, the_store
             app.state.started.set()
             yield
             app.state.context = None

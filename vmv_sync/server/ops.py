@@ -33,13 +33,13 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ..derived import compute_state
-from ..errors import CloseError, VmvSyncError
+from ..errors import CloseError, ServerError, VmvSyncError
 from ..export import export_json, export_markdown
 from ..ids import ID_RULE, is_workshop_id
 from ..protocol import EMPTY_UPDATE
 from ..storage import Store, StoredUpdate
 from .api import authorize, error_response
-from .manager import RoomManager
+from .context import server_context
 from .metrics import Metrics
 
 __all__ = (
@@ -163,9 +163,8 @@ async def state_at(request: Request, workshop_id: str, at: str) -> Response:
         moment = parse_at(at)
     except ValueError as exc:
         return _error(400, str(exc))
-    store: Store = request.app.state.store
     try:
-        parts = await load_updates_at(store, workshop_id, moment)
+        parts = await load_updates_at(server_context(request).store, workshop_id, moment)
     except HistoryUnavailable as exc:
         return _error(410, str(exc), earliest=exc.earliest)
     except VmvSyncError as exc:
@@ -180,7 +179,7 @@ async def state_at(request: Request, workshop_id: str, at: str) -> Response:
 
 async def _current_update(request: Request, workshop_id: str) -> tuple[bytes, int]:
     """The live document of a workshop as one update, and its last stored seq."""
-    manager: RoomManager = request.app.state.manager
+    manager = server_context(request).manager
     room = await manager.acquire(workshop_id)
     try:
         return room.doc.get_update(), room.last_seq
@@ -210,7 +209,7 @@ async def export(request: Request) -> Response:
             parts = [update]
         else:
             as_of = parse_at(at_text)
-            parts = await load_updates_at(request.app.state.store, workshop_id, as_of)
+            parts = await load_updates_at(server_context(request).store, workshop_id, as_of)
             if not parts:
                 return _error(404, f"workshop {workshop_id} had no content at {as_of}")
     except ValueError as exc:
@@ -240,14 +239,15 @@ async def export(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     """``GET /metrics``: Prometheus text format (unauthenticated, like /healthz)."""
-    state = request.app.state
-    registry: Metrics = state.metrics
-    manager: RoomManager | None = getattr(state, "manager", None)
-    rooms = connections = 0
-    if manager is not None:
-        rooms = len(manager.rooms)
-        connections = sum(len(room.connections) for room in manager.rooms.values())
-    body = registry.render(rooms=rooms, connections=connections, store=getattr(state, "store", None))
+    registry: Metrics = request.app.state.metrics  # made with the app: counts from the first request
+    try:
+        context = server_context(request)
+    except ServerError:  # before start-up or after shutdown: no rooms, no store
+        body = registry.render(rooms=0, connections=0, store=None)
+    else:
+        rooms = context.manager.rooms
+        connections = sum(len(room.connections) for room in rooms.values())
+        body = registry.render(rooms=len(rooms), connections=connections, store=context.store)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 

@@ -31,6 +31,7 @@ import uvicorn
 
 from ..config import Settings
 from .app import create_app
+from .context import server_context
 from .transport import ConnectionGate, TransportLimits, protocol_classes
 
 __all__ = ("serve", "run")
@@ -154,7 +155,7 @@ async def serve(settings: Settings) -> None:
             async for signum in signals:
                 logger.info("received %s; shutting down", signal.Signals(signum).name)
                 break
-        await app.state.manager.aclose()
+        await server_context(app).manager.aclose()
         server.should_exit = True
         limits.gate.close()
     with contextlib.suppress(OSError):  # uvicorn closes the socket on shutdown
