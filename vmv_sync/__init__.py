@@ -5,7 +5,8 @@ The public API is re-exported here; everything else is private to its module.
 
 from __future__ import annotations
 
-from .client import Backoff, ConnectionState, WorkshopClient
+import typing as _typing
+
 from .config import Settings
 from .errors import (
     ClientError,
@@ -20,7 +21,10 @@ from .errors import (
     VmvSyncError,
 )
 from .export import export_json, export_markdown
-from .server import create_app
+
+if _typing.TYPE_CHECKING:
+    from .client import Backoff, ConnectionState, WorkshopClient
+    from .server import create_app
 
 __version__ = "0.1.0"
 
@@ -44,3 +48,29 @@ __all__ = (
     "ConnectionState",
     "Backoff",
 )
+
+
+#: names imported on first use: the server needs the `server` extra (starlette,
+#: uvicorn) and the client the `client` extra (websockets), so that ``import
+#: vmv_sync`` works with either alone (pyproject.toml)
+_LAZY = {
+    "create_app": "server",
+    "WorkshopClient": "client",
+    "ConnectionState": "client",
+    "Backoff": "client",
+}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    where = _LAZY.get(name)
+    if where is None:
+        raise AttributeError(f"module 'vmv_sync' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{where}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -2,6 +2,8 @@
 
 The HTML shells live in ``web/src/*.html`` (committed) and the script and style
 bundle in ``web/dist/`` (built by ``scripts/setup`` with esbuild, not committed).
+An installed wheel carries both as ``vmv_sync/_web`` (setup.py copies them), which
+is looked at first; a checkout (editable install) serves ``web/`` directly.
 The shells are served even when the bundle is missing, with a visible banner that
 says how to build it, so a fresh clone never shows a blank page.
 """
@@ -21,8 +23,17 @@ __all__ = ("WEB_DIR", "web_routes")
 
 logger = logging.getLogger(__name__)
 
-#: ``web/`` at the repository root (the package sits beside it).
-WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+def _find_web_dir() -> Path:
+    """The wheel's copy of the page (``vmv_sync/_web``) if there is one, else the checkout's ``web/``."""
+    packaged = Path(__file__).resolve().parents[1] / "_web"
+    if (packaged / "src" / "index.html").is_file():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "web"
+
+
+#: where the page is served from: inside the installed package, or ``web/`` at the
+#: repository root (the package sits beside it)
+WEB_DIR = _find_web_dir()
 
 _MARKER = "<!--BUNDLE-MISSING-->"
 #: no inline style: the Content-Security-Policy (server/httplimits.py) allows
