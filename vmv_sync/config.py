@@ -127,6 +127,8 @@ class Settings:
     #: seconds a connection has to send a complete HTTP request head, from its opening or
     #: the end of the previous response; closed past it (idle and slowloris sockets)
     header_timeout: float = setting(10.0, minimum=0.1, maximum=300.0)
+    #: most bytes of one HTTP request head (request line and headers): 431 past it
+    max_request_head_bytes: int = setting(64 * 1024, minimum=1024, maximum=16 * 1024 * 1024)
     #: seconds from a complete WebSocket upgrade request to the server's answer; dropped past it
     ws_handshake_timeout: float = setting(10.0, minimum=0.1, maximum=300.0)
     #: most open connections in all (HTTP and WebSocket), refused past it; lowered at
@@ -138,6 +140,32 @@ class Settings:
     #: hold loopback clients (127.0.0.0/8, ::1) to max_connections_per_address too; off:
     #: a reverse proxy on this host brings every client from one loopback address
     per_address_cap_loopback: bool = False
+    # -- operations (docs/operations.md, docs/deploy.md)
+    #: log lines as text or as one JSON object per line
+    log_format: Literal["plain", "json"] = "plain"
+    #: reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed: addresses,
+    #: networks or "*"; empty: none (the TCP peer is the client). server/clientaddr.py
+    forwarded_allow_ips: tuple[str, ...] = ()
+    # -- tokens signed by the embedding application (docs/auth.md, server/external_auth.py)
+    #: a JWKS (JSON file path, or an http(s) URL) with the application's public keys ...
+    auth_jwks: str | None = None
+    #: ... or one PEM public key file
+    auth_public_key: Path | None = None
+    #: the ``iss`` these tokens must carry (checked when set)
+    auth_issuer: str | None = None
+    #: the ``aud`` these tokens must carry (checked when set)
+    auth_audience: str | None = None
+    #: accepted signature algorithms (asymmetric only)
+    auth_algorithms: tuple[str, ...] = ("RS256", "ES256", "EdDSA")
+    #: claims (dotted paths into the token) naming the participant, display name, role, workshop
+    auth_claim_participant: str = "sub"
+    auth_claim_name: str = "name"
+    auth_claim_role: str = "role"
+    auth_claim_workshop: str = "wid"
+    #: the role given when the role claim is missing or not a vmv-sync role; empty: refuse
+    auth_default_role: str = ""
+    #: seconds a JWKS fetched from a URL is kept before it is fetched again
+    auth_jwks_refresh: float = setting(300.0, minimum=1.0)
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -38,9 +38,6 @@ __all__ = ("serve", "run")
 
 logger = logging.getLogger(__name__)
 
-#: the transport's own cap; frames between max_message_size and this get 4413
-_TRANSPORT_CAP = 64 * 1024 * 1024
-
 #: open files kept free of connections: the listener, SQLite (database, WAL, shm per
 #: connection), logs, imports. Past the open-file limit accept() fails with EMFILE and
 #: every new client is locked out silently; refusing below it keeps that from happening.
@@ -90,7 +87,12 @@ def _fit_open_files(wanted: int) -> int:
 def _transport_limits(settings: Settings) -> TransportLimits:
     gate = ConnectionGate(_fit_open_files(settings.max_connections), settings.max_connections_per_address)
     return TransportLimits(
-        settings.header_timeout, settings.ws_handshake_timeout, gate, cap_loopback=settings.per_address_cap_loopback
+        settings.header_timeout,
+        settings.ws_handshake_timeout,
+        gate,
+        cap_loopback=settings.per_address_cap_loopback,
+        max_head_bytes=settings.max_request_head_bytes,
+        max_message_size=settings.max_message_size,
     )
 
 
@@ -115,7 +117,8 @@ def _uvicorn_config(app: object, settings: Settings, limits: TransportLimits) ->
         # Yjs frames are small and binary, and a compressor per recipient cost 27-30%
         # of the server's CPU in the fan-out bench: off unless VMV_WS_DEFLATE=1.
         ws_per_message_deflate=settings.ws_deflate,
-        ws_max_size=max(_TRANSPORT_CAP, settings.max_message_size * 2),
+        # frames over the contract's limit are refused at their header (4413, transport.py)
+        ws_max_size=settings.max_message_size,
         ws_ping_interval=settings.ping_interval or None,
         ws_ping_timeout=settings.ping_interval or None,
         lifespan="on",

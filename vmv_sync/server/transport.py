@@ -23,7 +23,6 @@ overrides only ``connection_made`` and ``connection_lost``.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import time
 from asyncio import TimerHandle
@@ -35,9 +34,21 @@ from typing import Any, ClassVar
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from .clientaddr import address_key, is_loopback_key
+
 __all__ = ("ConnectionGate", "TransportLimits", "protocol_classes", "peer_key", "is_loopback")
 
 logger = logging.getLogger(__name__)
+
+#: what a client whose request head outgrows the cap reads (then the socket closes)
+_HEAD_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    b"content-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 29\r\n"
+    b"connection: close\r\n"
+    b"\r\n"
+    b"request head over the size cap"
+)
 
 #: what a refused HTTP client reads (written before its request, then the socket closes)
 _REFUSED = (
@@ -52,31 +63,17 @@ _REFUSED = (
 
 
 def peer_key(transport: BaseTransport) -> str:
-    """The client address a connection is counted under: its IP, an IPv6 peer's /64.
-
-    One host usually holds a whole IPv6 /64 (as the HTTP rate limits count it), so
-    counting single IPv6 addresses would let one host open a cap's worth per address.
-    """
+    """The client address a connection is counted under: the TCP peer, keyed by
+    :func:`~vmv_sync.server.clientaddr.address_key` (as the HTTP rate limits key it)."""
     peer = transport.get_extra_info("peername")
     if not (isinstance(peer, tuple) and peer):
         return ""  # a Unix socket or an unknown peer: all share one key
-    host = str(peer[0])
-    if ":" not in host:
-        return host
-    try:
-        address = ipaddress.IPv6Address(host.split("%", 1)[0])
-    except ValueError:
-        return host
-    if address.ipv4_mapped is not None:  # a dual-stack listener's IPv4 peer
-        return str(address.ipv4_mapped)
-    if address.is_loopback:
-        return "::1"
-    return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return address_key(str(peer[0]))
 
 
 def is_loopback(key: str) -> bool:
     """Whether a :func:`peer_key` is a loopback address (a proxy or a user on this host)."""
-    return key.startswith("127.") or key == "::1"
+    return is_loopback_key(key)
 
 
 class ConnectionGate:
@@ -195,8 +192,17 @@ class TransportLimits:
     #: bind is 127.0.0.1, so a reverse proxy on the same host (every client through
     #: one loopback address) would otherwise be capped at max_per_address in all.
     cap_loopback: bool = False
+    #: most bytes of one HTTP request head (request line and headers); 431 past it.
+    #: The header timeout bounds how long a head may take, not how big it grows:
+    #: httptools hands every header line to uvicorn, which keeps them all.
+    max_head_bytes: int = 64 * 1024
+    #: largest WebSocket message (the contract's limit): refused at the frame header
+    #: with 4413, before its payload is read or assembled
+    max_message_size: int = 1024 * 1024
     #: connections closed by either timeout (read by tests and operators)
     timed_out: dict[str, int] = field(default_factory=lambda: {"header": 0, "handshake": 0})
+    #: connections closed because their request head outgrew max_head_bytes
+    heads_refused: int = 0
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):
@@ -210,7 +216,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     _head_timer: TimerHandle | None = None
     _peer = ""
     _refused = False
+    _head_refused = False
     _upgraded = False
+    #: bytes read since the current request head began; None once it is complete
+    _head_bytes: int | None = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         peer = peer_key(transport)
@@ -235,12 +244,36 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._refused:  # bytes already read when the refusal closed the socket
+        if self._refused or self._head_refused:  # bytes read before the refusal closed the socket
             return
+        if self._head_bytes is not None:
+            # Judged on what came before this chunk, so a head and the start of its body
+            # arriving in one read never count as head; memory stays under the cap plus
+            # one read (uvloop reads at most 256 KiB).
+            if self._head_bytes > self.limits.max_head_bytes:
+                self._refuse_head()
+                return
+            self._head_bytes += len(data)
         super().data_received(data)
+
+    def _refuse_head(self) -> None:
+        """Answer 431 and close; connection_lost then releases the slot as usual."""
+        self._head_refused = True
+        self._cancel_head_timer()
+        self.limits.heads_refused += 1
+        logger.info("closing %s: request head over %d bytes", self._peer, self.limits.max_head_bytes)
+        if not self.transport.is_closing():
+            self.transport.write(_HEAD_TOO_LARGE)
+            self.transport.close()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._head_bytes is None:  # a pipelined or keep-alive request: a new head
+            self._head_bytes = 0
 
     def on_headers_complete(self) -> None:
         self._cancel_head_timer()
+        self._head_bytes = None
         super().on_headers_complete()
 
     def on_response_complete(self) -> None:
@@ -289,6 +322,21 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
     limits: ClassVar[TransportLimits]
     _handshake_timer: TimerHandle | None = None
     _peer = ""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The sans-I/O parser refuses a frame whose header announces more than its
+        # max_size (uvicorn passes ws_max_size, set to the contract's limit) before
+        # reading the payload, and fails the connection with 1009; the contract's code
+        # for a message over the limit is 4413.
+        fail = self.conn.fail
+
+        def fail_with_contract_code(code: int, reason: str = "") -> None:
+            if code == 1009:
+                code, reason = 4413, f"message over the {self.limits.max_message_size} byte limit"
+            fail(code, reason)
+
+        self.conn.fail = fail_with_contract_code  # type: ignore[method-assign]
 
     def connection_made(self, transport: BaseTransport) -> None:
         super().connection_made(transport)

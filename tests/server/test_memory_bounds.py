@@ -1,0 +1,109 @@
+"""Issue 19, findings 2 and 3: memory bounded before it is allocated.
+
+Real server process, real sockets. A request head is capped in bytes (431) as well as
+in time, and a WebSocket frame over the contract's message limit is refused at its
+header (4413), before its payload is read: neither grows the server's memory.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+import websockets
+
+from .test_transport import connect, healthz, read_until_closed
+
+pytestmark = pytest.mark.anyio
+
+
+def rss_bytes(pid: int) -> int:
+    """The resident set size of a process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS line")
+
+
+async def test_a_request_head_past_the_cap_gets_431_and_the_socket_closes(server_factory: Any) -> None:
+    server = server_factory(env={"VMV_MAX_REQUEST_HEAD_BYTES": "8192"})
+    pid = server.proc.pid
+    before = rss_bytes(pid)
+    stream = await connect(server.port)
+    await stream.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    refused = False
+    # 5-byte header lines, as in the finding; at most 64 MiB are offered, the server
+    # must close long before (after 8 KiB plus one read)
+    sent = 0
+    with anyio.fail_after(30):
+        while sent < 64 * 1024 * 1024:
+            try:
+                await stream.send(b"a:b\r\n" * 20_000)
+            except (anyio.BrokenResourceError, ConnectionResetError, BrokenPipeError, OSError):
+                refused = True
+                break
+            sent += 100_000
+    answer = b""
+    if not refused:
+        answer = await read_until_closed(stream, timeout=10)
+    else:
+        try:
+            answer = await read_until_closed(stream, timeout=10)
+        except (OSError, anyio.BrokenResourceError):
+            answer = b""
+    await stream.aclose()
+    # socket buffers on both sides hold a few MiB; without the cap all 64 MiB go in
+    assert sent < 24 * 1024 * 1024, f"the server read {sent} bytes of one head"
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 431"), answer[:80]
+    assert rss_bytes(pid) - before < 32 * 1024 * 1024
+    # a normal request still works, and one with a head just under the cap too
+    assert await healthz(server.url) == 200
+    ok = await connect(server.port)
+    await ok.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"p" * 6000 + b"\r\nConnection: close\r\n\r\n")
+    assert (await read_until_closed(ok, timeout=5)).startswith(b"HTTP/1.1 200")
+    await ok.aclose()
+
+
+async def test_a_body_that_arrives_with_its_head_does_not_count_as_head(server_factory: Any) -> None:
+    server = server_factory(env={"VMV_MAX_REQUEST_HEAD_BYTES": "4096"})
+    body = b'{"title": "' + b"t" * 20 + b'", "name": "Fay", "pad": "' + b"x" * 30_000 + b'"}'
+    stream = await connect(server.port)
+    await stream.send(
+        b"POST /api/workshops HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+        b"content-length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body
+    )
+    answer = await read_until_closed(stream, timeout=10)
+    await stream.aclose()
+    assert not answer.startswith(b"HTTP/1.1 431"), answer[:80]
+    assert answer.startswith(b"HTTP/1.1 "), answer[:80]
+
+
+def _frame_header(length: int) -> bytes:
+    """A masked binary frame header announcing ``length`` payload bytes."""
+    return b"\x82" + bytes([0x80 | 127]) + struct.pack("!Q", length) + b"\x00\x00\x00\x00"
+
+
+async def test_a_frame_over_the_message_limit_is_refused_at_its_header_with_4413(server_factory: Any) -> None:
+    server = server_factory()
+    pid = server.proc.pid
+    before = rss_bytes(pid)
+    async with websockets.connect(server.ws("frames-1"), max_size=None) as ws:
+        await ws.recv()  # the server's sync step 1
+        # announce 60 MiB, send only the header and 1 MiB: the server must not wait for
+        # (nor buffer) the rest, but close at once with the contract's code
+        ws.transport.write(_frame_header(60 * 1024 * 1024) + b"\x00" * (1024 * 1024))  # type: ignore[attr-defined]
+        with anyio.fail_after(10):
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                while True:
+                    await ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4413
+    assert rss_bytes(pid) - before < 32 * 1024 * 1024
+    # a frame at the limit is still read by the application (not by the transport cap)
+    async with websockets.connect(server.ws("frames-2")) as ws:
+        await ws.recv()
+        await ws.send(b"\x00\x00\x01\x00")  # an empty sync step 1 answered by a step 2
+        with anyio.fail_after(10):
+            assert (await ws.recv())[:2] == b"\x00\x01"
