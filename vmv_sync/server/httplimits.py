@@ -21,7 +21,6 @@ security headers of :func:`security_headers`.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 import time
@@ -36,6 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import Settings
 from ..errors import Forbidden, VmvSyncError
+from .clientaddr import address_key
 from .httperrors import BadRequest, BodyTimeout, PayloadTooLarge, RateLimited, UnsupportedMediaType, error_response
 
 __all__ = (
@@ -173,23 +173,13 @@ def http_limits(app: Any) -> HttpLimits:
 
 
 def client_key(scope: Scope) -> str:
-    """Whom a rate limit counts: the peer's IPv4 address, or its IPv6 /64 network.
+    """Whom a rate limit counts: the client's IPv4 address, or its IPv6 /64 network.
 
-    One IPv6 host usually holds a whole /64, so counting single IPv6 addresses
-    would let it pick a fresh one per request. The peer is the TCP peer: the
-    server does not trust ``X-Forwarded-For`` (uvicorn runs with proxy headers off).
+    The client is the TCP peer, or, behind a trusted proxy (``forwarded_allow_ips``),
+    the address the proxy forwarded; the rule is :func:`~vmv_sync.server.clientaddr.address_key`.
     """
     client = scope.get("client")
-    host = client[0] if client else ""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return host or "unknown"
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{address}/64", strict=False))
-    return str(address)
+    return address_key(client[0] if client else None)
 
 
 # -- the middleware --------------------------------------------------------------------
