@@ -245,3 +245,40 @@ def test_every_json_key_is_documented() -> None:
         assert f"| `{key}` |" in docs, f"docs/export.md does not document {key!r}"
     documented = [line.split("`")[1] for line in docs.splitlines() if line.startswith("| `")]
     assert [k for k in documented if k in report] == list(report)  # and in the same order
+
+
+# -- issue 21 -----------------------------------------------------------------------------------
+
+
+def test_chat_is_exported_in_written_order_after_an_outage() -> None:
+    """Two replicas post concurrently (one offline); the export lists them by when they were written.
+
+    Yjs puts concurrent appends in client-id order, so on main one of the two client-id
+    orders exported the later message first.
+    """
+    for first_client, second_client in ((1, 2), (2, 1)):
+        base = Doc()
+        build_family(base)
+        offline, online = Doc(client_id=first_client), Doc(client_id=second_client)
+        for replica in (offline, online):
+            replica.apply_update(base.get_update())
+        schema.post_message(offline, "p1", "written first, offline", message_id="late", now=1_700_000_300)
+        schema.post_message(online, "p2", "written a second later", message_id="early", now=1_700_000_301)
+        offline.apply_update(online.get_update(offline.get_state()))
+        texts = [m["text"] for m in export_json(offline)["messages"]]
+        assert texts[-2:] == ["written first, offline", "written a second later"], (first_client, texts)
+        md = export_markdown(offline)
+        assert md.index("written first, offline") < md.index("written a second later")
+        # a later reply, from a device whose clock is an hour behind, still comes last
+        schema.post_message(online, "p2", "reply", message_id="reply", now=1_700_000_302 - 3600)
+        offline.apply_update(online.get_update(offline.get_state()))
+        assert [m["id"] for m in export_json(offline)["messages"]][-1] == "reply"
+
+
+def test_one_selector_reads_as_one_participant() -> None:
+    doc = Doc()
+    schema.new_workshop(doc, title="Solo", facilitator_id="f", facilitator_name="Fay", now=1.0)
+    schema.select_value(doc, "f", "Honesty", now=2.0)
+    text = export_markdown(doc)
+    assert "Ranked by how many of the 1 participant who chose values" not in text
+    assert "the one participant who chose values" in text

@@ -23,10 +23,11 @@ from typing import Any
 from pycrdt import Doc
 
 from .derived import DerivedState, compute_state
+from .derived.chat import ordered_messages
 from .derived.votes import BallotTally
 from .schema import STAGES, WorkshopData, read_workshop, stage_number, tidy_value_name
 
-__all__ = ("EXPORT_FORMAT", "export_json", "export_markdown", "dumps_export")
+__all__ = ("EXPORT_FORMAT", "export_json", "export_markdown", "dumps_export", "chat_json")
 
 #: the value of the ``"format"`` key; bumped only if a key is renamed or dropped
 EXPORT_FORMAT = "vmv-sync.export/1"
@@ -76,6 +77,23 @@ def _ballot(ballot_id: str, tally: BallotTally) -> dict[str, Any]:
         "winners": list(tally.winners),
         "ignored": tally.ignored,
     }
+
+
+def chat_json(data: WorkshopData) -> list[dict[str, Any]]:
+    """The chat in display order (:mod:`vmv_sync.derived.chat`), as the export and ``/state`` give it."""
+    names = {pid: p.name for pid, p in data.participants.items()}
+    return [
+        {
+            "id": m.id,
+            "author": m.author,
+            "author_name": names.get(m.author),
+            "text": m.text,
+            "sent_at": m.sent_at,
+            "stage": m.stage,
+            "hlc": m.hlc,
+        }
+        for m in ordered_messages(data.messages)
+    ]
 
 
 def export_json(
@@ -140,17 +158,7 @@ def export_json(
             {"participant": pid, "name": names.get(pid), "text": text}
             for pid, text in data.drafts.items()
         ],
-        "messages": [
-            {
-                "id": m.id,
-                "author": m.author,
-                "author_name": names.get(m.author),
-                "text": m.text,
-                "sent_at": m.sent_at,
-                "stage": m.stage,
-            }
-            for m in data.messages
-        ],
+        "messages": chat_json(data),
         "skipped": data.skipped,
     }
 
@@ -283,10 +291,8 @@ def export_markdown(
     out += ["## Values", ""]
     chosen = [v for v in r["values"] if v["count"]]
     if chosen:
-        out += [
-            f"Ranked by how many of the {r['selectors']} participants who chose values picked each one.",
-            "",
-        ]
+        who_chose = "the one participant who" if r["selectors"] == 1 else f"the {r['selectors']} participants who"
+        out += [f"Ranked by how many of {who_chose} chose values picked each one.", ""]
         rows = [[v["rank"], v["name"], v["count"], f"{v['percent']:.1f} %"] for v in chosen]
         out += _table(["#", "Value", "Chosen by", "Share"], rows, ["--:", "---", "--:", "--:"])
     else:

@@ -19,6 +19,7 @@ first writes racing leave one complete record (what last-writer-wins would give)
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections.abc import Sequence
@@ -34,7 +35,7 @@ from vmv_sync.schema.document import (
     new_workshop,
 )
 from vmv_sync.schema.names import normalize_value_name, tidy_value_name
-from vmv_sync.schema.parse import as_int, parse_ballot, parse_catalogue, parse_progress
+from vmv_sync.schema.parse import MAX_CLOCK, as_int, parse_ballot, parse_catalogue, parse_message, parse_progress
 from vmv_sync.schema.records import BALLOT_KINDS, ROLES, Ballot, Choice
 from vmv_sync.schema.stages import STAGES, Stage, is_stage
 
@@ -167,6 +168,9 @@ def post_message(
     """Append a chat message and return its id (a uuid4 hex unless given).
 
     ``stage`` defaults to the workshop's current stage (``values-select`` if unset).
+    The message carries ``hlc``, a hybrid logical clock in ms: the wall clock, or one
+    more than the largest clock among the messages this replica holds, whichever is
+    larger, so it sorts after everything its writer saw (vmv_sync.derived.chat).
     """
     _require_id("author", author)
     if not isinstance(text, str):
@@ -178,14 +182,19 @@ def post_message(
             current = roots.meta.get("stage")
             stage = str(current) if is_stage(current) else Stage.VALUES_SELECT.value
         msg_stage = _require_stage(stage)
+        sent_at = _now(now)
+        seen = (parse_message(item)[0] for item in roots.messages)
+        latest = max((m.clock for m in seen if m is not None), default=-1)
+        hlc = min(max(math.floor(sent_at * 1000), latest + 1), MAX_CLOCK)
         roots.messages.append(
             Map(
                 {
                     "id": mid,
                     "author": author,
                     "text": text,
-                    "sent_at": _now(now),
+                    "sent_at": sent_at,
                     "stage": msg_stage,
+                    "hlc": float(hlc),  # a float: JavaScript reads a large int as a BigInt
                 }
             )
         )

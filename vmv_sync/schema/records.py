@@ -9,6 +9,7 @@ order is not the same on every replica.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
@@ -54,6 +55,16 @@ class Message:
     text: str
     sent_at: float
     stage: str
+    #: the writer's hybrid logical clock (integer ms), an optional contract v1 extension
+    #: that orders the chat (vmv_sync.derived.chat); None for messages written without it
+    hlc: int | None = None
+
+    @property
+    def clock(self) -> int:
+        """The clock the chat is ordered by (vmv_sync.derived.chat): ``hlc``, else ``sent_at`` in ms."""
+        if self.hlc is not None:
+            return self.hlc
+        return min(max(math.floor(self.sent_at * 1000), 0), 2**53 - 1)
 
 
 @dataclass(frozen=True)

@@ -13,19 +13,24 @@ from collections.abc import AsyncIterator
 
 import anyio
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from ..config import Settings
 from ..errors import CloseError, VmvSyncError
+from ..export import chat_json
 from ..ids import WORKSHOP_ID_RE, is_workshop_id
+from ..protocol import EMPTY_UPDATE
+from ..schema import read_workshop
 from ..storage import Store, open_store
 from .api import api_routes, authorize, error_response
 from .auth import AccessRegistry, TokenIssuer, load_secret
 from .context import ServerContext, server_context
 from .endpoint import WorkshopSocket, bad_workshop_id
 from .httplimits import http_middleware
+from .logs import AccessLog
 from .manager import RoomManager
 from .metrics import Metrics
 from .ops import ops_routes, state_at
@@ -98,7 +103,11 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         except VmvSyncError as exc:
             return JSONResponse({"error": str(exc)}, status_code=503)
         try:
+            if room.last_seq == 0 and room.doc.get_update() == EMPTY_UPDATE:  # like /export
+                return JSONResponse({"error": f"workshop {workshop_id} has no content"}, status_code=404)
             body = room.derived.state.to_json()
+            if request.query_params.get("messages") in ("1", "true"):  # the chat, in display order
+                body["messages"] = chat_json(read_workshop(room.doc))
         finally:
             manager.release(room)
         return JSONResponse(body)
@@ -113,7 +122,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             *web_routes(),
         ],
         lifespan=lifespan,
-        middleware=http_middleware(settings),
+        # the access log outermost, so it sees the status of every refusal (logs.py)
+        middleware=[Middleware(AccessLog), *http_middleware(settings)],
     )
     app.state.started = anyio.Event()
     app.state.settings = settings

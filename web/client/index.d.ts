@@ -65,7 +65,18 @@ export interface WorkshopClientOptions {
 
 export type Choice = string | string[]
 
-export interface Message { id: string, author: string, text: string, sent_at: number, stage: Stage }
+/** A chat message; `hlc` is the writer's hybrid logical clock (ms), null for contract v1 writers. */
+export interface Message { id: string, author: string, text: string, sent_at: number, stage: Stage, hlc: number | null }
+
+/** The chat's display order (vmv_sync.derived.chat): (hlc or floor(sent_at * 1000), author, id). */
+export function orderedMessages (messages: Iterable<Message>): Message[]
+export function readMessages (array: Y.Array<unknown>): Message[]
+export function parseMessage (item: unknown): Message | null
+export function compareMessages (a: Message, b: Message): number
+export function messageClock (m: Message): number
+export function nextClock (array: Y.Array<unknown>, nowMs: number): number
+export const HLC_FIELD: 'hlc'
+export const MAX_CLOCK: number
 export interface Participant { name: string, role: Role, joined_at: number }
 export interface Progress { stage: Stage, completed: Stage[], updated_at: number | null }
 export interface ValueStat { key: string, name: string, count: number, percent: number, participants: string[] }

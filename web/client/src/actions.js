@@ -20,6 +20,7 @@
 import * as Y from 'yjs'
 import { normalizeValueName, sortedKeys, tidyValueName } from './names.js'
 import { STAGES, isStage } from './derived.js'
+import { nextClock } from './chat.js'
 
 export const SCHEMA_VERSION = 1
 const now = () => Date.now() / 1000
@@ -106,7 +107,10 @@ export function postMessage (doc, pid, text, stage, messageId) {
   const r = roots(doc)
   const id = messageId || crypto.randomUUID().replace(/-/g, '')
   const msgStage = isStage(stage) ? stage : (isStage(r.meta.get('stage')) ? r.meta.get('stage') : STAGES[0])
-  r.messages.push([mapOf({ id, author: pid, text, sent_at: now(), stage: msgStage })])
+  const sentAt = now()
+  // hlc: a hybrid logical clock, so the message sorts after all it follows (chat.js)
+  const hlc = nextClock(r.messages, sentAt * 1000)
+  r.messages.push([mapOf({ id, author: pid, text, sent_at: sentAt, stage: msgStage, hlc })])
   return id
 }
 

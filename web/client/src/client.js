@@ -15,6 +15,7 @@ import * as decoding from 'lib0/decoding'
 import { ObservableV2 } from 'lib0/observable'
 import * as act from './actions.js'
 import { deriveState, readWorkshop } from './derived.js'
+import { orderedMessages, readMessages } from './chat.js'
 import { IntentQueue, defaultStorage } from './intents.js'
 import { Presence, colorFor, cursorsOf, onlineOf, typingOf } from './presence.js'
 import { normalizeValueName, sortedKeys, tidyValueName } from './names.js'
@@ -353,18 +354,8 @@ export class WorkshopClient extends ObservableV2 {
   get stage () { const s = this.doc.getMap('meta').get('stage'); return typeof s === 'string' ? s : null }
   /** Whether the workshop exists in this replica (it has a title). */
   get exists () { return this.title !== null }
-  get messages () {
-    const out = []
-    const seen = new Set()
-    for (const m of this.doc.getArray('messages').toArray()) {
-      if (!(m instanceof Y.Map)) continue
-      const id = m.get('id')
-      if (typeof id !== 'string' || seen.has(id) || typeof m.get('text') !== 'string') continue
-      seen.add(id)
-      out.push({ id, author: m.get('author'), text: m.get('text'), sent_at: m.get('sent_at'), stage: m.get('stage') })
-    }
-    return out
-  }
+  /** The chat in display order (chat.js, identical to vmv_sync.derived.chat). */
+  get messages () { return orderedMessages(readMessages(this.doc.getArray('messages'))) }
 
   get participants () { return Object.fromEntries(this.data.participants) }
   get participantsByStage () { return this.derived.stages }

@@ -13,3 +13,4 @@ export {
 } from './presence.js'
 export { normalizeValueName, tidyValueName, sortedKeys, cmpCodePoints } from './names.js'
 export { bindTextarea, diff, TEXT_ORIGIN } from './textbind.js'
+export { orderedMessages, readMessages, parseMessage, compareMessages, messageClock, nextClock, HLC_FIELD, MAX_CLOCK } from './chat.js'
