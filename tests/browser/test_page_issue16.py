@@ -148,8 +148,9 @@ async def no_horizontal_overflow(page: Page) -> None:
     # a stage just switched to may still be laying out (seen on a loaded machine): wait
     # up to 3 s for the page to settle within the viewport, then assert it does
     with contextlib.suppress(PlaywrightTimeout):
-        await page.wait_for_function("document.documentElement.scrollWidth <= innerWidth", timeout=3000)
-    width = await page.evaluate("innerWidth")
+        await page.wait_for_function("document.documentElement.scrollWidth <= document.documentElement.clientWidth", timeout=3000)
+    # the screen, not innerWidth: Chromium widens an emulated phone's viewport to the content (issue 21)
+    width = await page.evaluate("Math.min(innerWidth, document.documentElement.clientWidth)")
     assert await page.evaluate("document.documentElement.scrollWidth") <= width
     wide = await page.evaluate(
         """(w) => [...document.querySelectorAll('body *')].filter((el) => {
