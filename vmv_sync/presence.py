@@ -33,6 +33,7 @@ __all__ = (
     "online_participants",
     "typing_users",
     "cursors",
+    "supersedes",
 )
 
 #: A typing flag older than this counts as not typing (contract section 5).
@@ -203,3 +204,24 @@ def cursors(
         for cid, s in sorted(states.items())
         if s.cursor is not None and cid != exclude_client
     }
+
+
+def supersedes(known_clock: int | None, clock: int, *, removal: bool, live: bool) -> bool:
+    """Whether an awareness entry with ``clock`` replaces the one known (y-protocols' rule).
+
+    A newer clock always wins. At the same clock only a removal of a live state
+    wins: a peer that saw a state removed by someone else (the server, on a timeout)
+    at the clock it knew must accept that removal, while an echo of the same state
+    changes nothing. ``known_clock`` is None for a client id never seen. Written
+    once, here, because the server's awareness table and every client's must agree
+    on it, or a state one side dropped lives on in the other.
+
+    Example:
+        >>> supersedes(None, 0, removal=False, live=False), supersedes(3, 3, removal=False, live=True)
+        (True, False)
+        >>> supersedes(3, 3, removal=True, live=True), supersedes(3, 2, removal=True, live=True)
+        (True, False)
+    """
+    if known_clock is None:
+        return True
+    return known_clock < clock or (known_clock == clock and removal and live)

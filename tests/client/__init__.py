@@ -1,1 +1,1 @@
-"""Helpers shared by the client's tests (the tests themselves are tests/test_client*.py)."""
+"""The client's tests: tests/client/test_<module>.py, plus helpers.py (shared by them)."""

@@ -11,7 +11,8 @@ See docs/client.md for the guide.
 from __future__ import annotations
 
 from .backoff import PERMANENT_CLOSE_CODES, Backoff, is_permanent_close
-from .client import WorkshopClient, workshop_url
+from .channel import Channel, ChannelFactory, ChannelRefused, memory_channel_pair
+from .client import WorkshopClient
 from .events import (
     Change,
     ChangeKind,
@@ -22,8 +23,10 @@ from .events import (
     Leave,
     PresenceEvent,
 )
-from .outbox import OUTBOX_SUFFIX, PENDING_SUFFIX, LocalReplica
+from .identity import workshop_url
 from .recovery import Refused
+from .replica import OUTBOX_SUFFIX, PENDING_SUFFIX, LocalReplica
+from .websocket import websocket_channels
 
 __all__ = (
     "WorkshopClient",
@@ -43,4 +46,9 @@ __all__ = (
     "OUTBOX_SUFFIX",
     "PENDING_SUFFIX",
     "Refused",
+    "Channel",
+    "ChannelFactory",
+    "ChannelRefused",
+    "memory_channel_pair",
+    "websocket_channels",
 )

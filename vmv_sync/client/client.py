@@ -5,8 +5,17 @@ SQLite file and every action works at once, online or not; each local edit is
 committed to that file before the action returns. Alongside, a connector keeps a
 :class:`~vmv_sync.client.session.Session` to the server when it can (sync both
 ways by state vector, relay live, renew awareness) and reconnects with exponential
-backoff and full jitter after any loss, forever, until closed. The client is the
-session's :class:`~vmv_sync.client.session.SessionHost`.
+backoff and full jitter after any loss, forever, until closed.
+
+The client is a composition, not a hierarchy of state: a
+:class:`~vmv_sync.client.replica.LocalReplica` (the local log), a
+:class:`~vmv_sync.client.document.LiveDocument` (the document and the rules of
+writing to it), a :class:`~vmv_sync.client.connector.Connector` (the reconnect
+loop) that opens one channel and one session per attempt, an awareness table and
+the throttles of :mod:`~vmv_sync.client.activity`. It is the session's
+:class:`~vmv_sync.client.session.SessionHost`, and talks to each part through its
+public methods only. Channels come from a factory: WebSockets to ``url_base`` by
+default (client/websocket.py), anything else given as ``channels=``.
 
 What the client promises (docs/client.md): an action is durable locally when it
 returns; ``wait_saved()`` returns once the server has committed it, or raises once
@@ -30,69 +39,43 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
-from contextlib import AsyncExitStack
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 import anyio
+import anyio.abc
 from pycrdt import Doc
 
 from ..errors import ClientError, InvalidWorkshopId
 from ..ids import is_workshop_id
 from ..presence import Cursor, PresenceState, PresenceUser, color_for
 from ..protocol import AwarenessEntry
-from ..schema import ROLES, is_stage
+from ..schema import is_stage
 from ..storage import Store
+from .activity import Activity
 from .backoff import Backoff
-from .events import ChangeHub, ChangeKind, ChangeStream, ConnectionState, EventStream
-from .outbox import LocalReplica
+from .channel import Channel, ChannelFactory, ChannelRefused
+from .connector import Connector
+from .document import LiveDocument
+from .events import ChangeHub, ChangeStream, ConnectionState, EventStream
+from .identity import identity, workshop_url
+from .intents import Intent
 from .presence import AwarenessTable, LocalAwareness, presence_events
 from .recovery import Refused
-from .replica import ReplicaDocument
-from .session import Failure, Session, run_session
+from .replica import LocalReplica
+from .session import Failure, Session
 from .views import WorkshopViews
+from .websocket import websocket_channels
 from .workshop import WorkshopActions
 
-__all__ = ("WorkshopClient", "workshop_url", "token_claims")
+__all__ = ("WorkshopClient",)
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
-
-def workshop_url(url_base: str, workshop_id: str, token: str | None) -> str:
-    """``ws://HOST:PORT/workshops/ID?saved=1[&token=...]`` from a base URL.
-
-    ``url_base`` may be ``ws://HOST:PORT``, ``ws://HOST:PORT/workshops`` or the
-    ``http(s)://`` form of either.
-    """
-    base = url_base.rstrip("/")
-    if base.startswith("http://") or base.startswith("https://"):
-        base = "ws" + base[4:]
-    if not base.endswith("/workshops"):
-        base += "/workshops"
-    url = f"{base}/{workshop_id}?saved=1"
-    if token:
-        url += "&token=" + quote(token, safe="")
-    return url
-
-
-def token_claims(token: str) -> dict[str, Any]:
-    """The claims of a workshop token, read without checking the signature.
-
-    The client only needs to know who it is; the server verifies the token.
-    """
-    import jwt
-
-    try:
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.InvalidTokenError as exc:
-        raise ClientError("the token is not a valid JWT") from exc
-    return claims if isinstance(claims, dict) else {}
-
-
-class WorkshopClient(ReplicaDocument, WorkshopActions, WorkshopViews):
+class WorkshopClient(WorkshopActions, WorkshopViews):
     """An offline-first participant (or facilitator, bot, observer) of one workshop.
 
     Args:
@@ -112,6 +95,8 @@ class WorkshopClient(ReplicaDocument, WorkshopActions, WorkshopViews):
         client_id: the Yjs client id of this run. Leave it out: a fresh random one is
             drawn on every start, so clocks are never reused across restarts. Tests
             set it to provoke a client-id collision.
+        channels: opens one channel per connection attempt (client/channel.py). Leave
+            it out for WebSockets to ``url_base``; tests pass in-memory channels.
     """
 
     def __init__(
@@ -133,33 +118,36 @@ class WorkshopClient(ReplicaDocument, WorkshopActions, WorkshopViews):
         compact_updates: int = 500,
         connect: bool = True,
         client_id: int | None = None,
+        channels: ChannelFactory | None = None,
     ) -> None:
         if not is_workshop_id(workshop_id):
             raise InvalidWorkshopId(str(workshop_id))
-        if participant_id is None and token is not None:
-            claims = token_claims(token)
-            participant_id = claims.get("sub")
-            name = name if name is not None else claims.get("name")
-            role = claims.get("role", role)
-        if not isinstance(participant_id, str) or not participant_id:
-            raise ClientError("participant_id must be a non-empty string (or pass a token)")
-        if role not in ROLES:
-            raise ClientError(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
+        participant_id, name, role = identity(participant_id, name, role, token)
         self.workshop_id = workshop_id
         self.participant_id = participant_id
-        self.name = name if name is not None else participant_id
+        self.name = name
         self.role = role
         self.token = token
         self.url = workshop_url(url_base, workshop_id, token)
         self.connect_timeout = connect_timeout
         self.heartbeat = heartbeat
+        self._channels = channels
         self._hub = ChangeHub()
-        self._awareness = AwarenessTable()
-        replica = LocalReplica(workshop_id, path=store_path, store=store, compact_updates=compact_updates)
+        self._peers = AwarenessTable()
+        self._replica = LocalReplica(workshop_id, path=store_path, store=store, compact_updates=compact_updates)
         doc: Doc[Any] = Doc(client_id=client_id) if client_id is not None else Doc()
         user = PresenceUser(participant_id, self.name, color or color_for(participant_id), role)
-        me = LocalAwareness(doc.client_id, PresenceState(user=user))
-        self._init_replica(doc, replica, me, backoff or Backoff(), rng or random.Random(), connect)
+        self._me = LocalAwareness(doc.client_id, PresenceState(user=user))
+        self._session: Session | None = None
+        self._document = LiveDocument(
+            doc, self._replica, self._me, self._hub, lambda: self._session,
+            workshop_id=workshop_id, participant_id=participant_id,
+        )  # fmt: skip
+        self._connector = Connector(backoff or Backoff(), rng or random.Random(), self._attempt, online=connect)
+        self._activity = Activity(
+            self._me, self._send_me, lambda: self._session is not None, self._peers,
+            lambda: self._hub.notify("presence"),
+        )  # fmt: skip
         self._stack = AsyncExitStack()
         self._tg: anyio.abc.TaskGroup | None = None
         #: the connection state; also see :attr:`connected` and friends
@@ -170,11 +158,26 @@ class WorkshopClient(ReplicaDocument, WorkshopActions, WorkshopViews):
         self.last_close_code: int | None = None
         #: monotonic time the last established connection was lost
         self.disconnected_at: float | None = None
-        #: what every recovery from a refusal did, one sentence each (oldest first)
-        self.recoveries: deque[str] = deque(maxlen=100)
-        #: local edits that will never reach the server; :meth:`wait_saved` raises while any
-        #: is listed (clear the list once handled)
-        self.refused: list[Refused] = []
+
+    @property
+    def doc(self) -> Doc[Any]:
+        """The live document (a recovery replaces it: read it from the client each time)."""
+        return self._document.doc
+
+    @property
+    def recoveries(self) -> deque[str]:
+        """What every recovery from a refusal did, one sentence each (oldest first)."""
+        return self._document.recoveries
+
+    @property
+    def refused(self) -> list[Refused]:
+        """Local edits that will never reach the server; :meth:`wait_saved` raises while
+        any is listed (clear the list once handled)."""
+        return self._document.refused
+
+    @refused.setter
+    def refused(self, value: list[Refused]) -> None:
+        self._document.refused[:] = value
 
     @property
     def backoff(self) -> Backoff:
@@ -195,13 +198,12 @@ class WorkshopClient(ReplicaDocument, WorkshopActions, WorkshopViews):
     async def __aenter__(self) -> WorkshopClient:
         try:
             await self._stack.enter_async_context(self._replica)
-            parts = await self._replica.load()
-            self._bind(self.doc, parts)
-            self._stack.callback(self._unbind)
+            self._document.open(await self._replica.load())
+            self._stack.callback(self._document.close)
             self._tg = await self._stack.enter_async_context(anyio.create_task_group())
             self._tg.start_soon(self._connector.run)
             self._activity.start(self._tg)
-            self._tg.start_soon(self._apply_held_soon)
+            self._tg.start_soon(self._document.apply_held)
         except BaseException:
             await self._stack.aclose()
             raise
@@ -220,6 +222,7 @@ class WorkshopClient(ReplicaDocument, WorkshopActions, WorkshopViews):
             with anyio.CancelScope(shield=True), anyio.move_on_after(3):
                 await session.close_cleanly(self._me.removal_frame())
         self._set_state(ConnectionState.CLOSED)
+        self._document.close()
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
         self._hub.close()
@@ -271,7 +274,7 @@ class WorkshopClient(ReplicaDocument, WorkshopActions, WorkshopViews):
         new ``token`` was set).
         """
         self.url = workshop_url(self.url.split("/workshops/")[0], self.workshop_id, self.token)
-        self._fruitless = 0
+        self._document.forgive()
         if self._session is not None and self._tg is not None:
             self._tg.start_soon(self._session.abort_quietly)
         self._connector.wake(resume=True)
@@ -288,49 +291,88 @@ class WorkshopClient(ReplicaDocument, WorkshopActions, WorkshopViews):
             while self._session is not None:
                 await self._hub.wait_any()
 
+    def _open_channel(self) -> AbstractAsyncContextManager[Channel]:
+        """This attempt's channel: from ``channels=``, else a WebSocket to :attr:`url`."""
+        factory = self._channels or websocket_channels(self.url, self.connect_timeout)
+        return factory()
+
     async def _attempt(self) -> bool:
-        """One connection, start to end (the connector's ``attempt``)."""
+        """One connection, start to end (the connector's ``attempt``): True if it synced."""
         self._set_state(ConnectionState.CONNECTING)
-        session = Session(
-            self.doc, self._replica, self._me, self, heartbeat=self.heartbeat, label=self.workshop_id
-        )
-        session.recovery = self._recovery is not None
+        established = False
         try:
-            await run_session(session, self.url, self.connect_timeout)
+            async with self._open_channel() as channel:
+                session = Session(
+                    self.doc, self._replica, self._me, channel, self, heartbeat=self.heartbeat,
+                    recovery=self._document.recovering, label=self.workshop_id,
+                )  # fmt: skip
+                try:
+                    async with session:
+                        self._session = session
+                        self._hub.notify("connection")
+                        await session.ended.wait()
+                finally:
+                    self._session = None
+                    established = session.synced
+        except ChannelRefused as exc:
+            self._failed(None, Failure(exc.message, permanent=exc.permanent))
         finally:
             self._session = None
-            established = session.synced
             if established:
                 self.disconnected_at = time.monotonic()
             self._set_state(ConnectionState.OFFLINE)
-            self._presence_changed(self._awareness.clear)
-        if self._refusal is not None:
-            with anyio.CancelScope(shield=True):
-                await self._rebuild()
+            self._presence_changed(self._peers.clear)
+        with anyio.CancelScope(shield=True):
+            note = await self._document.rebuild()
+        if note is not None:
+            self.last_error = note
+            self._connector.skip_backoff = True
         return established
 
     # -- the session's host ----------------------------------------------------------
 
-    def on_open(self, session: Session) -> None:
-        self._session = session
-        self._hub.notify("connection")
+    async def on_remote_update(self, update: bytes) -> None:
+        await self._document.apply_remote(update)
+
+    async def on_synced(self, session: Session) -> None:
+        self.last_error = None
+        self._set_state(ConnectionState.CONNECTED)
+        await self._document.synced()
 
     def on_awareness(self, entries: list[AwarenessEntry]) -> None:
-        self._presence_changed(lambda: self._awareness.apply(entries))
+        self._presence_changed(lambda: self._peers.apply(entries))
+
+    async def on_saved(self, seqs: list[int]) -> None:
+        await self._document.confirm(seqs)
 
     def on_failed(self, session: Session, failure: Failure) -> None:
+        self._failed(session, failure)
+
+    def _failed(self, session: Session | None, failure: Failure) -> None:
         self.last_error = failure.message
         self.last_close_code = failure.code
-        if failure.code == 4403 and self._start_recovery(session, failure):
+        if failure.code == 4403 and session is not None and self._document.start_recovery(session, failure.reason):
             pass
         elif failure.permanent:
             self._connector.permanent = True
             logger.warning("workshop=%s refused permanently: %s", self.workshop_id, failure.message)
         self._hub.notify("connection")
 
-    def _synced(self) -> None:
-        self.last_error = None
-        self._set_state(ConnectionState.CONNECTED)
+    # -- local edits -------------------------------------------------------------------
+
+    async def edit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(doc, *args, **kwargs)`` as a local edit; returns its result.
+
+        The updates it makes are committed to the local store before this returns
+        (shielded from cancellation), then sent if connected. Use it for edits of your
+        own on ``client.doc``; unlike the action methods such an edit has no intent, so
+        it is never held and cannot be re-made after a refusal (docs/client.md).
+        """
+        return await self._document.edit(fn, *args, **kwargs)
+
+    async def act(self, intent: Intent) -> None:
+        """Apply a typed action now, or hold it until its container arrives."""
+        await self._document.act(intent)
 
     # -- saved status ----------------------------------------------------------------
 
@@ -395,16 +437,13 @@ class WorkshopClient(ReplicaDocument, WorkshopActions, WorkshopViews):
                     raise ClientError("the client closed while waiting")
                 await self._hub.wait_any()
 
-    def _notify(self, kind: ChangeKind) -> None:
-        self._hub.notify(kind)
-
     # -- awareness ---------------------------------------------------------------------
 
     def _presence_changed(self, apply: Callable[[], bool]) -> None:
-        before = self._awareness.online()
+        before = self._peers.online()
         if not apply():
             return
-        for event in presence_events(before, self._awareness.online()):
+        for event in presence_events(before, self._peers.online()):
             self._hub.publish(event)
         self._activity.presence_changed()
         self._hub.notify("presence")

@@ -2,7 +2,7 @@
 
 Every action method of the client is recorded as an :class:`Intent` (an action
 name and JSON arguments, resolved at call time: message ids, timestamps, a toggle
-turned into select or deselect as the user saw it), stored beside its outbox row.
+turned into select or deselect as the user saw it), stored beside its pending-log row.
 Two things need it:
 
 * **Held intents.** Some actions write into a nested container (a participant's

@@ -2,10 +2,11 @@
 
 The wire format is y-protocols awareness (client id, clock, JSON state or null);
 :mod:`vmv_sync.presence` gives the contract's state schema and the pure views.
-This module adds what a client needs on top: clock rules when applying a peer's
-update, its own state with a clock that only grows (a reconnect re-announces the
-same client id with the next clock, which every peer accepts), and the
-participant-level join/leave diff used for presence events.
+This module adds what a client needs on top: applying a peer's update by the
+shared clock rule (:func:`vmv_sync.presence.supersedes`, the server's too), its
+own state with a clock that only grows (a reconnect re-announces the same client
+id with the next clock, which every peer accepts), and the participant-level
+join/leave diff used for presence events.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
-from ..presence import PresenceState, online_participants, parse_presence
+from ..presence import PresenceState, online_participants, parse_presence, supersedes
 from ..protocol import AwarenessEntry, encode_awareness, encode_awareness_update
 from .events import Join, Leave, PresenceEvent
 
@@ -35,10 +36,9 @@ class AwarenessTable:
         """Apply one awareness update with y-protocols' clock rules; True if anything changed."""
         changed = False
         for entry in entries:
-            current = self._clocks.get(entry.client_id, -1)
             removing = entry.state is None
             live = entry.client_id in self.raw
-            if not (current < entry.clock or (current == entry.clock and removing and live)):
+            if not supersedes(self._clocks.get(entry.client_id), entry.clock, removal=removing, live=live):
                 continue
             self._clocks[entry.client_id] = entry.clock
             if removing:

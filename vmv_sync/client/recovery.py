@@ -32,7 +32,7 @@ from typing import Any
 from pycrdt import Doc
 
 from ..errors import CLIENT_ID_TAKEN_PREFIX
-from .outbox import Row
+from .replica import Row
 
 __all__ = ("Refusal", "Recovery", "Refused", "integrated_prefix", "pinned_row", "is_client_id_refusal", "MAX_FRUITLESS")
 
@@ -66,7 +66,7 @@ class Refusal:
     reason: str
     #: our client id was refused (nothing to pin: everything is re-made)
     client_id_taken: bool
-    #: the outbox seqs of each counted frame of the refused session, in send order
+    #: the pending-log seqs of each counted frame of the refused session, in send order
     frames: tuple[tuple[int, ...], ...]
     #: the refused session was itself a recovery (its rows went one per frame)
     in_recovery: bool

@@ -1,353 +1,356 @@
-"""The client's live document: local edits, held intents, remote updates and recovery.
+"""The client's durable local replica, kept with the server's own storage code.
 
-This is the half of :class:`~vmv_sync.client.WorkshopClient` that owns the
-document and what is written to it; client.py owns the connection and the public
-surface. Rules kept here:
+Two logs live in one :class:`~vmv_sync.storage.Store` (a local SQLite file):
 
-* an edit is committed to the local store (shielded from cancellation) before the
-  action returns, then sent if connected;
-* an action whose container has not arrived is held (client/intents.py) and
-  applied, in order per container, after the first sync and after every remote
-  update that may have brought it;
-* after a refused client id or edit, the document is rebuilt under a fresh client
-  id and the pending edits re-made (client/recovery.py). ``client.doc`` always
-  names the live document: read it from the client each time, do not keep it.
+* the *replica log*, keyed by the workshop id: every update the replica holds that
+  is not a pending local edit (updates from the server, and local edits once the
+  server confirmed them). It is compacted locally, exactly like the server does,
+  into a snapshot of the whole document once it grows.
+* the *pending log*, keyed ``"<workshop id>~pending"``: one row per local action,
+  committed before the action returns. A row carries the action's intent (name and
+  JSON arguments, when it was a typed action) and the Yjs update it made, or no
+  update while the action is *held* (its container has not arrived yet; see
+  client/intents.py). Applying a held intent later appends a second row with the
+  same intent id and the update; the first row is then *superseded*. Re-making
+  rows (after a refused client id or edit) appends, in one commit, a *drop* row
+  naming the old rows and new held rows with their intents.
+
+A row leaves the log once the server has confirmed it (its update is first
+appended to the replica log), or once it was superseded or dropped: the log is
+compacted past the longest such prefix. A crash between the two steps only leaves
+a row in both logs, which Yjs's idempotent updates make harmless.
+
+The pending set is therefore *persisted*, not recomputed: after a restart,
+pending = the rows not confirmed, superseded or dropped. Data safety never depends
+on this bookkeeping: the sync handshake sends the server everything its state
+vector lacks. Stores written before the pending log had a ``~outbox`` log of raw
+updates; its rows are moved into the pending log on load (as edits without intent).
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import random
-from collections import deque
-from collections.abc import Callable
-from typing import Any, TypeVar
+import os
+import uuid
+from collections.abc import Iterable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
 
 import anyio
-from pycrdt import Doc, get_state, merge_updates
+from pycrdt import merge_updates
 
-from ..derived import DerivedTracker
 from ..errors import ClientError
-from ..protocol import decode_state_vector
-from ..schema import InvalidAction, Roots, WorkshopData, bind_roots, read_workshop
-from .activity import Activity
-from .backoff import Backoff
-from .capture import EditCapture
-from .connector import Connector
-from .events import ChangeHub, ConnectionState
-from .intents import Intent, apply_intent, container_of, missing, validate_on_scratch
-from .messages import MessageLog
-from .outbox import LocalReplica, Row
-from .presence import AwarenessTable, LocalAwareness
-from .recovery import (
-    MAX_FRUITLESS,
-    Recovery,
-    Refusal,
-    Refused,
-    integrated_prefix,
-    is_client_id_refusal,
-    pinned_row,
-)
-from .session import Failure, Session
+from ..protocol import EMPTY_UPDATE
+from ..storage import SQLiteStore, Store, StoredDoc
+from ..storage.rules import compaction_due
+from .intents import Intent
 
-__all__ = ("ReplicaDocument",)
+__all__ = ("LocalReplica", "Row", "OUTBOX_SUFFIX", "PENDING_SUFFIX")
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
+#: The key of the raw-update outbox of stores written by earlier versions.
+OUTBOX_SUFFIX = "~outbox"
+#: The pending log's key in the store is the workshop id plus this suffix.
+PENDING_SUFFIX = "~pending"
+_VERSION = b"\x01"
 
 
-class ReplicaDocument:
-    """Mixin of :class:`~vmv_sync.client.WorkshopClient`: the document side (see module doc)."""
+@dataclass(frozen=True)
+class Row:
+    """One row of the pending log (see the module docstring)."""
 
-    workshop_id: str
-    participant_id: str
-    state: ConnectionState
-    last_error: str | None
-    refused: list[Refused]
-    recoveries: deque[str]
-    _hub: ChangeHub
-    _awareness: AwarenessTable
+    seq: int
+    #: ties a held row to the row that applied it; None for edits without intent
+    intent_id: str | None
+    intent: Intent | None
+    #: the Yjs update the action made; None while the action is held
+    update: bytes | None
+    #: seqs of earlier rows this row drops (refused or re-made)
+    drops: tuple[int, ...] = ()
+    #: position among held intents: a re-made intent keeps its original row's place
+    order: int = 0
 
-    def _synced(self) -> None:  # pragma: no cover - the client's
-        raise NotImplementedError
+    @property
+    def place(self) -> int:
+        return self.order or self.seq
 
-    def _send_me(self) -> None:  # pragma: no cover - the client's
-        raise NotImplementedError
 
-    async def _attempt(self) -> bool:  # pragma: no cover - the client's
-        raise NotImplementedError
+def _encode(
+    intent_id: str | None, intent: Intent | None, update: bytes | None, drops: Sequence[int] = (), order: int = 0
+) -> bytes:
+    header: dict[str, object] = {"i": intent_id, "intent": intent.to_json() if intent else None}
+    if update is None:
+        header["held"] = True
+    if drops:
+        header["drops"] = list(drops)
+    if order:
+        header["o"] = order
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    return _VERSION + len(raw).to_bytes(4, "big") + raw + (update or b"")
 
-    def _init_replica(
+
+def _decode(seq: int, blob: bytes) -> Row:
+    if blob[:1] != _VERSION or len(blob) < 5:
+        raise ClientError(f"pending row {seq} has an unknown format")
+    size = int.from_bytes(blob[1:5], "big")
+    header = json.loads(blob[5 : 5 + size])
+    intent = Intent.from_json(header["intent"]) if header.get("intent") else None
+    update = None if header.get("held") else blob[5 + size :]
+    return Row(seq, header.get("i"), intent, update, tuple(header.get("drops") or ()), int(header.get("o") or 0))
+
+
+def _parts(stored: StoredDoc) -> list[bytes]:
+    """A stored log as the updates to apply in order: its snapshot, then its updates."""
+    return [stored.snapshot, *stored.updates] if stored.snapshot else list(stored.updates)
+
+
+class LocalReplica:
+    """Durable replica log plus pending log of one workshop; see the module docstring.
+
+    Args:
+        workshop_id: the workshop.
+        path: the local SQLite file (created if missing), or
+        store: an already-constructed store (not entered; this object enters it).
+        compact_updates: compact the replica log once this many rows follow its snapshot.
+        compact_bytes: ... or once they weigh this many bytes.
+    """
+
+    def __init__(
         self,
-        doc: Doc[Any],
-        replica: LocalReplica,
-        me: LocalAwareness,
-        backoff: Backoff,
-        rng: random.Random,
-        connect: bool,
+        workshop_id: str,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        store: Store | None = None,
+        compact_updates: int = 500,
+        compact_bytes: int = 4 * 1024 * 1024,
     ) -> None:
-        #: the live document (replaced by a recovery: read it from the client each time)
-        self.doc = doc
-        self._replica = replica
-        self._me = me
-        self._session: Session | None = None
-        self._connector = Connector(backoff, rng, self._attempt, online=connect)
-        self._activity = Activity(
-            me, self._send_me, lambda: self._session is not None, self._awareness,
-            lambda: self._hub.notify("presence"),
+        if (path is None) == (store is None):
+            raise ValueError("give exactly one of path= or store=")
+        self.workshop_id = workshop_id
+        self.pending_key = workshop_id + PENDING_SUFFIX
+        self._store: Store = store if store is not None else SQLiteStore(path)  # type: ignore[arg-type]
+        self._compact_updates = compact_updates
+        self._compact_bytes = compact_bytes
+        self._stack = AsyncExitStack()
+        #: every row still stored, by seq
+        self._rows: dict[int, Row] = {}
+        #: applied rows the server has not confirmed
+        self._pending: set[int] = set()
+        #: held rows not yet applied, by intent id
+        self._held: dict[str, Row] = {}
+        #: rows excluded from sending: set aside by a rebuild until the next sync
+        self._suspect: set[int] = set()
+        #: rows a drop row named: never moved into the replica log
+        self._dropped: set[int] = set()
+        self._replica_seq = 0
+        self._since_snapshot = 0
+        self._bytes_since_snapshot = 0
+        self._lock = anyio.Lock()
+        self._compacting = False
+        #: local compactions of the replica log done (metrics, tests)
+        self.compactions = 0
+
+    async def __aenter__(self) -> LocalReplica:
+        await self._stack.enter_async_context(self._store)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._stack.aclose()
+
+    # -- reading -----------------------------------------------------------------
+
+    async def load(self) -> list[bytes]:
+        """Everything stored, as updates to apply in order (replica, then pending rows)."""
+        await self._migrate_outbox()
+        _, stored = await self._store.history(self.pending_key)
+        for item in stored:
+            self._take(_decode(item.seq, item.update))
+        return [*await self.load_replica(), *(u for _, u in self.pending())]
+
+    async def load_replica(self) -> list[bytes]:
+        """The replica log only (server state and confirmed edits), as updates in order."""
+        replica = await self._store.load(self.workshop_id)
+        self._replica_seq = replica.last_seq
+        self._since_snapshot = replica.update_count
+        self._bytes_since_snapshot = replica.update_bytes
+        parts = _parts(replica)
+        logger.info(
+            "workshop=%s local replica: %d replica rows, %d pending edits, %d held intents",
+            self.workshop_id, replica.update_count, len(self._pending), len(self._held),
         )  # fmt: skip
-        self._data: WorkshopData | None = None
-        self._capture: EditCapture | None = None
-        self._tracker: DerivedTracker
-        self._messages: MessageLog
-        self._roots: Roots
-        #: set by a 4403 that starts a recovery; consumed by the rebuild
-        self._refusal: Refusal | None = None
-        #: a rebuilt replica waiting for its next sync
-        self._recovery: Recovery | None = None
-        self._fruitless = 0
-        self._held_lock = anyio.Lock()
+        return parts
 
-    # -- binding the document ----------------------------------------------------------
-
-    def _doc_changed(self) -> None:
-        self._data = None
-
-    def _bind(self, doc: Doc[Any], parts: list[bytes]) -> None:
-        self.doc = doc
-        self._capture = EditCapture(doc, self._doc_changed, self.workshop_id)
-        self._capture.apply_remote(parts)
-        # Kept referenced: pycrdt drops a subscription with the wrapper it was made on.
-        self._roots = bind_roots(doc)
-        self._tracker = DerivedTracker(doc)
-        self._messages = MessageLog(self._roots.messages)
-        self._data = None
-
-    def _unbind(self) -> None:
-        if self._capture is not None:
-            self._capture.close()
-            self._capture = None
-            self._tracker.close()
-            self._messages.close()
-
-    def _my_selection(self) -> dict[str, float]:
-        if self._data is None:
-            self._data = read_workshop(self.doc)
-        return self._data.selections.get(self.participant_id, {})
-
-    # -- local edits -------------------------------------------------------------------
-
-    def _check_open(self) -> EditCapture:
-        if self.state is ConnectionState.CLOSED or self._capture is None:
-            raise ClientError("the client is closed (or not entered)")
-        return self._capture
-
-    async def _commit(self, updates: list[bytes], intent: Intent | None, intent_id: str | None) -> None:
-        update = updates[0] if len(updates) == 1 else merge_updates(*updates)
-        with anyio.CancelScope(shield=True):
-            seq = await self._replica.add_local(update, intent, intent_id)
-            session = self._session
-            if session is not None:
-                session.send_local(seq, update)
-        self._hub.notify("local")
-        self._hub.notify("saved")
-
-    async def edit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run ``fn(doc, *args, **kwargs)`` as a local edit; returns its result.
-
-        The updates it makes are committed to the local store before this returns
-        (shielded from cancellation), then sent if connected. Use it for edits of your
-        own on ``client.doc``; unlike the action methods such an edit has no intent, so
-        it is never held and cannot be re-made after a refusal (docs/client.md).
-        """
-        capture = self._check_open()
-        with capture.capture() as captured:
-            result = fn(self.doc, *args, **kwargs)
-        if captured:
-            await self._commit(captured, None, None)
-        return result
-
-    async def act(self, intent: Intent) -> None:
-        """Apply a typed action now, or hold it until its container arrives."""
-        capture = self._check_open()
-        try:
-            intent.encode()
-        except (TypeError, ValueError) as exc:
-            raise InvalidAction(f"{intent.name}: arguments must be plain data ({exc})") from exc
-        where = missing(self.doc, intent)
-        place = container_of(intent)
-        queued = place is not None and any(
-            r.intent is not None and container_of(r.intent) == place for r in self._held_rows()
-        )
-        if self._recovery is None and where is None and not queued:
-            await self._apply(capture, intent, None)
+    async def _migrate_outbox(self) -> None:
+        key = self.workshop_id + OUTBOX_SUFFIX
+        _, old = await self._store.history(key)
+        rows = [r for r in old if r.update != EMPTY_UPDATE]
+        if not rows:
             return
-        validate_on_scratch(self.doc, intent, where)
-        with anyio.CancelScope(shield=True):
-            await self._replica.hold(intent)
-        logger.info("workshop=%s held %s until %s", self.workshop_id, intent.describe(), where or "the next sync")
-        self._hub.notify("saved")
+        await self._store.append(self.pending_key, [_encode(None, None, r.update) for r in rows])
+        await self._store.compact(key, EMPTY_UPDATE, rows[-1].seq)
+        logger.info("workshop=%s moved %d rows of the old outbox to the pending log", self.workshop_id, len(rows))
 
-    def _held_rows(self) -> list[Row]:
-        return [r for r in self._replica.held() if r.intent is not None]
-
-    async def _apply(self, capture: EditCapture, intent: Intent, intent_id: str | None) -> None:
-        with capture.capture() as captured:
-            apply_intent(self.doc, intent)
-        if captured:
-            await self._commit(captured, intent, intent_id)
-        elif intent_id is not None:
-            # Nothing to write (say, selecting a value already selected): settled.
-            await self._settle_held(intent_id)
-
-    async def _settle_held(self, intent_id: str) -> None:
-        for row in self._replica.held():
-            if row.intent_id == intent_id:
-                await self._replica.remake([row.seq], [])
-        self._hub.notify("saved")
-
-    async def _apply_held(self) -> None:
-        """Apply every held intent whose container is there, in order per container."""
-        if self._recovery is not None or self._capture is None or not self._replica.held():
+    def _take(self, row: Row) -> None:
+        self._rows[row.seq] = row
+        if row.drops:
+            for seq in row.drops:
+                self._pending.discard(seq)
+                self._dropped.add(seq)
+                dropped = self._rows.get(seq)
+                if dropped is not None and dropped.intent_id is not None:
+                    self._held.pop(dropped.intent_id, None)
             return
-        async with self._held_lock:
-            blocked: set[Any] = set()
-            for row in self._held_rows():
-                assert row.intent is not None
-                place = container_of(row.intent)
-                if place in blocked or self._capture is None:
-                    continue
-                if missing(self.doc, row.intent) is not None:
-                    blocked.add(place)
-                    continue
-                try:
-                    await self._apply(self._capture, row.intent, row.intent_id)
-                except InvalidAction as exc:
-                    logger.warning(
-                        "workshop=%s held %s is no longer valid: %s", self.workshop_id, row.intent.describe(), exc
-                    )
-                    self.refused.append(Refused(row.intent.describe(), f"no longer valid when applied: {exc}"))
-                    with anyio.CancelScope(shield=True):
-                        await self._replica.remake([row.seq], [])
-                    self._hub.notify("saved")
-
-    async def _apply_held_soon(self) -> None:
-        """At start: held intents whose container arrived in an earlier run apply now."""
-        await self._apply_held()
-
-    # -- remote updates and acknowledgements (SessionHost) ------------------------------
-
-    async def on_remote_update(self, update: bytes) -> None:
-        capture = self._capture
-        if capture is None:
-            return
-        capture.apply_remote([update])
-        # Views see it at once; the local copy of server state is a cache (a lost
-        # one is fetched again by the next sync), so waiting on its fsync would
-        # only delay them.
-        self._hub.notify("remote")
-        await self._replica.add_remote(update, self.doc.get_update)
-        session = self._session
-        if session is not None and session.synced:
-            await self._apply_held()
-
-    async def on_synced(self, session: Session) -> None:
-        self._synced()
-        if self._recovery is not None:
-            with anyio.CancelScope(shield=True):
-                await self._finish_recovery()
-        await self._apply_held()
-
-    async def on_saved(self, seqs: list[int]) -> None:
-        if self._replica.confirm(seqs):
-            self._fruitless = 0
-            self._hub.notify("saved")
-            # Shielded: closing right after wait_saved() must not leave confirmed
-            # edits counted pending in the store.
-            with anyio.CancelScope(shield=True):
-                await self._replica.persist_confirmed(self.doc.get_update)
-
-    # -- recovery from a refusal (client/recovery.py) -----------------------------------
-
-    def _start_recovery(self, session: Session, failure: Failure) -> bool:
-        """Called on a 4403: whether it starts a recovery (else it is permanent)."""
-        taken = is_client_id_refusal(failure.reason)
-        frames = tuple(tuple(f) for f in session.frames)
-        if not (taken or any(frames)):
-            return False  # not about our edits (say, not allowed in this workshop)
-        if self._fruitless >= MAX_FRUITLESS:
-            note = f"gave up after {self._fruitless} recoveries that changed nothing: {failure.reason}"
-            self.recoveries.append(note)
-            logger.warning("workshop=%s %s", self.workshop_id, note)
-            return False
-        self._fruitless += 1
-        self._refusal = Refusal(failure.reason, taken, frames, session.recovery, self.doc.client_id)
-        return True
-
-    async def _rebuild(self) -> None:
-        """A fresh document from the replica log only, under a new client id."""
-        refusal, self._refusal = self._refusal, None
-        if refusal is None or self.state is ConnectionState.CLOSED:
-            return
-        parts = await self._replica.load_replica()
-        suspects = self._replica.pending_rows()
-        self._unbind()
-        self._bind(Doc(), parts)
-        self._me.rekey(self.doc.client_id)
-        self._replica.set_suspect(r.seq for r in suspects)
-        self._recovery = Recovery(refusal, suspects)
-        what = f"client id {refusal.old_client_id}" if refusal.client_id_taken else "an edit"
-        note = (
-            f"the server refused {what} ({refusal.reason}); rebuilt the replica under client id "
-            f"{self.doc.client_id} with {len(suspects)} pending edit(s) set aside until the next sync"
-        )
-        self.last_error = note
-        self.recoveries.append(note)
-        logger.warning("workshop=%s %s", self.workshop_id, note)
-        self._hub.notify("recovered")
-        self._hub.notify("remote")
-        self._connector.skip_backoff = True
-
-    async def _finish_recovery(self) -> None:
-        recovery, self._recovery = self._recovery, None
-        self._replica.set_suspect(())
-        if recovery is None:
-            return
-        refusal = recovery.refusal
-        rows = [r for r in recovery.suspects if self._replica.is_pending(r.seq)]
-        if refusal.client_id_taken:
-            # Nothing of ours under the refused id was integrated: whatever the server
-            # holds there is someone else's, however well its clocks match ours.
-            cut = next((i for i, r in enumerate(rows) if _writes_under(r, refusal.old_client_id)), len(rows))
-            kept = rows[: integrated_prefix(self.doc, rows[:cut])]
+        if row.update is None:
+            if row.intent_id is not None:
+                self._held[row.intent_id] = row
         else:
-            kept = rows[: integrated_prefix(self.doc, rows)]
-        lacking = rows[len(kept) :]
-        pinned = pinned_row(refusal, lacking)
-        remade = [r for r in lacking if r is not pinned]
-        self._replica.confirm(r.seq for r in kept)
-        await self._replica.remake([r.seq for r in lacking], [(r.intent, r.seq) for r in remade if r.intent])
-        if pinned is not None:
-            action = pinned.intent.describe() if pinned.intent else "edit()"
-            self.refused.append(Refused(action, refusal.reason))
-        for row in remade:
-            if row.intent is None:
-                self.refused.append(Refused("edit()", "an edit without intent cannot be re-made under a new client id"))
-        if kept or pinned is not None:
-            self._fruitless = 0
-        await self._replica.persist_confirmed(self.doc.get_update)
-        note = (
-            f"recovered: {len(kept)} edit(s) were already on the server, {len(remade)} re-made"
-            + (f", refused: {self.refused[-1].action}" if pinned is not None else "")
+            if row.intent_id is not None:
+                self._held.pop(row.intent_id, None)
+            self._pending.add(row.seq)
+
+    @property
+    def pending_count(self) -> int:
+        """Local actions the server has not confirmed: applied and unconfirmed, or held."""
+        return len(self._pending) + len(self._held)
+
+    def pending(self) -> list[tuple[int, bytes]]:
+        """The unconfirmed applied edits as (seq, update), oldest first, suspects excluded."""
+        return [(s, self._rows[s].update or b"") for s in sorted(self._pending - self._suspect)]
+
+    def pending_rows(self) -> list[Row]:
+        """Every unconfirmed applied row, oldest first (suspects included)."""
+        return [self._rows[s] for s in sorted(self._pending)]
+
+    def held(self) -> list[Row]:
+        """Held intents, oldest first."""
+        return sorted(self._held.values(), key=lambda r: r.place)
+
+    def is_pending(self, seq: int) -> bool:
+        return seq in self._pending
+
+    def set_suspect(self, seqs: Iterable[int]) -> None:
+        """Exclude these rows from :meth:`pending` (what a session sends) until cleared."""
+        self._suspect = set(seqs)
+
+    # -- writing -----------------------------------------------------------------
+
+    async def add_local(self, update: bytes, intent: Intent | None = None, intent_id: str | None = None) -> int:
+        """Commit an applied local edit; returns its seq once durable."""
+        if intent is not None and intent_id is None:
+            intent_id = uuid.uuid4().hex
+        blob = _encode(intent_id, intent, update)
+        seq = await self._store.append(self.pending_key, [blob])
+        self._take(Row(seq, intent_id, intent, update))
+        return seq
+
+    async def hold(self, intent: Intent) -> Row:
+        """Commit a held intent (no update yet); returns its row once durable."""
+        intent_id = uuid.uuid4().hex
+        seq = await self._store.append(self.pending_key, [_encode(intent_id, intent, None)])
+        row = Row(seq, intent_id, intent, None)
+        self._take(row)
+        return row
+
+    async def remake(self, drop: Sequence[int], intents: Sequence[tuple[Intent, int]]) -> None:
+        """In one commit: drop rows (refused or re-made) and hold ``intents`` anew.
+
+        ``intents`` pairs each intent with its place (the seq of the row it re-makes),
+        so that re-made intents apply before any held since.
+        """
+        if not drop and not intents:
+            return
+        blobs = [_encode(None, None, b"", drops=drop)] if drop else []
+        ids = [uuid.uuid4().hex for _ in intents]
+        blobs.extend(_encode(i, intent, None, order=place) for i, (intent, place) in zip(ids, intents, strict=True))
+        last = await self._store.append(self.pending_key, blobs)
+        first = last - len(blobs) + 1
+        if drop:
+            self._take(Row(first, None, None, b"", tuple(drop)))
+        for offset, (intent_id, (intent, place)) in enumerate(zip(ids, intents, strict=True)):
+            seq = first + (1 if drop else 0) + offset
+            self._take(Row(seq, intent_id, intent, None, (), place))
+        self._suspect -= set(drop)
+
+    async def add_remote(self, update: bytes) -> None:
+        """Commit an update received from the server (already applied to the doc)."""
+        self._replica_seq = await self._store.append(self.workshop_id, [update])
+        self._since_snapshot += 1
+        self._bytes_since_snapshot += len(update)
+        await self._maybe_compact()
+
+    def confirm(self, seqs: Iterable[int]) -> int:
+        """Mark local edits as confirmed by the server; returns how many were pending.
+
+        Takes effect at once in :attr:`pending_count`; call :meth:`persist_confirmed`
+        to make it durable.
+        """
+        before = len(self._pending)
+        self._pending.difference_update(seqs)
+        return before - len(self._pending)
+
+    def _done(self, row: Row) -> bool:
+        if row.update is None:  # held: done once applied (superseded) or dropped
+            return row.intent_id is None or row.intent_id not in self._held
+        return row.seq not in self._pending
+
+    async def persist_confirmed(self) -> None:
+        """Move the confirmed prefix of the pending log into the replica log."""
+        async with self._lock:
+            moved: list[int] = []
+            for seq in sorted(self._rows):
+                if not self._done(self._rows[seq]):
+                    break
+                moved.append(seq)
+            if not moved:
+                return
+            updates = [
+                u
+                for s in moved
+                if (u := self._rows[s].update) and s not in self._dropped and u != EMPTY_UPDATE
+            ]
+            if updates:
+                merged = updates[0] if len(updates) == 1 else merge_updates(*updates)
+                self._replica_seq = await self._store.append(self.workshop_id, [merged])
+                self._since_snapshot += 1
+                self._bytes_since_snapshot += len(merged)
+            await self._store.compact(self.pending_key, EMPTY_UPDATE, moved[-1])
+            for seq in moved:
+                del self._rows[seq]
+                self._dropped.discard(seq)
+            logger.debug("workshop=%s moved %d settled pending rows", self.workshop_id, len(moved))
+            await self._maybe_compact()
+
+    async def _maybe_compact(self) -> None:
+        """Fold the replica log into one snapshot once it grew past the thresholds.
+
+        The snapshot is merged from the log's own rows, not taken from the document:
+        the document also holds pending edits, and the replica log must hold only
+        server state and confirmed edits, so that a recovery can rebuild from it
+        without edits the server may have refused.
+        """
+        if self._compacting or not compaction_due(
+            self._since_snapshot, self._bytes_since_snapshot,
+            max_updates=self._compact_updates, max_bytes=self._compact_bytes,
+        ):  # fmt: skip
+            return
+        self._compacting = True
+        try:
+            stored = await self._store.load(self.workshop_id)
+            parts = _parts(stored)
+            if len(parts) < 2:
+                return
+            state = merge_updates(*parts)
+            await self._store.compact(self.workshop_id, state, stored.last_seq)
+        finally:
+            self._compacting = False
+        self._since_snapshot = max(0, self._since_snapshot - stored.update_count)
+        self._bytes_since_snapshot = max(0, self._bytes_since_snapshot - stored.update_bytes)
+        self.compactions += 1
+        logger.info(
+            "workshop=%s local replica compacted %d rows into %d bytes",
+            self.workshop_id,
+            stored.update_count,
+            len(state),
         )
-        self.recoveries.append(note)
-        logger.warning("workshop=%s %s", self.workshop_id, note)
-        self._hub.notify("recovered")
-        self._hub.notify("saved")
-
-
-def _writes_under(row: Row, client_id: int) -> bool:
-    """Whether ``row``'s update holds structs written under ``client_id``."""
-    if not row.update:
-        return False
-    return client_id in decode_state_vector(get_state(row.update))

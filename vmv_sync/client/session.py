@@ -1,9 +1,17 @@
-"""One connection of a :class:`~vmv_sync.client.WorkshopClient` to the server.
+"""One connection of a :class:`~vmv_sync.client.WorkshopClient`, over any channel.
 
-A session opens the socket, sends sync step 1 (our state vector) and our
-awareness state, answers the server's step 1 with step 2 (exactly what the
-server's state vector lacks), applies and persists what the server sends, and
-counts the frames the server will acknowledge with ``saved``:
+Like pycrdt's ``Provider(doc, channel)``, a session is given what it works on (the
+document, the local replica, this client's awareness state, an open
+:class:`~vmv_sync.client.channel.Channel`) and reports back through the small
+:class:`SessionHost` protocol; it knows nothing else of the client, which is what
+lets tests run it over in-memory channels with no server. Its lifecycle is one
+``async with``: entering starts its tasks (reader, writer, heartbeat) and sends sync
+step 1 (our state vector) and our awareness state; :attr:`Session.ended` is set
+when the channel ends; leaving stops every task and closes the send queue.
+
+On the wire it answers the server's step 1 with step 2 (exactly what the server's
+state vector lacks), hands what the server sends to the host, and counts the
+frames the server will acknowledge with ``saved``:
 
 * every non-empty sync step 2 or update we send is one counted frame;
 * step 2 carries every pending local edit (all of them, in one frame), so local
@@ -13,23 +21,18 @@ counts the frames the server will acknowledge with ``saved``:
 
 Frames leave through one writer task reading a bounded queue, in order; a queue
 overflow drops the connection (the pending edits travel again in the next step 2).
-
-Like pycrdt's ``Provider(doc, channel)``, a session is given what it works on (the
-document, the local replica, this client's awareness, the URL) and reports back
-through the small :class:`SessionHost` protocol; it knows nothing else of the client.
 """
 
 from __future__ import annotations
 
 import logging
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import anyio
-import websockets
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+import anyio.abc
 from pycrdt import Doc, merge_updates
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from ..errors import MalformedMessage
 from ..protocol import (
@@ -48,10 +51,11 @@ from ..protocol import (
     parse_message,
 )
 from .backoff import is_permanent_close
-from .outbox import LocalReplica
+from .channel import LOST, Channel, ChannelClosed
 from .presence import LocalAwareness
+from .replica import LocalReplica
 
-__all__ = ("Session", "SessionHost", "Failure", "run_session")
+__all__ = ("Session", "SessionHost", "Failure")
 
 logger = logging.getLogger(__name__)
 
@@ -72,9 +76,6 @@ class Failure:
 class SessionHost(Protocol):
     """What a :class:`Session` reports to (the client implements it)."""
 
-    def on_open(self, session: Session) -> None:
-        """The socket is open; the handshake starts."""
-
     async def on_remote_update(self, update: bytes) -> None:
         """Apply and persist an update from the server (step 2 or live)."""
 
@@ -92,41 +93,83 @@ class SessionHost(Protocol):
 
 
 class Session:
-    """Per-connection state: the socket, the send queue and the saved bookkeeping."""
+    """Per-connection state over one channel: the send queue and the saved bookkeeping.
+
+    Args:
+        doc: the live document (read for state vectors and step 2; never written here).
+        replica: the local log, read for the pending edits step 2 carries.
+        awareness: this client's awareness state (announced, renewed, re-sent).
+        channel: an open channel; the session does not close it except to end it.
+        host: told about everything the server sends.
+        heartbeat: seconds between awareness renewals.
+        recovery: this session follows a rebuild after a refusal (client/recovery.py).
+        label: the workshop id, for log lines.
+
+    Example:
+        >>> async with Session(doc, replica, me, channel, host) as session:  # doctest: +SKIP
+        ...     await session.ended.wait()
+    """
 
     def __init__(
         self,
         doc: Doc[Any],
         replica: LocalReplica,
         awareness: LocalAwareness,
+        channel: Channel,
         host: SessionHost,
         *,
         heartbeat: float = 15.0,
+        recovery: bool = False,
         label: str = "",
     ) -> None:
         self.doc = doc
         self.replica = replica
         self.awareness = awareness
+        self.channel = channel
         self.host = host
         self.heartbeat = heartbeat
         self.label = label
-        self.ws: websockets.ClientConnection | None = None
         #: the server's step 2 arrived: we are in sync and live
         self.synced = False
+        #: set once the channel ended (closed by either side, or lost) and the host was told how
+        self.ended = anyio.Event()
         #: our step 2 is queued: later local edits go one per frame
         self.step2_sent = False
-        #: local outbox seqs carried by each counted frame, in send order
+        #: local pending-log seqs carried by each counted frame, in send order
         self.frames: list[list[int]] = []
         #: how many counted frames the server confirmed
         self.confirmed_frames = 0
         self.closing = False
         #: this session follows a rebuild after a refusal (its re-made rows go one per frame)
-        self.recovery = False
-        self._out: MemoryObjectSendStream[bytes]
-        self._in: MemoryObjectReceiveStream[bytes]
+        self.recovery = recovery
         self._out, self._in = anyio.create_memory_object_stream[bytes](_QUEUE_SIZE)
+        self._stack = AsyncExitStack()
 
-    # -- sending (never awaits the socket) --------------------------------------------
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Session:
+        async with AsyncExitStack() as stack:
+            stack.callback(self._close_queue)  # the queue lives as long as the session
+            tg = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(tg.cancel_scope.cancel)  # runs first: the tasks stop on exit
+            tg.start_soon(self._write)
+            tg.start_soon(self._renew)
+            tg.start_soon(self._read)
+            self._enqueue(encode_sync_step1(self.doc.get_state()))
+            self._enqueue(self.awareness.announce())
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.closing = True
+        await self._stack.aclose()
+
+    def _close_queue(self) -> None:
+        self.closing = True
+        self._out.close()
+        self._in.close()
+
+    # -- sending (never awaits the channel) ---------------------------------------------
 
     def _enqueue(self, frame: bytes) -> None:
         if self.closing:
@@ -170,130 +213,92 @@ class Session:
         self.confirmed_frames = min(count, len(self.frames))
         return seqs
 
-    # -- tasks ------------------------------------------------------------------------
+    # -- tasks (owned by the session's task group) ----------------------------------------
 
-    async def _writer(self) -> None:
-        assert self.ws is not None
+    async def _write(self) -> None:
         async with self._in:
             try:
                 async for frame in self._in:
-                    await self.ws.send(frame)
-            except ConnectionClosed:
+                    await self.channel.send(frame)
+            except ChannelClosed:
                 return
         # The queue was closed (overflow): end the connection.
-        await self.ws.close(1000, "client send queue overflow")
+        await self.channel.aclose(1000, "client send queue overflow")
 
-    async def _heartbeat(self) -> None:
+    async def _renew(self) -> None:
         while True:
             await anyio.sleep(self.heartbeat)
             self._enqueue(self.awareness.renew())
 
-    async def _reader(self) -> None:
-        assert self.ws is not None
-        host = self.host
+    async def _read(self) -> None:
+        """Hand every frame to the host; once the channel ends, report how (then ``ended``)."""
         try:
-            async for frame in self.ws:
-                if isinstance(frame, str):
-                    raise MalformedMessage("the server sent a text frame")
-                message = parse_message(frame)
-                if isinstance(message, SyncStep1):
-                    self._answer_step1(message.state_vector)
-                elif isinstance(message, (SyncStep2, SyncUpdate)):
-                    await host.on_remote_update(message.update)
-                    if isinstance(message, SyncStep2) and not self.synced:
-                        self.synced = True
-                        await host.on_synced(self)
-                elif isinstance(message, Awareness):
-                    host.on_awareness(list(decode_awareness_update(message.update)))
-                elif isinstance(message, QueryAwareness):
-                    self._enqueue(self.awareness.frame())
-                elif isinstance(message, Saved):
-                    seqs = self._confirm(message.count)
-                    if seqs:
-                        await host.on_saved(seqs)
-        except ConnectionClosed:
-            return
-        except MalformedMessage as exc:
-            logger.error("workshop=%s bad frame from the server: %s", self.label, exc)
-            host.on_failed(self, Failure(f"the server sent a bad frame: {exc}"))
-            await self.ws.close(4400, "malformed message")
+            try:
+                async for frame in self.channel:
+                    await self._handle(frame)
+            except MalformedMessage as exc:
+                logger.error("workshop=%s bad frame from the server: %s", self.label, exc)
+                self.host.on_failed(self, Failure(f"the server sent a bad frame: {exc}"))
+                await self.channel.aclose(4400, "malformed message")
+            self.closing = True
+            with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                await self.channel.aclose()
+            self._report_close()
+        finally:
+            self.closing = True
+            self.ended.set()
 
-    # -- closing ----------------------------------------------------------------------
+    async def _handle(self, frame: bytes) -> None:
+        host = self.host
+        message = parse_message(frame)
+        if isinstance(message, SyncStep1):
+            self._answer_step1(message.state_vector)
+        elif isinstance(message, (SyncStep2, SyncUpdate)):
+            await host.on_remote_update(message.update)
+            if isinstance(message, SyncStep2) and not self.synced:
+                self.synced = True
+                await host.on_synced(self)
+        elif isinstance(message, Awareness):
+            host.on_awareness(list(decode_awareness_update(message.update)))
+        elif isinstance(message, QueryAwareness):
+            self._enqueue(self.awareness.frame())
+        elif isinstance(message, Saved):
+            seqs = self._confirm(message.count)
+            if seqs:
+                await host.on_saved(seqs)
+
+    def _report_close(self) -> None:
+        peer = self.channel.closed_by_peer
+        if peer is None or peer.code == 1000:
+            return
+        if peer.code == LOST and not peer.reason:
+            self.host.on_failed(self, Failure(f"the connection was lost ({LOST})", LOST))
+            return
+        reason = peer.reason or "no reason given"
+        self.host.on_failed(
+            self,
+            Failure(
+                f"the server closed the connection ({peer.code}: {reason})",
+                peer.code,
+                peer.reason,
+                is_permanent_close(peer.code),
+            ),
+        )
+
+    # -- closing ------------------------------------------------------------------------
 
     async def close_cleanly(self, goodbye: bytes) -> None:
         """Say our awareness state is gone, then close with 1000."""
-        ws = self.ws
-        if ws is None or self.closing:
+        if self.closing:
             return
         self.closing = True
         try:
-            await ws.send(goodbye)
-            await ws.close(1000, "client closed")
-        except ConnectionClosed:
-            pass
+            await self.channel.send(goodbye)
+        except ChannelClosed:
+            return
+        await self.channel.aclose(1000, "client closed")
 
     async def abort_quietly(self) -> None:
         """Close with 1000 so the connector opens a fresh connection."""
-        ws = self.ws
-        if ws is not None:
-            self.closing = True
-            try:
-                await ws.close(1000, "client reconnecting")
-            except ConnectionClosed:
-                pass
-
-
-async def run_session(session: Session, url: str, open_timeout: float) -> None:
-    """Connect, run the session until the socket closes, and report how it ended."""
-    try:
-        await _run_session(session, url, open_timeout)
-    finally:  # the send queue lives as long as the session, however it ends
-        session.closing = True
-        session._out.close()
-        session._in.close()
-
-
-async def _run_session(session: Session, url: str, open_timeout: float) -> None:
-    host = session.host
-    try:
-        ws = await websockets.connect(
-            url, max_size=None, open_timeout=open_timeout, close_timeout=2
-        )
-    except InvalidStatus as exc:
-        status = exc.response.status_code
-        host.on_failed(
-            session, Failure(f"the server refused the connection with HTTP {status}", permanent=status in (401, 403))
-        )
-        return
-    except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
-        host.on_failed(session, Failure(f"cannot connect: {exc or type(exc).__name__}"))
-        return
-    session.ws = ws
-    host.on_open(session)
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(session._writer)
-            tg.start_soon(session._heartbeat)
-            session._enqueue(encode_sync_step1(session.doc.get_state()))
-            session._enqueue(session.awareness.announce())
-            await session._reader()
-            tg.cancel_scope.cancel()
-    finally:
-        session.closing = True
-        with anyio.CancelScope(shield=True), anyio.move_on_after(2):
-            await ws.close()
-    code = ws.close_code
-    rcvd = ws.protocol.close_rcvd
-    if rcvd is not None and rcvd.code != 1000:
-        reason = rcvd.reason or "no reason given"
-        host.on_failed(
-            session,
-            Failure(
-                f"the server closed the connection ({rcvd.code}: {reason})",
-                rcvd.code,
-                rcvd.reason,
-                is_permanent_close(rcvd.code),
-            ),
-        )
-    elif rcvd is None and code == 1006:
-        host.on_failed(session, Failure("the connection was lost (1006)", 1006))
+        self.closing = True
+        await self.channel.aclose(1000, "client reconnecting")

@@ -10,28 +10,31 @@ so a typing flag turns stale by itself 3 s after it was set.
 from __future__ import annotations
 
 import time
-from typing import Any
 
-from pycrdt import Doc
-
-from ..derived import BallotTally, DerivedState, DerivedTracker, ValueStat
+from ..derived import BallotTally, DerivedState, ValueStat
+from ..derived.chat import ordered_messages
 from ..presence import Cursor, PresenceState, cursors, typing_users
-from ..schema import Message, Participant, Progress, WorkshopData, read_workshop
-from .messages import MessageLog
+from ..schema import Message, Participant, Progress, WorkshopData
+from .document import LiveDocument
 from .presence import AwarenessTable
 
 __all__ = ("WorkshopViews",)
 
 
 class WorkshopViews:
-    """Mixin: views over ``doc``, ``_tracker`` and ``_awareness``."""
+    """The client's read-only properties, over the two objects the client composes.
 
-    doc: Doc[Any]
+    A stateless base of :class:`~vmv_sync.client.WorkshopClient`: it reads only the
+    public face of its :class:`~vmv_sync.client.document.LiveDocument`
+    (``_document``) and of its :class:`~vmv_sync.client.presence.AwarenessTable`
+    (``_peers``), plus ``participant_id``; it owns no state and writes nothing. A
+    base rather than forty forwarding properties on the client, so that the public
+    surface stays the one object docs/client.md describes.
+    """
+
     participant_id: str
-    _tracker: DerivedTracker
-    _awareness: AwarenessTable
-    _data: WorkshopData | None
-    _messages: MessageLog
+    _document: LiveDocument
+    _peers: AwarenessTable
 
     # -- document ----------------------------------------------------------------
 
@@ -42,14 +45,12 @@ class WorkshopViews:
         A full read: in a workshop with thousands of messages prefer the narrower
         views (:attr:`messages` is maintained incrementally).
         """
-        if self._data is None:
-            self._data = read_workshop(self.doc)
-        return self._data
+        return self._document.data
 
     @property
     def derived(self) -> DerivedState:
         """Value stats, tallies, stage counts and matrix summary (contract section 4)."""
-        return self._tracker.state
+        return self._document.derived
 
     @property
     def title(self) -> str | None:
@@ -64,8 +65,8 @@ class WorkshopViews:
 
     @property
     def messages(self) -> tuple[Message, ...]:
-        """Chat messages in document order (kept current incrementally)."""
-        return self._messages.messages
+        """Chat messages in display order (vmv_sync.derived.chat; the log is kept current incrementally)."""
+        return ordered_messages(self._document.messages)
 
     @property
     def participants(self) -> dict[str, Participant]:
@@ -116,7 +117,7 @@ class WorkshopViews:
     @property
     def presence(self) -> dict[int, PresenceState]:
         """Awareness client id -> parsed state, for every live client (this one included)."""
-        return dict(self._awareness.states)
+        return dict(self._peers.states)
 
     @property
     def online_participants(self) -> dict[str, PresenceState]:
@@ -125,23 +126,23 @@ class WorkshopViews:
         What the server relayed: this client's own participant appears once its state
         came back from the server, and the view is empty while offline.
         """
-        return self._awareness.online()
+        return self._peers.online()
 
     @property
     def typing_users(self) -> tuple[str, ...]:
         """Other participants typing now (flags older than 3 s ignored), sorted."""
-        return typing_users(self._awareness.states.values(), time.time(), exclude=self.participant_id)
+        return typing_users(self._peers.states.values(), time.time(), exclude=self.participant_id)
 
     @property
     def cursors(self) -> dict[int, Cursor]:
         """Awareness client id -> cursor, for every other client showing one."""
-        return cursors(self._awareness.states, exclude_client=self.doc.client_id)
+        return cursors(self._peers.states, exclude_client=self._document.doc.client_id)
 
     def cursor_of(self, participant_id: str) -> Cursor | None:
         """The cursor of one participant (its most recently online client showing one)."""
         found = [
             (s.online_at or 0.0, cid, s.cursor)
-            for cid, s in self._awareness.states.items()
+            for cid, s in self._peers.states.items()
             if s.user.id == participant_id and s.cursor is not None
         ]
         return max(found, key=lambda t: (t[0], t[1]))[2] if found else None

@@ -19,26 +19,29 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..schema import Choice, normalize_value_name
+from .document import LiveDocument
 from .intents import Intent
 
 __all__ = ("WorkshopActions",)
 
 
 class WorkshopActions:
-    """Mixin: the workshop actions, as awaitable methods. Needs ``act`` and ``participant_id``."""
+    """The workshop actions, as awaitable methods: each records an intent and acts on it.
+
+    A stateless base of :class:`~vmv_sync.client.WorkshopClient`: every action
+    becomes an :class:`~vmv_sync.client.intents.Intent` handed to the client's
+    :class:`~vmv_sync.client.document.LiveDocument` (``_document``), acting as
+    ``participant_id`` (with ``name`` and ``role``). A base rather than twenty
+    forwarding methods on the client, so that the public surface stays one object.
+    """
 
     participant_id: str
     name: str
     role: str
-
-    async def act(self, intent: Intent) -> None:  # pragma: no cover
-        raise NotImplementedError
-
-    def _my_selection(self) -> dict[str, float]:  # pragma: no cover
-        raise NotImplementedError
+    _document: LiveDocument
 
     async def _do(self, name: str, *args: Any, **kwargs: Any) -> None:
-        await self.act(Intent(name, args, kwargs))
+        await self._document.act(Intent(name, args, kwargs))
 
     # -- joining and facilitation ------------------------------------------------
 
@@ -100,7 +103,7 @@ class WorkshopActions:
     async def toggle_value(self, value: str) -> bool:
         """Select or deselect a value as the local view shows it; returns whether it is now selected."""
         key = normalize_value_name(value) if isinstance(value, str) else None
-        mine = self._my_selection()
+        mine = self._document.my_selection()
         selected = key is not None and any(normalize_value_name(v) == key for v in mine)
         if selected:
             await self.deselect_value(value)

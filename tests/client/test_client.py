@@ -21,7 +21,7 @@ from vmv_sync.presence import Cursor
 
 pytestmark = pytest.mark.anyio
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FAST = Backoff(base=0.2, factor=2.0, cap=1.0)
 
 
