@@ -23,9 +23,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Protocol, Self
+from typing import Protocol, Self, runtime_checkable
 
-__all__ = ("RoomStore", "StoreAdmin", "Store", "StoredDoc", "WorkshopInfo", "StoredUpdate")
+__all__ = (
+    "RoomStore",
+    "StoreAdmin",
+    "Store",
+    "StoredDoc",
+    "WorkshopInfo",
+    "StoredUpdate",
+    "Directory",
+    "EpochFence",
+    "Invite",
+)
 
 
 @dataclass(frozen=True)
@@ -120,6 +130,11 @@ class RoomStore(Protocol):
         the updates: both are stored or neither is. A claim of a client id the
         workshop already has is ignored (the first owner wins). With no updates the
         call stores only the claims and returns the current last sequence number.
+
+        A claim of a client id the workshop gives to another owner refuses the whole
+        call with :class:`~vmv_sync.storage.refusals.ClaimConflict` (nothing of it is
+        stored; other appends of its batch are); a claim the owner already holds is
+        a no-op. Stores also take ``epoch=`` (:class:`EpochFence`).
         """
         ...
 
@@ -183,3 +198,85 @@ class Store(RoomStore, StoreAdmin, Protocol):
     implement it. Code that only loads, appends and compacts should ask for a
     :class:`RoomStore`, so a wrapper (metrics, a remote log) need not implement the rest.
     """
+
+
+@dataclass(frozen=True)
+class Invite:
+    """A workshop's invite code and who created the workshop (its first facilitator)."""
+
+    workshop_id: str
+    code: str
+    facilitator_id: str
+    created_at: float
+
+
+@runtime_checkable
+class Directory(Protocol):
+    """Who may join: the token secret, invite codes and revocations, kept by the store.
+
+    Why in the store: with several server processes on one database they must agree
+    on the secret (a token minted by one is valid on every other), on the current
+    invite code and on who was removed. Small and rarely written; every backend
+    implements it (SQLite, memory, PostgreSQL).
+    """
+
+    async def get_or_create_secret(self, candidate: str | None = None) -> str:
+        """The store's token secret; the first call stores ``candidate`` (or a random one).
+
+        Race-free between processes: whoever stores first wins and every caller gets
+        that value. ``candidate`` lets an older deployment import its secret file.
+        """
+        ...
+
+    async def create_invite(self, workshop_id: str, code: str, facilitator_id: str) -> Invite:
+        """Record a new workshop's invite; ``StorageError`` if it already has one."""
+        ...
+
+    async def set_invite(self, workshop_id: str, code: str) -> bool:
+        """Replace the invite code (the old one stops working); False for an unknown workshop."""
+        ...
+
+    async def get_invite(self, workshop_id: str) -> Invite | None:
+        """The workshop's current invite, ``None`` if it has none."""
+        ...
+
+    async def revoke(self, workshop_id: str, participant_id: str) -> None:
+        """Remove a participant for good (idempotent); ``delete`` keeps revocations."""
+        ...
+
+    async def revoked(self, workshop_id: str) -> frozenset[str]:
+        """Every revoked participant id of the workshop."""
+        ...
+
+    async def is_revoked(self, workshop_id: str, participant_id: str) -> bool:
+        """Whether ``participant_id`` was revoked in the workshop."""
+        ...
+
+
+class EpochFence(Protocol):
+    """A fencing epoch per workshop: a stale owner's appends are refused by the store.
+
+    ``claim_epoch`` records a new, larger epoch and returns it; an ``append`` made
+    with ``epoch=e`` is refused with :class:`~vmv_sync.storage.refusals.StaleEpoch`
+    once a newer epoch was recorded. An append without ``epoch`` is never fenced, so
+    single-process callers need not know about epochs. Epochs survive ``delete``.
+    """
+
+    async def claim_epoch(self, workshop_id: str) -> int:
+        """Record and return the workshop's next epoch (1 for the first claim)."""
+        ...
+
+    async def current_epoch(self, workshop_id: str) -> int:
+        """The latest recorded epoch, 0 when none was claimed."""
+        ...
+
+    async def append(
+        self,
+        workshop_id: str,
+        updates: Sequence[bytes],
+        *,
+        claims: Mapping[int, str] | None = None,
+        epoch: int | None = None,
+    ) -> int:
+        """:meth:`RoomStore.append`, refused if ``epoch`` is older than the recorded one."""
+        ...

@@ -43,18 +43,23 @@ class PendingAppend:
     updates: list[bytes]
     #: client id -> owner; ``None`` (the usual case) when the call claims nothing
     claims: dict[int, str] | None = None
+    #: the writer's fencing epoch (``None``: unfenced); a newer recorded epoch refuses it
+    epoch: int | None = None
     done: anyio.Event = field(default_factory=anyio.Event)
     seq: int = 0
     error: str | None = None
     cause: BaseException | None = None
+    #: this request alone was refused (a claim conflict, a stale epoch): raised as is
+    refusal: StorageError | None = None
 
     def fail(self, message: str, cause: BaseException | None) -> None:
         self.error, self.cause = message, cause
         self.done.set()
 
 
-#: Commits a whole batch in ONE transaction; returns each request's last seq, in order.
-CommitBatch = Callable[[list[PendingAppend]], Awaitable[Sequence[int]]]
+#: Commits a whole batch in ONE transaction; returns each request's last seq, in order,
+#: or the :class:`StorageError` that refused that request alone (nothing of it stored).
+CommitBatch = Callable[[list[PendingAppend]], Awaitable[Sequence[int | StorageError]]]
 
 
 class GroupCommit:
@@ -97,18 +102,25 @@ class GroupCommit:
         """False once :meth:`aclose` started or the writer stopped."""
         return self._accepting
 
-    async def append(self, workshop_id: str, updates: list[bytes], claims: dict[int, str] | None) -> int:
+    async def append(
+        self, workshop_id: str, updates: list[bytes], claims: dict[int, str] | None, epoch: int | None = None
+    ) -> int:
         """Queue one append and wait for its batch; the seq of its last update.
 
         If the caller is cancelled while waiting, the append may or may not be
-        committed (the batch it joined is not cancelled).
+        committed (the batch it joined is not cancelled). A request the backend
+        refused alone (:class:`~vmv_sync.storage.refusals.ClaimConflict`,
+        :class:`~vmv_sync.storage.refusals.StaleEpoch`) raises that refusal; the rest
+        of its batch is committed.
         """
         if not self._accepting:
             raise StorageError(f"workshop {workshop_id}: the store is closing")
-        request = PendingAppend(workshop_id, updates, claims)
+        request = PendingAppend(workshop_id, updates, claims, epoch)
         self._pending.append(request)
         self._wakeup.set()
         await request.done.wait()
+        if request.refusal is not None:
+            raise request.refusal
         if request.error is not None:
             raise StorageError(request.error) from request.cause
         return request.seq
@@ -179,6 +191,9 @@ class GroupCommit:
         self.commits += 1
         self.appends += len(batch)
         self.max_batch = max(self.max_batch, len(batch))
-        for request, seq in zip(batch, seqs, strict=True):
-            request.seq = seq
+        for request, result in zip(batch, seqs, strict=True):
+            if isinstance(result, StorageError):
+                request.refusal = result
+            else:
+                request.seq = result
             request.done.set()

@@ -1,8 +1,10 @@
 """An in-memory :class:`~vmv_sync.storage.base.Store` for tests of other modules.
 
 It follows the same rules as :class:`~vmv_sync.storage.sqlite.SQLiteStore`
-(sequence numbers, client-id claims, compaction, history window) so that one
-contract test suite runs over both; it is not durable. The shared rules live in
+(sequence numbers, client-id claims, compaction, history window, epochs, the
+directory) so that one contract test suite runs over every backend; it is not
+durable. Several stores may share one :class:`MemoryDatabase` (two "processes" on
+one database, for the two-instance contract tests). The shared rules live in
 :mod:`.rules` (re-exported here for older imports).
 """
 
@@ -19,13 +21,14 @@ import anyio
 import anyio.lowlevel
 
 from ..errors import StorageError
-from .base import StoredDoc, StoredUpdate, WorkshopInfo
-from .rules import check_claims, check_updates, history_boundary
+from .base import Invite, StoredDoc, StoredUpdate, WorkshopInfo
+from .refusals import ClaimConflict, StaleEpoch
+from .rules import check_claims, check_epoch, check_updates, history_boundary, new_secret
 
 if TYPE_CHECKING:
-    from .base import RoomStore, Store, StoreAdmin
+    from .base import Directory, EpochFence, RoomStore, Store, StoreAdmin
 
-__all__ = ("MemoryStore", "history_boundary", "check_updates")
+__all__ = ("MemoryStore", "MemoryDatabase", "history_boundary", "check_updates")
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +48,17 @@ class _Workshop:
         return max(self.snapshots, default=0)
 
 
+@dataclass
+class MemoryDatabase:
+    """What a :class:`MemoryStore` keeps; pass one to several stores to share it."""
+
+    workshops: dict[str, _Workshop] = field(default_factory=dict)
+    epochs: dict[str, int] = field(default_factory=dict)
+    invites: dict[str, Invite] = field(default_factory=dict)
+    revoked: dict[str, set[str]] = field(default_factory=dict)
+    secret: str | None = None
+
+
 class MemoryStore:
     """A :class:`Store` held in a dict; every call yields once, like a real store.
 
@@ -53,9 +67,10 @@ class MemoryStore:
         ...     seq = await store.append("w1", [update])
     """
 
-    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.time, database: MemoryDatabase | None = None) -> None:
         self._clock = clock
-        self._workshops: dict[str, _Workshop] = {}
+        self.database = database if database is not None else MemoryDatabase()
+        self._workshops = self.database.workshops
         self._closed = False
         #: number of "transactions" (one per append call), mirrors SQLiteStore.commits
         self.commits = 0
@@ -79,19 +94,27 @@ class MemoryStore:
         updates: Sequence[bytes],
         *,
         claims: Mapping[int, str] | None = None,
+        epoch: int | None = None,
     ) -> int:
         data = check_updates(updates)
         owners = check_claims(claims)
+        fence = check_epoch(epoch)
         await anyio.lowlevel.checkpoint()
         self._check_open()
+        current = self.database.epochs.get(workshop_id, 0)
+        if fence is not None and current > fence:
+            raise StaleEpoch(workshop_id, fence, current)
         ws = self._workshops.setdefault(workshop_id, _Workshop())
+        for client_id, owner in (owners or {}).items():
+            held = ws.client_ids.get(client_id)
+            if held is not None and held[0] != owner:
+                raise ClaimConflict(workshop_id, client_id, held[0], owner)
         now = self._clock()
         for u in data:
             ws.last_seq += 1
             ws.updates.append(StoredUpdate(ws.last_seq, u, now))
-        if owners:
-            for client_id, owner in owners.items():
-                ws.client_ids.setdefault(client_id, (owner, now))  # the first owner wins
+        for client_id, owner in (owners or {}).items():
+            ws.client_ids.setdefault(client_id, (owner, now))
         ws.last_activity = now
         self.commits += 1
         return ws.last_seq
@@ -186,9 +209,69 @@ class MemoryStore:
         await anyio.lowlevel.checkpoint()
         self._check_open()
         self._workshops.pop(workshop_id, None)
+        self.database.invites.pop(workshop_id, None)  # revocations and epochs stay
+
+    # -- the fencing epoch ---------------------------------------------------------------
+
+    async def claim_epoch(self, workshop_id: str) -> int:
+        await anyio.lowlevel.checkpoint()
+        self._check_open()
+        epoch = self.database.epochs.get(workshop_id, 0) + 1
+        self.database.epochs[workshop_id] = epoch
+        return epoch
+
+    async def current_epoch(self, workshop_id: str) -> int:
+        await anyio.lowlevel.checkpoint()
+        self._check_open()
+        return self.database.epochs.get(workshop_id, 0)
+
+    # -- the directory -------------------------------------------------------------------
+
+    async def get_or_create_secret(self, candidate: str | None = None) -> str:
+        await anyio.lowlevel.checkpoint()
+        self._check_open()
+        if self.database.secret is None:
+            self.database.secret = candidate or new_secret()
+        return self.database.secret
+
+    async def create_invite(self, workshop_id: str, code: str, facilitator_id: str) -> Invite:
+        await anyio.lowlevel.checkpoint()
+        self._check_open()
+        if workshop_id in self.database.invites:
+            raise StorageError(f"workshop {workshop_id}: it already has an invite")
+        invite = Invite(workshop_id, code, facilitator_id, self._clock())
+        self.database.invites[workshop_id] = invite
+        return invite
+
+    async def set_invite(self, workshop_id: str, code: str) -> bool:
+        await anyio.lowlevel.checkpoint()
+        self._check_open()
+        old = self.database.invites.get(workshop_id)
+        if old is None:
+            return False
+        self.database.invites[workshop_id] = Invite(workshop_id, code, old.facilitator_id, old.created_at)
+        return True
+
+    async def get_invite(self, workshop_id: str) -> Invite | None:
+        await anyio.lowlevel.checkpoint()
+        self._check_open()
+        return self.database.invites.get(workshop_id)
+
+    async def revoke(self, workshop_id: str, participant_id: str) -> None:
+        await anyio.lowlevel.checkpoint()
+        self._check_open()
+        self.database.revoked.setdefault(workshop_id, set()).add(participant_id)
+
+    async def revoked(self, workshop_id: str) -> frozenset[str]:
+        await anyio.lowlevel.checkpoint()
+        self._check_open()
+        return frozenset(self.database.revoked.get(workshop_id, ()))
+
+    async def is_revoked(self, workshop_id: str, participant_id: str) -> bool:
+        return participant_id in await self.revoked(workshop_id)
 
 
 if TYPE_CHECKING:  # mypy checks that MemoryStore implements every seam
 
-    def _implements(store: MemoryStore) -> tuple[RoomStore, StoreAdmin, Store]:
-        return store, store, store
+    def _implements(store: MemoryStore) -> tuple[RoomStore, StoreAdmin, Store, Directory, EpochFence]:
+        return store, store, store, store, store

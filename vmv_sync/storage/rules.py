@@ -7,9 +7,18 @@ the compaction rule of docs/storage.md ("History window").
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 
-__all__ = ("check_updates", "check_claims", "history_boundary", "compaction_due", "MAX_CLIENT_ID")
+__all__ = (
+    "check_updates",
+    "check_claims",
+    "check_epoch",
+    "history_boundary",
+    "compaction_due",
+    "new_secret",
+    "MAX_CLIENT_ID",
+)
 
 #: The largest client id a store keeps: SQLite's INTEGER is a signed 64-bit number.
 #: Yjs ids are below 2**53 (JavaScript's safe integers); a hand-made update could
@@ -67,6 +76,22 @@ def check_claims(claims: Mapping[int, str] | None) -> dict[int, str] | None:
             raise TypeError(f"the owner of client id {client_id} must be a non-empty str, not {owner!r}")
         out[client_id] = owner
     return out
+
+
+def check_epoch(epoch: int | None) -> int | None:
+    """Validate a fencing epoch before it joins a batch: ``None`` or an int in ``[0, 2**63-1]``."""
+    if epoch is None:
+        return None
+    if not isinstance(epoch, int) or isinstance(epoch, bool):
+        raise TypeError(f"an epoch must be an int, not {type(epoch).__name__}")
+    if not 0 <= epoch <= MAX_CLIENT_ID:
+        raise ValueError(f"epoch {epoch} is outside [0, {MAX_CLIENT_ID}]")
+    return epoch
+
+
+def new_secret() -> str:
+    """A fresh HS256 token secret (64 URL-safe characters), as the server always made."""
+    return secrets.token_urlsafe(48)
 
 
 def history_boundary(

@@ -1,7 +1,9 @@
 """``open_store``: one function that picks a backend from a setting such as ``VMV_DB``.
 
 Why a URL: the server, the CLI and the client take one string for "where the data
-lives", and a new backend (PostgreSQL) is a new scheme here, not a new flag in each.
+lives", and a backend is a scheme here, not a new flag in each. The PostgreSQL
+backend is imported only when a ``postgresql://`` URL asks for it, so the SQLite
+default never needs asyncpg.
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ from .sqlite import SQLiteStore
 __all__ = ("open_store", "SUPPORTED_URLS")
 
 #: what ``open_store`` accepts, for error messages and docs
-SUPPORTED_URLS = ("sqlite:///relative/path", "sqlite:////absolute/path", "a plain path", "memory:")
+SUPPORTED_URLS = (
+    "postgresql://user@host:5432/dbname",
+    "sqlite:///relative/path",
+    "sqlite:////absolute/path",
+    "a plain path",
+    "memory:",
+)
 
 #: ``scheme:`` at the start; two letters at least, so a Windows drive is a path
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
@@ -35,9 +43,11 @@ def open_store(
 ) -> Store:
     """A store (not yet entered: use ``async with``) for ``url``.
 
-    ``"sqlite:///rel/path"``, ``"sqlite:////abs/path"`` or a plain path give a
-    :class:`SQLiteStore` with ``busy_timeout`` and ``synchronous``; ``"memory:"`` (or
-    ``":memory:"``) gives a :class:`MemoryStore`. ``clock`` goes to either. Anything
+    ``"postgresql://..."`` (or ``"postgres://..."``) gives a
+    :class:`~vmv_sync.storage.postgres.PostgresStore`; ``"sqlite:///rel/path"``,
+    ``"sqlite:////abs/path"`` or a plain path give a :class:`SQLiteStore` with
+    ``busy_timeout`` and ``synchronous``; ``"memory:"`` (or ``":memory:"``) gives a
+    :class:`MemoryStore`. ``clock`` goes to every backend. Anything
     else raises :class:`~vmv_sync.errors.ConfigError` naming the scheme, never the
     whole URL (it may hold a password).
 
@@ -49,6 +59,10 @@ def open_store(
     if text in ("memory:", ":memory:"):
         return MemoryStore(clock=clock)
     match = _SCHEME.match(text)
+    if match is not None and match.group(1).lower() in ("postgresql", "postgres") and text[match.end() :].startswith("//"):
+        from .postgres import PostgresStore
+
+        return PostgresStore(text, clock=clock)
     if match is not None:
         scheme = match.group(1)
         if scheme.lower() != "sqlite" or not text.startswith(f"{scheme}:///") or len(text) == len(scheme) + 4:

@@ -60,6 +60,32 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (workshop_id, client_id)
         ) WITHOUT ROWID""",
     ),
+    (
+        # The fencing epoch per workshop (EpochFence): never deleted, never decreases.
+        """CREATE TABLE workshop_epochs (
+            workshop_id TEXT PRIMARY KEY,
+            epoch       INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+        # The directory (invites, revocations, the token secret). The first two are the
+        # tables server/auth.py used to create in this same file, so IF NOT EXISTS adopts
+        # a database it already wrote, with its rows.
+        """CREATE TABLE IF NOT EXISTS workshop_access (
+            workshop_id TEXT PRIMARY KEY,
+            invite_code TEXT NOT NULL,
+            facilitator_id TEXT NOT NULL,
+            created_at REAL NOT NULL
+        )""",
+        """CREATE TABLE IF NOT EXISTS revoked_participants (
+            workshop_id TEXT NOT NULL,
+            participant_id TEXT NOT NULL,
+            revoked_at REAL NOT NULL,
+            PRIMARY KEY (workshop_id, participant_id)
+        )""",
+        """CREATE TABLE store_settings (
+            name  TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        ) WITHOUT ROWID""",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

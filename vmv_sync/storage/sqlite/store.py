@@ -26,15 +26,15 @@ import anyio
 import anyio.to_thread
 
 from ...errors import StorageError
-from ..base import StoredDoc, StoredUpdate, WorkshopInfo
+from ..base import Invite, StoredDoc, StoredUpdate, WorkshopInfo
 from ..groupcommit import GroupCommit, PendingAppend
-from ..rules import check_claims, check_updates
-from . import reads, writes
+from ..rules import check_claims, check_epoch, check_updates, new_secret
+from . import directory, reads, writes
 from .backup import copy_database, restore_database
 from .schema import connect, migrate
 
 if TYPE_CHECKING:
-    from ..base import RoomStore, Store, StoreAdmin
+    from ..base import Directory, EpochFence, RoomStore, Store, StoreAdmin
 
 __all__ = ("SQLiteStore",)
 
@@ -97,6 +97,8 @@ class SQLiteStore:
         self._read_limiter = anyio.CapacityLimiter(1)
         #: workshop id -> last committed seq (see writes.commit_batch)
         self._seq_cache: dict[str, int] = {}
+        #: ``PRAGMA data_version`` at our last commit: it changes when another connection commits
+        self._data_version: int | None = None
         self._group = GroupCommit(self._commit_batch, name=str(self.path), failures=(sqlite3.Error, OSError))
         self._stack = AsyncExitStack()
         self._released = False
@@ -197,27 +199,39 @@ class SQLiteStore:
         updates: Sequence[bytes],
         *,
         claims: Mapping[int, str] | None = None,
+        epoch: int | None = None,
     ) -> int:
         """Durably commit ``updates`` in order; return the seq of the last one.
 
         ``claims`` (Yjs client id -> owner) go into the same transaction; a client id
-        already claimed in the workshop keeps its first owner. Returns only after
-        COMMIT. If the caller is cancelled while waiting, the updates may or may not
-        have been committed.
+        another owner holds refuses the call (``ClaimConflict``), and ``epoch`` older
+        than the recorded one refuses it (``StaleEpoch``). Returns only after COMMIT.
+        If the caller is cancelled while waiting, the updates may or may not have
+        been committed.
         """
         data = check_updates(updates)
         owners = check_claims(claims)
+        fence = check_epoch(epoch)
         self._check_open(f"workshop {workshop_id}")
-        return await self._group.append(workshop_id, data, owners)
+        return await self._group.append(workshop_id, data, owners, fence)
 
-    async def _commit_batch(self, batch: list[PendingAppend]) -> list[int]:
+    async def _commit_batch(self, batch: list[PendingAppend]) -> list[int | StorageError]:
         return await anyio.to_thread.run_sync(self._commit_sync, batch, limiter=self._write_limiter)
 
-    def _commit_sync(self, batch: list[PendingAppend]) -> list[int]:
-        """One ``BEGIN IMMEDIATE`` ... ``COMMIT`` for the whole batch (a worker thread)."""
+    def _commit_sync(self, batch: list[PendingAppend]) -> list[int | StorageError]:
+        """One ``BEGIN IMMEDIATE`` ... ``COMMIT`` for the whole batch (a worker thread).
+
+        Another store instance (or the CLI) on the same file changes ``data_version``
+        when it commits: then the seq cache is dropped and re-read under our write
+        lock, so two writers never reuse a sequence number.
+        """
         conn = self._require(self._writer)
         conn.execute("BEGIN IMMEDIATE")
         try:
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._data_version:
+                self._seq_cache.clear()
+                self._data_version = version
             seqs = writes.commit_batch(conn, batch, self._clock(), self._seq_cache)
             conn.execute("COMMIT")
         except BaseException:
@@ -299,6 +313,37 @@ class SQLiteStore:
 
         await self._run(f"workshop {workshop_id}: delete", run, write=True)
 
+    # -- the fencing epoch and the directory (EpochFence, Directory) -------------------
+
+    async def claim_epoch(self, workshop_id: str) -> int:
+        return await self._run(f"workshop {workshop_id}: claim epoch", partial(directory.claim_epoch, workshop_id=workshop_id), write=True)
+
+    async def current_epoch(self, workshop_id: str) -> int:
+        return await self._run(f"workshop {workshop_id}: epoch", partial(directory.current_epoch, workshop_id=workshop_id), write=False)
+
+    async def get_or_create_secret(self, candidate: str | None = None) -> str:
+        return await self._run("token secret", partial(directory.get_or_create_secret, candidate=candidate or new_secret()), write=True)
+
+    async def create_invite(self, workshop_id: str, code: str, facilitator_id: str) -> Invite:
+        invite = Invite(workshop_id, code, facilitator_id, self._clock())
+        return await self._run(f"workshop {workshop_id}: create invite", partial(directory.create_invite, invite=invite), write=True)
+
+    async def set_invite(self, workshop_id: str, code: str) -> bool:
+        return await self._run(f"workshop {workshop_id}: set invite", partial(directory.set_invite, workshop_id=workshop_id, code=code), write=True)
+
+    async def get_invite(self, workshop_id: str) -> Invite | None:
+        return await self._run(f"workshop {workshop_id}: invite", partial(directory.get_invite, workshop_id=workshop_id), write=False)
+
+    async def revoke(self, workshop_id: str, participant_id: str) -> None:
+        run = partial(directory.revoke, workshop_id=workshop_id, participant_id=participant_id, now=self._clock())
+        await self._run(f"workshop {workshop_id}: revoke", run, write=True)
+
+    async def revoked(self, workshop_id: str) -> frozenset[str]:
+        return await self._run(f"workshop {workshop_id}: revoked", partial(directory.revoked, workshop_id=workshop_id), write=False)
+
+    async def is_revoked(self, workshop_id: str, participant_id: str) -> bool:
+        return participant_id in await self.revoked(workshop_id)
+
     async def backup(self, dest_path: str | os.PathLike[str]) -> None:
         """Copy the database to ``dest_path`` while the server keeps writing.
 
@@ -342,5 +387,5 @@ class SQLiteStore:
 
 if TYPE_CHECKING:  # mypy checks that SQLiteStore implements every seam
 
-    def _implements(store: SQLiteStore) -> tuple[RoomStore, StoreAdmin, Store]:
-        return store, store, store
+    def _implements(store: SQLiteStore) -> tuple[RoomStore, StoreAdmin, Store, Directory, EpochFence]:
+        return store, store, store, store, store

@@ -12,7 +12,9 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ...errors import StorageError
 from ..groupcommit import PendingAppend
+from ..refusals import ClaimConflict, StaleEpoch
 from ..rules import history_boundary
 
 __all__ = ("commit_batch", "compact", "delete")
@@ -32,25 +34,59 @@ def _insert_rows(conn: sqlite3.Connection, head: str, rows: Sequence[tuple[Any, 
         conn.execute(head + ",".join([group] * len(part)) + tail, [value for row in part for value in row])
 
 
+def _refusal(
+    conn: sqlite3.Connection, request: PendingAppend, claimed: dict[tuple[str, int], tuple[str, int, str, float]]
+) -> StorageError | None:
+    """Why ``request`` must be refused alone (a stale epoch, a claim held by another), or None.
+
+    Runs only for requests with an epoch or claims, so plain appends cost nothing.
+    Claims made earlier in the same batch count as held (the first in the batch wins).
+    """
+    wid = request.workshop_id
+    if request.epoch is not None:
+        row = conn.execute("SELECT epoch FROM workshop_epochs WHERE workshop_id = ?", (wid,)).fetchone()
+        if row is not None and row[0] > request.epoch:
+            return StaleEpoch(wid, request.epoch, row[0])
+    if request.claims:
+        ids = list(request.claims)
+        held = dict(
+            conn.execute(
+                f"SELECT client_id, owner FROM client_ids WHERE workshop_id = ? AND client_id IN ({','.join('?' * len(ids))})",
+                [wid, *ids],
+            ).fetchall()
+        )
+        for cid, owner in request.claims.items():
+            earlier = claimed.get((wid, cid))
+            holder = earlier[2] if earlier is not None else held.get(cid)
+            if holder is not None and holder != owner:
+                return ClaimConflict(wid, cid, holder, owner)
+    return None
+
+
 def commit_batch(
     conn: sqlite3.Connection, batch: list[PendingAppend], now: float, seq_cache: dict[str, int]
-) -> list[int]:
+) -> list[int | StorageError]:
     """Insert a whole group-commit batch in as few statements as possible.
 
     Why few statements: this runs in a worker thread that must win the GIL back from
     a busy event loop after every SQLite call, so a statement per row (or per room)
     turns one commit into a convoy. Rows go in multi-row INSERTs, and the per-workshop
-    sequence numbers come from ``seq_cache`` (the store is the only writer of a
-    workshop's updates), read from the table only on a miss. The cache is updated
-    here; the caller must clear it if the transaction does not commit. Claims cost a
-    statement only when the batch has some.
+    sequence numbers come from ``seq_cache``, read from the table only on a miss. The
+    cache is valid while this connection is the only writer: the caller clears it
+    when ``PRAGMA data_version`` says another connection (another store instance,
+    the CLI) committed, and when the transaction does not commit. A request refused
+    alone (:func:`_refusal`) gets its error in the result and stores nothing.
     """
     last: dict[str, int] = {}
-    seqs: list[int] = []
+    seqs: list[int | StorageError] = []
     rows: list[tuple[str, int, bytes, float]] = []
     claimed: dict[tuple[str, int], tuple[str, int, str, float]] = {}
     for request in batch:
         wid = request.workshop_id
+        refusal = _refusal(conn, request, claimed) if request.claims or request.epoch is not None else None
+        if refusal is not None:
+            seqs.append(refusal)
+            continue
         seq = last.get(wid)
         if seq is None:
             seq = seq_cache.get(wid)
@@ -63,22 +99,24 @@ def commit_batch(
         seqs.append(seq)
         if request.claims:
             for cid, owner in request.claims.items():
-                claimed.setdefault((wid, cid), (wid, cid, owner, now))  # the first in the batch wins
-    _insert_rows(conn, "INSERT INTO updates (workshop_id, seq, data, stored_at) VALUES ", rows)
+                claimed.setdefault((wid, cid), (wid, cid, owner, now))
+    if rows:
+        _insert_rows(conn, "INSERT INTO updates (workshop_id, seq, data, stored_at) VALUES ", rows)
     if claimed:
         _insert_rows(
             conn,
             "INSERT INTO client_ids (workshop_id, client_id, owner, claimed_at) VALUES ",
             list(claimed.values()),
-            " ON CONFLICT (workshop_id, client_id) DO NOTHING",  # the first owner wins
+            " ON CONFLICT (workshop_id, client_id) DO NOTHING",  # held by the same owner already
         )
-    _insert_rows(
-        conn,
-        "INSERT INTO workshops (workshop_id, last_seq, created_at, last_activity) VALUES ",
-        [(wid, seq, now, now) for wid, seq in last.items()],
-        """ ON CONFLICT (workshop_id) DO UPDATE
-           SET last_seq = excluded.last_seq, last_activity = excluded.last_activity""",
-    )
+    if last:
+        _insert_rows(
+            conn,
+            "INSERT INTO workshops (workshop_id, last_seq, created_at, last_activity) VALUES ",
+            [(wid, seq, now, now) for wid, seq in last.items()],
+            """ ON CONFLICT (workshop_id) DO UPDATE
+               SET last_seq = excluded.last_seq, last_activity = excluded.last_activity""",
+        )
     seq_cache.update(last)
     return seqs
 
@@ -136,7 +174,11 @@ def compact(
 
 
 def delete(conn: sqlite3.Connection, workshop_id: str) -> None:
-    """Forget every row of the workshop, its claims included."""
-    for table in ("updates", "snapshots", "client_ids", "workshops"):
+    """Forget every row of the workshop, its claims and invite included.
+
+    Revocations and the fencing epoch stay: a removed participant's tokens must not
+    come back, and an epoch must never go backwards.
+    """
+    for table in ("updates", "snapshots", "client_ids", "workshop_access", "workshops"):
         conn.execute(f"DELETE FROM {table} WHERE workshop_id = ?", (workshop_id,))
     logger.info("workshop %s: deleted", workshop_id)

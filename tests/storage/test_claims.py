@@ -3,13 +3,15 @@
 The server records which participant first wrote under each Yjs client id; the store
 must keep that durably and atomically with the update (a claim without its update, or
 an update without its claim, would let a second participant take the id over after a
-restart). Real SQLite files in tmp dirs, real failures provoked with triggers.
+restart), and must REFUSE an append that claims an id another owner holds (a silent
+"first wins" would commit the second writer's update under the first one's id).
+The contract part runs over every backend; the SQLite part uses real files and real
+failures provoked with triggers.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,20 +19,14 @@ import anyio
 import pytest
 
 from vmv_sync.errors import StorageError
-from vmv_sync.storage import MemoryStore, SQLiteStore, StoredDoc
+from vmv_sync.storage import ClaimConflict, SQLiteStore, StoredDoc
 from vmv_sync.storage.rules import MAX_CLIENT_ID
+from vmv_sync.storage.sqlite import SCHEMA_VERSION
 
 pytestmark = pytest.mark.anyio
 
 #: the largest client id JavaScript's Yjs can make (Number.MAX_SAFE_INTEGER)
 JS_MAX = 2**53 - 1
-
-
-@pytest.fixture(params=["sqlite", "memory"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
-    made: Any = SQLiteStore(tmp_path / "vmv.sqlite3") if request.param == "sqlite" else MemoryStore()
-    async with made:
-        yield made
 
 
 async def test_claims_load_with_the_workshop(store: Any) -> None:
@@ -45,24 +41,38 @@ async def test_claims_load_with_the_workshop(store: Any) -> None:
         doc.client_ids[8] = "eve"  # read-only
 
 
-async def test_first_claim_wins(store: Any) -> None:
+async def test_a_claim_of_another_owners_id_is_refused(store: Any) -> None:
     await store.append("w", [b"a"], claims={1: "ann"})
-    await store.append("w", [b"b"], claims={1: "bob", 2: "bob"})
-    assert dict((await store.load("w")).client_ids) == {1: "ann", 2: "bob"}
+    with pytest.raises(ClaimConflict) as refused:
+        await store.append("w", [b"b"], claims={1: "bob", 2: "bob"})
+    assert (refused.value.client_id, refused.value.owner, refused.value.claimed_by) == (1, "ann", "bob")
+    assert isinstance(refused.value, StorageError)  # callers that only know StorageError stay safe
+    # nothing of the refused append is stored: neither its update nor its other claim
+    assert await store.load("w") == StoredDoc(None, (b"a",), 1, {1: "ann"})
+    # the owner claiming its own id again is a no-op, and seqs go on without a gap
+    assert await store.append("w", [b"c"], claims={1: "ann", 3: "ann"}) == 2
+    assert await store.load("w") == StoredDoc(None, (b"a", b"c"), 2, {1: "ann", 3: "ann"})
 
 
-async def test_first_claim_wins_inside_one_batch(store: Any) -> None:
-    """Concurrent appends grouped into one commit: the first queued claim wins."""
+async def test_conflicting_claims_inside_one_batch_refuse_all_but_the_first(store: Any) -> None:
+    """Concurrent appends (grouped into one commit where the store groups): one owner wins,
+    every other claimant is refused, and only the winner's update is stored."""
     order: list[str] = []
+    refused: list[str] = []
 
     async def claim(owner: str) -> None:
         order.append(owner)
-        await store.append("w", [owner.encode()], claims={5: owner})
+        try:
+            await store.append("w", [owner.encode()], claims={5: owner})
+        except ClaimConflict as exc:
+            assert exc.owner == order[0]
+            refused.append(owner)
 
     async with anyio.create_task_group() as tg:
         for owner in ("p0", "p1", "p2", "p3"):
             tg.start_soon(claim, owner)
-    assert dict((await store.load("w")).client_ids) == {5: order[0]}
+    assert sorted(refused) == sorted(order[1:])
+    assert await store.load("w") == StoredDoc(None, (order[0].encode(),), 1, {5: order[0]})
 
 
 async def test_claims_only_append(store: Any) -> None:
@@ -108,9 +118,10 @@ async def test_claims_survive_reopen(tmp_path: Path) -> None:
         await store.compact("w", b"S1", 1)
     async with SQLiteStore(path) as store:
         assert dict((await store.load("w")).client_ids) == {2**40: "ann"}
-        await store.append("w", [b"b"], claims={2**40: "eve"})
+        with pytest.raises(ClaimConflict):
+            await store.append("w", [b"b"], claims={2**40: "eve"})
     async with SQLiteStore(path) as store:
-        assert dict((await store.load("w")).client_ids) == {2**40: "ann"}
+        assert await store.load("w") == StoredDoc(b"S1", (), 1, {2**40: "ann"})
 
 
 @pytest.mark.parametrize("failing_table", ["updates", "client_ids"])
@@ -219,7 +230,7 @@ async def test_migration_from_version_1(tmp_path: Path) -> None:
         assert await store.load("w") == StoredDoc(b"S2", (b"u3",), 3)
         assert await store.append("w", [b"u4"], claims={9: "ann"}) == 4
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert conn.execute("SELECT workshop_id, client_id, owner FROM client_ids").fetchall() == [("w", 9, "ann")]
     async with SQLiteStore(path) as store:
         assert await store.load("w") == StoredDoc(b"S2", (b"u3", b"u4"), 4, {9: "ann"})

@@ -2,8 +2,8 @@
 
 The group-commit tests drive :class:`GroupCommit` with a small in-process backend (a
 dict behind an async ``commit_batch``, like a PostgreSQL store would give it), to show
-it needs nothing of SQLite; the SQLite store's own use of it is covered by
-tests/test_storage.py.
+it needs nothing of SQLite; the stores' own use of it is covered by the contract
+suite (every backend) and test_sqlite.py / test_postgres.py.
 """
 
 from __future__ import annotations
@@ -17,7 +17,18 @@ import pytest
 
 import vmv_sync.storage as storage_pkg
 from vmv_sync.errors import ConfigError, StorageError
-from vmv_sync.storage import MemoryStore, RoomStore, SQLiteStore, Store, StoreAdmin, open_store
+from vmv_sync.storage import (
+    ClaimConflict,
+    Directory,
+    EpochFence,
+    MemoryStore,
+    PostgresStore,
+    RoomStore,
+    SQLiteStore,
+    Store,
+    StoreAdmin,
+    open_store,
+)
 from vmv_sync.storage.groupcommit import GroupCommit, PendingAppend
 
 pytestmark = pytest.mark.anyio
@@ -42,14 +53,29 @@ def test_seams_split_the_hot_path_from_administration() -> None:
     assert {RoomStore, StoreAdmin} <= set(Store.__mro__)
 
 
-@pytest.mark.parametrize("implementation", [SQLiteStore, MemoryStore])
-@pytest.mark.parametrize("protocol", [RoomStore, StoreAdmin])
-def test_both_stores_implement_both_seams(implementation: type, protocol: type) -> None:
-    """Same parameter names, kinds and defaults as the Protocol (mypy checks types)."""
+def test_directory_and_fence_seams() -> None:
+    assert set(protocol_methods(Directory)) == {
+        "get_or_create_secret", "create_invite", "set_invite", "get_invite", "revoke", "revoked", "is_revoked",
+    }  # fmt: skip
+    assert set(protocol_methods(EpochFence)) == {"claim_epoch", "current_epoch", "append"}
+
+
+@pytest.mark.parametrize("implementation", [SQLiteStore, MemoryStore, PostgresStore])
+@pytest.mark.parametrize("protocol", [RoomStore, StoreAdmin, Directory, EpochFence])
+def test_every_store_implements_every_seam(implementation: type, protocol: type) -> None:
+    """Same parameter names, kinds and defaults as the Protocol (mypy checks types).
+
+    ``append`` takes ``epoch=None`` beyond RoomStore's, so today's callers (and
+    wrappers that implement only RoomStore) are unchanged.
+    """
     for name, expected in protocol_methods(protocol).items():
         got = inspect.signature(getattr(implementation, name))
         shape = [(p.name, p.kind, p.default) for p in expected.parameters.values()]
-        assert [(p.name, p.kind, p.default) for p in got.parameters.values()] == shape, name
+        params = [(p.name, p.kind, p.default) for p in got.parameters.values()]
+        if protocol is RoomStore and name == "append":
+            assert params[-1] == ("epoch", inspect.Parameter.KEYWORD_ONLY, None)
+            params = params[:-1]
+        assert params == shape, name
 
 
 def test_old_import_paths_still_work() -> None:
@@ -59,7 +85,7 @@ def test_old_import_paths_still_work() -> None:
     from vmv_sync.storage.sqlite import SQLiteStore as Same
 
     assert check_updates is rule and callable(history_boundary)
-    assert Same is SQLiteStore and SCHEMA_VERSION == 2
+    assert Same is SQLiteStore and SCHEMA_VERSION == 3
 
 
 def test_storage_modules_stay_small() -> None:
@@ -81,12 +107,16 @@ def test_open_store_picks_the_backend(tmp_path: Path, monkeypatch: pytest.Monkey
     plain = open_store(tmp_path / "c.sqlite3", synchronous="NORMAL", busy_timeout=1.0)
     assert isinstance(plain, SQLiteStore) and plain.path == tmp_path / "c.sqlite3"
     assert (plain._synchronous, plain._busy_timeout) == ("NORMAL", 1.0)
+    for url in ("postgresql://vmv:s3cret@db.example:5432/vmv", "postgres://db.example/vmv"):
+        made = open_store(url)
+        assert isinstance(made, PostgresStore) and made.url == url and "s3cret" not in made.name
 
 
 @pytest.mark.parametrize(
     "url, scheme",
     [
-        ("postgresql://vmv:s3cret@db.example/vmv", "postgresql"),
+        ("mysql://vmv:s3cret@db.example/vmv", "mysql"),
+        ("postgresql:vmv", "postgresql"),
         ("redis://localhost", "redis"),
         ("sqlite://host/file.sqlite3", "sqlite"),
         ("sqlite:///", "sqlite"),
@@ -97,7 +127,7 @@ def test_open_store_refuses_other_schemes(url: str, scheme: str) -> None:
     with pytest.raises(ConfigError) as caught:
         open_store(url)
     message = str(caught.value)
-    assert repr(scheme) in message and "sqlite:///" in message and "memory:" in message
+    assert repr(scheme) in message and "sqlite:///" in message and "memory:" in message and "postgresql://" in message
     assert "s3cret" not in message  # a URL may carry a password: name only the scheme
 
 
@@ -126,10 +156,12 @@ class DictBackend:
         self.fail_next: BaseException | None = None
         #: every batch holding this workshop fails (a fault of one workshop's rows)
         self.fail_workshop: str | None = None
+        #: requests of this workshop are refused alone (like a claim conflict)
+        self.refuse_workshop: str | None = None
         self.gate = anyio.Event()
         self.gate.set()
 
-    async def commit_batch(self, batch: list[PendingAppend]) -> Sequence[int]:
+    async def commit_batch(self, batch: list[PendingAppend]) -> Sequence[int | StorageError]:
         await self.gate.wait()
         await anyio.lowlevel.checkpoint()
         if self.fail_next is not None:
@@ -138,8 +170,11 @@ class DictBackend:
         if any(request.workshop_id == self.fail_workshop for request in batch):
             raise OSError(f"cannot write {self.fail_workshop}")
         staged = {wid: list(rows) for wid, rows in self.rows.items()}
-        seqs = []
+        seqs: list[int | StorageError] = []
         for request in batch:
+            if request.workshop_id == self.refuse_workshop:
+                seqs.append(ClaimConflict(request.workshop_id, 1, "ann", "bob"))
+                continue
             staged.setdefault(request.workshop_id, []).extend(request.updates)
             seqs.append(len(staged[request.workshop_id]))
         self.rows = staged
@@ -258,3 +293,30 @@ async def test_group_commit_a_failing_workshop_does_not_fail_its_neighbours_in_t
     assert all(isinstance(r, StorageError) for r in results["bad"]) and len(results["bad"]) == 3
     assert sorted(results["good"]) == [1, 2, 3]  # type: ignore[type-var]
     assert backend.rows == {"good": [b"x", b"x", b"x"]}
+
+
+async def test_group_commit_a_refused_request_fails_alone_with_its_refusal() -> None:
+    backend = DictBackend()
+    backend.refuse_workshop = "squat"
+    group = GroupCommit(backend.commit_batch, name="dict", failures=(OSError,))
+    results: dict[str, list[object]] = {"squat": [], "good": []}
+    async with anyio.create_task_group() as tg:
+        await tg.start(group.run)
+        backend.gate = anyio.Event()  # one batch with both workshops
+
+        async def caller(wid: str) -> None:
+            try:
+                results[wid].append(await group.append(wid, [b"x"], None))
+            except StorageError as exc:
+                results[wid].append(exc)
+
+        async with anyio.create_task_group() as callers:
+            for i in range(4):
+                callers.start_soon(caller, "squat" if i % 2 else "good")
+            await anyio.wait_all_tasks_blocked()
+            backend.gate.set()
+        await group.aclose()
+    assert backend.batches == [4]  # one commit: the refusal did not split or fail the batch
+    assert [type(r) for r in results["squat"]] == [ClaimConflict, ClaimConflict]
+    assert sorted(results["good"]) == [1, 2]  # type: ignore[type-var]
+    assert backend.rows == {"good": [b"x", b"x"]}
