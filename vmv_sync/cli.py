@@ -31,11 +31,17 @@ LOGGING_CONFIG: dict[str, Any] = {
 }
 
 
+class _BadSetting(click.ClickException):
+    """A setting the command cannot run with: one line ``Error: ...`` and exit code 2."""
+
+    exit_code = 2
+
+
 def _settings(**flags: Any) -> Settings:
     try:
         return Settings.from_env(os.environ).with_overrides(**flags)
     except ConfigError as exc:
-        raise click.UsageError(str(exc)) from exc
+        raise _BadSetting(str(exc)) from exc
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -59,11 +65,26 @@ def main(ctx: click.Context, log_level: str | None) -> None:
 @click.option("--db", type=click.Path(path_type=Path), default=None, help="SQLite file [env VMV_DB; default ./data/vmv.sqlite3].")
 @click.option("--secret", default=None, help="HS256 token secret [env VMV_SECRET; default: generated beside the database].")
 @click.option("--no-auth", is_flag=True, default=False, help="Accept every connection without a token (development only).")
-def serve(host: str | None, port: int | None, db: Path | None, secret: str | None, no_auth: bool) -> None:
+@click.option("--log-format", type=click.Choice(["plain", "json"]), default=None, help="Log lines as text or JSON [env VMV_LOG_FORMAT; default plain].")
+@click.option(
+    "--forwarded-allow-ips", default=None, metavar="ADDRS",
+    help="Comma-separated proxy addresses/networks whose X-Forwarded-For is believed [env VMV_FORWARDED_ALLOW_IPS; default none].",
+)
+def serve(
+    host: str | None, port: int | None, db: Path | None, secret: str | None, no_auth: bool,
+    log_format: str | None, forwarded_allow_ips: str | None,
+) -> None:
     """Start the sync server (same as `python server.py`)."""
-    from .server import run
+    try:
+        from .server import run
+    except ImportError as exc:  # the core install: the server's packages are an extra
+        raise _BadSetting(f"the server needs the 'server' extra ({exc}): pip install 'vmv-sync[server]'") from exc
 
-    settings = _settings(host=host, port=port, db=db, secret=secret, auth=False if no_auth else None)
+    proxies = None if forwarded_allow_ips is None else tuple(p.strip() for p in forwarded_allow_ips.split(",") if p.strip())
+    settings = _settings(
+        host=host, port=port, db=db, secret=secret, auth=False if no_auth else None,
+        log_format=log_format, forwarded_allow_ips=proxies,
+    )
     run(settings)
 
 
@@ -347,7 +368,8 @@ def inspect(workshop_id: str, at: float | None, db: Path | None) -> None:
 def _progress(items: list[str]) -> Iterator[str]:
     from tqdm import tqdm
 
-    yield from tqdm(items, desc="compacting", unit="workshop", file=sys.stderr, disable=len(items) < 2)
+    # a bar only for a person at a terminal: in a log file or a pipe it is noise
+    yield from tqdm(items, desc="compacting", unit="workshop", file=sys.stderr, disable=len(items) < 2 or not sys.stderr.isatty())
 
 
 @main.command(short_help="Fold update logs into snapshots (one or every workshop).")
@@ -423,10 +445,14 @@ def restore(file: Path, force: bool, db: Path | None) -> None:
     """Make the database a copy of the backup FILE. Stop the server first.
 
     FILE is checked (a vmv-sync database, integrity) before anything is replaced.
+    Refused while a server runs on the database (it would keep writing to the old file).
     """
+    from .server.dblock import database_in_use
     from .storage import SQLiteStore
 
     path = _db_path(db, must_exist=False)
+    if database_in_use(path):
+        raise click.ClickException(f"a vmv-sync server is running on {path}: stop it, then restore")
 
     async def body() -> None:
         await SQLiteStore.restore(file, path, overwrite=force)

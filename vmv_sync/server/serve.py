@@ -19,6 +19,7 @@ to the process's open-file limit at start.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import resource
 import signal
@@ -30,8 +31,12 @@ import anyio
 import uvicorn
 
 from ..config import Settings
+from ..errors import ConfigError, VmvSyncError
 from .app import create_app
+from .clientaddr import check_trusted_proxies
 from .context import server_context
+from .dblock import hold_database
+from .logs import configure_log_output
 from .transport import ConnectionGate, TransportLimits, protocol_classes
 
 __all__ = ("serve", "run")
@@ -44,11 +49,25 @@ logger = logging.getLogger(__name__)
 _FD_RESERVE = 128
 
 
+class CannotListen(VmvSyncError):
+    """The address to listen on is taken, not this machine's, or not allowed."""
+
+    def __init__(self, host: str, port: int, exc: OSError) -> None:
+        why = exc.strerror or str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            why = "the port is in use (another vmv-sync? pick one with --port or VMV_PORT)"
+        super().__init__(f"cannot listen on {host}:{port}: {why}")
+
+
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except (OSError, OverflowError) as exc:
+        sock.close()
+        raise CannotListen(host, port, exc if isinstance(exc, OSError) else OSError(str(exc))) from exc
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
@@ -106,6 +125,7 @@ class _Server(uvicorn.Server):
 
 def _uvicorn_config(app: object, settings: Settings, limits: TransportLimits) -> uvicorn.Config:
     http, ws = protocol_classes(limits)
+    trusted = check_trusted_proxies(settings.forwarded_allow_ips)
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
         # httptools and websockets-sansio, with the transport limits (transport.py)
@@ -124,7 +144,10 @@ def _uvicorn_config(app: object, settings: Settings, limits: TransportLimits) ->
         lifespan="on",
         log_config=None,
         access_log=False,
-        proxy_headers=False,
+        # X-Forwarded-For/-Proto believed from the trusted proxies only (clientaddr.py);
+        # without any, the TCP peer is the client and the headers are ignored
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or None,
         server_header=False,
         timeout_graceful_shutdown=5,
     )
@@ -136,7 +159,17 @@ async def serve(settings: Settings) -> None:
     # event loop busy, the default 5 ms switch interval turns a commit of many rows
     # into a convoy. 1 ms keeps commits short under load.
     sys.setswitchinterval(0.001)
+    check_trusted_proxies(settings.forwarded_allow_ips)  # a bad entry stops us before binding
     sock = _bind(settings.host, settings.port)
+    try:
+        with hold_database(settings.db):  # restore refuses while we hold it (dblock.py)
+            await _serve_on(sock, settings)
+    finally:
+        with contextlib.suppress(OSError):  # uvicorn closes the socket on shutdown
+            sock.close()
+
+
+async def _serve_on(sock: socket.socket, settings: Settings) -> None:
     port = sock.getsockname()[1]
     app = create_app(settings)
     limits = _transport_limits(settings)
@@ -161,13 +194,19 @@ async def serve(settings: Settings) -> None:
         await server_context(app).manager.aclose()
         server.should_exit = True
         limits.gate.close()
-    with contextlib.suppress(OSError):  # uvicorn closes the socket on shutdown
-        sock.close()
 
 
 def run(settings: Settings) -> None:
-    """Blocking entry point used by the CLI and ``server.py``."""
+    """Blocking entry point used by the CLI and ``server.py``.
+
+    A setting the server cannot start with (a taken port, a bad proxy list) ends it
+    with one line on stderr and exit code 2, like a bad flag, not with a traceback.
+    """
+    configure_log_output(settings.log_format)
     try:
         anyio.run(serve, settings, backend_options={"use_uvloop": True})
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         sys.exit(130)
+    except (CannotListen, ConfigError) as exc:
+        print(f"vmv-sync: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
