@@ -10,12 +10,13 @@ backoff and full jitter after any loss, forever, until closed.
 The client is a composition, not a hierarchy of state: a
 :class:`~vmv_sync.client.replica.LocalReplica` (the local log), a
 :class:`~vmv_sync.client.document.LiveDocument` (the document and the rules of
-writing to it), a :class:`~vmv_sync.client.connector.Connector` (the reconnect
-loop) that opens one channel and one session per attempt, an awareness table and
-the throttles of :mod:`~vmv_sync.client.activity`. It is the session's
-:class:`~vmv_sync.client.session.SessionHost`, and talks to each part through its
-public methods only. Channels come from a factory: WebSockets to ``url_base`` by
-default (client/websocket.py), anything else given as ``channels=``.
+writing to it), a :class:`~vmv_sync.client.link.Link` (the connection: one channel
+and one :class:`~vmv_sync.client.session.Session` per attempt, reconnected by a
+:class:`~vmv_sync.client.connector.Connector`, and the session's host), an
+awareness table and the throttles of :mod:`~vmv_sync.client.activity`. Each part
+is reached through its public methods only. Channels come from a factory:
+WebSockets to ``url_base`` by default (client/websocket.py), anything else given
+as ``channels=`` (tests use in-memory ones).
 
 What the client promises (docs/client.md): an action is durable locally when it
 returns; ``wait_saved()`` returns once the server has committed it, or raises once
@@ -33,10 +34,8 @@ Example:
 
 from __future__ import annotations
 
-import logging
 import os
 import random
-import time
 from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
@@ -49,28 +48,24 @@ from pycrdt import Doc
 from ..errors import ClientError, InvalidWorkshopId
 from ..ids import is_workshop_id
 from ..presence import Cursor, PresenceState, PresenceUser, color_for
-from ..protocol import AwarenessEntry
 from ..schema import is_stage
 from ..storage import Store
 from .activity import Activity
 from .backoff import Backoff
-from .channel import Channel, ChannelFactory, ChannelRefused
-from .connector import Connector
+from .channel import Channel, ChannelFactory
 from .document import LiveDocument
 from .events import ChangeHub, ChangeStream, ConnectionState, EventStream
 from .identity import identity, workshop_url
 from .intents import Intent
-from .presence import AwarenessTable, LocalAwareness, presence_events
+from .link import Link
+from .presence import AwarenessTable, LocalAwareness
 from .recovery import Refused
 from .replica import LocalReplica
-from .session import Failure, Session
 from .views import WorkshopViews
 from .websocket import websocket_channels
 from .workshop import WorkshopActions
 
 __all__ = ("WorkshopClient",)
-
-logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -131,33 +126,29 @@ class WorkshopClient(WorkshopActions, WorkshopViews):
         self.url = workshop_url(url_base, workshop_id, token)
         self.connect_timeout = connect_timeout
         self.heartbeat = heartbeat
-        self._channels = channels
         self._hub = ChangeHub()
         self._peers = AwarenessTable()
         self._replica = LocalReplica(workshop_id, path=store_path, store=store, compact_updates=compact_updates)
         doc: Doc[Any] = Doc(client_id=client_id) if client_id is not None else Doc()
         user = PresenceUser(participant_id, self.name, color or color_for(participant_id), role)
         self._me = LocalAwareness(doc.client_id, PresenceState(user=user))
-        self._session: Session | None = None
+        self._link: Link
+        self._activity: Activity
         self._document = LiveDocument(
-            doc, self._replica, self._me, self._hub, lambda: self._session,
+            doc, self._replica, self._me, self._hub, lambda: self._link.session,
             workshop_id=workshop_id, participant_id=participant_id,
         )  # fmt: skip
-        self._connector = Connector(backoff or Backoff(), rng or random.Random(), self._attempt, online=connect)
+        self._link = Link(
+            self._document, self._replica, self._me, self._peers, self._hub, channels or self._websocket,
+            presence_changed=lambda: self._activity.presence_changed(), backoff=backoff or Backoff(),
+            rng=rng or random.Random(), online=connect, heartbeat=heartbeat, label=workshop_id,
+        )  # fmt: skip
         self._activity = Activity(
-            self._me, self._send_me, lambda: self._session is not None, self._peers,
+            self._me, self._link.send_awareness, lambda: self._link.session is not None, self._peers,
             lambda: self._hub.notify("presence"),
         )  # fmt: skip
         self._stack = AsyncExitStack()
         self._tg: anyio.abc.TaskGroup | None = None
-        #: the connection state; also see :attr:`connected` and friends
-        self.state = ConnectionState.OFFLINE
-        #: the last connection failure, as a sentence; cleared on a successful sync
-        self.last_error: str | None = None
-        #: the close code of the last connection, if the server sent one
-        self.last_close_code: int | None = None
-        #: monotonic time the last established connection was lost
-        self.disconnected_at: float | None = None
 
     @property
     def doc(self) -> Doc[Any]:
@@ -181,12 +172,12 @@ class WorkshopClient(WorkshopActions, WorkshopViews):
 
     @property
     def backoff(self) -> Backoff:
-        return self._connector.backoff
+        return self._link.connector.backoff
 
     @property
     def connection_attempts(self) -> deque[float]:
         """Monotonic time of every connection attempt (diagnostics, tests)."""
-        return self._connector.attempts
+        return self._link.connector.attempts
 
     @property
     def cursor_sends(self) -> deque[float]:
@@ -201,7 +192,7 @@ class WorkshopClient(WorkshopActions, WorkshopViews):
             self._document.open(await self._replica.load())
             self._stack.callback(self._document.close)
             self._tg = await self._stack.enter_async_context(anyio.create_task_group())
-            self._tg.start_soon(self._connector.run)
+            self._tg.start_soon(self._link.run)
             self._activity.start(self._tg)
             self._tg.start_soon(self._document.apply_held)
         except BaseException:
@@ -216,12 +207,7 @@ class WorkshopClient(WorkshopActions, WorkshopViews):
         """Leave cleanly (awareness removed, socket closed), then close the store."""
         if self.state is ConnectionState.CLOSED:
             return
-        self._connector.want_online = False
-        session = self._session
-        if session is not None:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(3):
-                await session.close_cleanly(self._me.removal_frame())
-        self._set_state(ConnectionState.CLOSED)
+        await self._link.close()
         self._document.close()
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
@@ -235,6 +221,26 @@ class WorkshopClient(WorkshopActions, WorkshopViews):
         return self.state is ConnectionState.CLOSED
 
     # -- connection state ----------------------------------------------------------
+
+    @property
+    def state(self) -> ConnectionState:
+        """The connection state; also see :attr:`connected` and friends."""
+        return self._link.state
+
+    @property
+    def last_error(self) -> str | None:
+        """The last connection failure, as a sentence; cleared on a successful sync."""
+        return self._link.last_error
+
+    @property
+    def last_close_code(self) -> int | None:
+        """The close code of the last connection, if the server sent one."""
+        return self._link.last_close_code
+
+    @property
+    def disconnected_at(self) -> float | None:
+        """Monotonic time the last established connection was lost."""
+        return self._link.disconnected_at
 
     @property
     def connected(self) -> bool:
@@ -251,13 +257,7 @@ class WorkshopClient(WorkshopActions, WorkshopViews):
     @property
     def gave_up(self) -> bool:
         """True after a permanent refusal (4401/4403): no retry until :meth:`reconnect`."""
-        return self._connector.permanent
-
-    def _set_state(self, state: ConnectionState) -> None:
-        if self.state is not state:
-            logger.debug("workshop=%s client=%s %s", self.workshop_id, self.participant_id, state.value)
-            self.state = state
-            self._hub.notify("connection")
+        return self._link.connector.permanent
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         """Wait until connected and synced; raises ClientError if refused permanently."""
@@ -275,88 +275,15 @@ class WorkshopClient(WorkshopActions, WorkshopViews):
         """
         self.url = workshop_url(self.url.split("/workshops/")[0], self.workshop_id, self.token)
         self._document.forgive()
-        if self._session is not None and self._tg is not None:
-            self._tg.start_soon(self._session.abort_quietly)
-        self._connector.wake(resume=True)
+        self._link.reconnect()
 
     async def disconnect(self) -> None:
         """Go offline and stay offline until :meth:`reconnect` (a train tunnel on demand)."""
-        self._connector.want_online = False
-        session = self._session
-        if session is not None:
-            with anyio.move_on_after(3):
-                await session.close_cleanly(self._me.removal_frame())
-        self._connector.stop()
-        with anyio.fail_after(5):
-            while self._session is not None:
-                await self._hub.wait_any()
+        await self._link.disconnect()
 
-    def _open_channel(self) -> AbstractAsyncContextManager[Channel]:
-        """This attempt's channel: from ``channels=``, else a WebSocket to :attr:`url`."""
-        factory = self._channels or websocket_channels(self.url, self.connect_timeout)
-        return factory()
-
-    async def _attempt(self) -> bool:
-        """One connection, start to end (the connector's ``attempt``): True if it synced."""
-        self._set_state(ConnectionState.CONNECTING)
-        established = False
-        try:
-            async with self._open_channel() as channel:
-                session = Session(
-                    self.doc, self._replica, self._me, channel, self, heartbeat=self.heartbeat,
-                    recovery=self._document.recovering, label=self.workshop_id,
-                )  # fmt: skip
-                try:
-                    async with session:
-                        self._session = session
-                        self._hub.notify("connection")
-                        await session.ended.wait()
-                finally:
-                    self._session = None
-                    established = session.synced
-        except ChannelRefused as exc:
-            self._failed(None, Failure(exc.message, permanent=exc.permanent))
-        finally:
-            self._session = None
-            if established:
-                self.disconnected_at = time.monotonic()
-            self._set_state(ConnectionState.OFFLINE)
-            self._presence_changed(self._peers.clear)
-        with anyio.CancelScope(shield=True):
-            note = await self._document.rebuild()
-        if note is not None:
-            self.last_error = note
-            self._connector.skip_backoff = True
-        return established
-
-    # -- the session's host ----------------------------------------------------------
-
-    async def on_remote_update(self, update: bytes) -> None:
-        await self._document.apply_remote(update)
-
-    async def on_synced(self, session: Session) -> None:
-        self.last_error = None
-        self._set_state(ConnectionState.CONNECTED)
-        await self._document.synced()
-
-    def on_awareness(self, entries: list[AwarenessEntry]) -> None:
-        self._presence_changed(lambda: self._peers.apply(entries))
-
-    async def on_saved(self, seqs: list[int]) -> None:
-        await self._document.confirm(seqs)
-
-    def on_failed(self, session: Session, failure: Failure) -> None:
-        self._failed(session, failure)
-
-    def _failed(self, session: Session | None, failure: Failure) -> None:
-        self.last_error = failure.message
-        self.last_close_code = failure.code
-        if failure.code == 4403 and session is not None and self._document.start_recovery(session, failure.reason):
-            pass
-        elif failure.permanent:
-            self._connector.permanent = True
-            logger.warning("workshop=%s refused permanently: %s", self.workshop_id, failure.message)
-        self._hub.notify("connection")
+    def _websocket(self) -> AbstractAsyncContextManager[Channel]:
+        """The default channel factory: a WebSocket to :attr:`url` (read at each attempt)."""
+        return websocket_channels(self.url, self.connect_timeout)()
 
     # -- local edits -------------------------------------------------------------------
 
@@ -439,25 +366,12 @@ class WorkshopClient(WorkshopActions, WorkshopViews):
 
     # -- awareness ---------------------------------------------------------------------
 
-    def _presence_changed(self, apply: Callable[[], bool]) -> None:
-        before = self._peers.online()
-        if not apply():
-            return
-        for event in presence_events(before, self._peers.online()):
-            self._hub.publish(event)
-        self._activity.presence_changed()
-        self._hub.notify("presence")
-
-    def _send_me(self) -> None:
-        if self._session is not None:
-            self._session.send_awareness(self._me.frame())
-
     async def set_stage_presence(self, stage: str) -> None:
         """Tell others which stage this client is looking at (awareness ``stage``)."""
         if not is_stage(stage):
             raise ClientError(f"unknown stage {stage!r}")
         self._me.update(stage=stage)
-        self._send_me()
+        self._link.send_awareness()
 
     def set_typing(self, typing: bool = True) -> None:
         """Call on every keystroke; sent at most every 300 ms, cleared 3 s after the last."""

@@ -154,11 +154,22 @@ class ChangeHub:
 
     def changes(self) -> ChangeStream:
         """A new subscriber; it sees every change from this call on."""
-        return ChangeStream(self)
+        sub = _ChangeSub()
+        self._changes.add(sub)
+        return ChangeStream(self, sub)
 
     def events(self) -> EventStream:
         """A new subscriber; it sees every presence event from this call on."""
-        return EventStream(self)
+        sub = _EventSub(self._event_limit)
+        self._events.add(sub)
+        return EventStream(self, sub)
+
+    def unsubscribe(self, sub: _ChangeSub | _EventSub) -> None:
+        """Stop feeding a subscriber (its iterator ended or was closed)."""
+        if isinstance(sub, _ChangeSub):
+            self._changes.discard(sub)
+        else:
+            self._events.discard(sub)
 
 
 class ChangeStream:
@@ -167,10 +178,9 @@ class ChangeStream:
     Use it in ``async for``; it ends when the client closes, or call :meth:`aclose`.
     """
 
-    def __init__(self, hub: ChangeHub) -> None:
+    def __init__(self, hub: ChangeHub, sub: _ChangeSub) -> None:
         self._hub = hub
-        self._sub = _ChangeSub()
-        hub._changes.add(self._sub)
+        self._sub = sub
 
     def __aiter__(self) -> ChangeStream:
         return self
@@ -188,7 +198,7 @@ class ChangeStream:
             sub.wake = anyio.Event()
 
     def aclose_sync(self) -> None:
-        self._hub._changes.discard(self._sub)
+        self._hub.unsubscribe(self._sub)
 
     async def aclose(self) -> None:
         self.aclose_sync()
@@ -197,10 +207,9 @@ class ChangeStream:
 class EventStream:
     """Async iterator of :class:`Join` / :class:`Leave`; subscribed when created."""
 
-    def __init__(self, hub: ChangeHub) -> None:
+    def __init__(self, hub: ChangeHub, sub: _EventSub) -> None:
         self._hub = hub
-        self._sub = _EventSub(hub._event_limit)
-        hub._events.add(self._sub)
+        self._sub = sub
 
     def __aiter__(self) -> EventStream:
         return self
@@ -211,7 +220,7 @@ class EventStream:
             if sub.queue:
                 return sub.queue.popleft()
             if self._hub.closed:
-                self._hub._events.discard(sub)
+                self._hub.unsubscribe(sub)
                 raise StopAsyncIteration
             await sub.wake.wait()
             sub.wake = anyio.Event()
@@ -221,4 +230,4 @@ class EventStream:
         return list(self._sub.queue)
 
     async def aclose(self) -> None:
-        self._hub._events.discard(self._sub)
+        self._hub.unsubscribe(self._sub)
