@@ -291,7 +291,8 @@ async def test_refusals_are_said_plainly(server_factory: Any, browser: Any) -> N
     h, p, s = made["token"].split(".")
     await page.goto(f"{server.url}/w/{wid}?token={h}.{p}.{s[:-3]}xyz")
     await expect(page.locator("#conn")).to_have_attribute("data-state", "refused", timeout=T)
-    await expect(page.locator("#conn")).to_contain_text("not valid")
+    await expect(page.locator("#conn")).to_contain_text("This link was not issued for this workshop")  # issue 21
+    await expect(page.locator("#join-name")).to_be_visible()
     # a removed participant: edits cannot be saved, and are not said to be kept
     await open_as(page, server, wid, rex["token"])
     r = httpx.post(f"{server.url}/api/workshops/{wid}/participants/{rex['participant_id']}/revoke",

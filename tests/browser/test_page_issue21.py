@@ -108,3 +108,106 @@ async def test_every_stage_fits_a_phone_as_participant_and_facilitator(server_fa
     await check_every_stage(bob, "participant")
     await check_every_stage(fay, "facilitator")
     await close(ctx_f, ctx_b)
+
+
+# -- removing people ---------------------------------------------------------------------------
+
+
+async def test_remove_from_the_people_panel_locks_the_page_and_updates_every_invite_panel(
+    server_factory: Any, browser: Any
+) -> None:
+    server = server_factory(args=())
+    made = create(server)
+    wid, old_code = made["workshop_id"], made["invite_code"]
+    bob = join(server, wid, old_code, "Bob")
+    ctx_a, fay = await new_page(browser, "fay")
+    ctx_c, fay2 = await new_page(browser, "fay-second-device")  # the facilitator's other open page
+    ctx_b, bobp = await new_page(browser, "bob")
+    for page, token in ((fay, made["token"]), (fay2, made["token"]), (bobp, bob["token"])):
+        await open_as(page, server, wid, token)
+    for page in (fay, fay2):
+        await expect(page.locator("#invite-link")).to_have_value(re.compile(f"code={old_code}$"), timeout=T)
+    await bobp.locator("#value-chips li", has_text="Trust").locator("button").click()
+    await wait_js(bobp, "vmv.client.pendingCount === 0")
+
+    row = fay.locator(f'#participants li[data-key="{bob["participant_id"]}"]')
+    await expect(fay.locator(f'#participants li[data-key="{made["participant_id"]}"] .remove')).to_have_count(0)
+    asked: list[str] = []
+
+    async def answer(dialog: Any) -> None:
+        asked.append(dialog.message)
+        await (dialog.dismiss() if len(asked) == 1 else dialog.accept())
+
+    fay.on("dialog", answer)
+    await row.locator(".remove").click()  # first answer: Cancel
+    await expect(bobp.locator("#conn")).to_have_attribute("data-state", "online")
+    await row.locator(".remove").click()  # then: confirm
+    assert len(asked) == 2 and "Remove Bob" in asked[0]
+
+    # Bob's page locks: every input disabled, one way out
+    await expect(bobp.locator("#rejoin")).to_be_visible(timeout=T)
+    await expect(bobp.locator("#conn")).to_contain_text("You were removed")
+    enabled = await bobp.evaluate(
+        "[...document.querySelectorAll('.layout input, .layout textarea, .layout button, .layout select')]"
+        ".filter((e) => !e.disabled && e.offsetParent !== null).map((e) => e.id || e.className)"
+    )
+    assert enabled == ["rejoin-button"], enabled
+    await expect(bobp.locator("#chat-input")).to_be_disabled()
+
+    # both facilitator pages show the new code at once (no reload)
+    await expect(fay.locator("#invite-link")).not_to_have_value(re.compile(f"code={old_code}$"), timeout=T)
+    new_link = await fay.locator("#invite-link").input_value()
+    await expect(fay2.locator("#invite-link")).to_have_value(new_link, timeout=T)
+    new_code = new_link.rsplit("code=", 1)[1]
+    # Bob's earlier pick still counts (docs/web.md, "Removing people")
+    counted = httpx.get(f"{server.url}/workshops/{wid}/state", params={"token": made["token"]}, timeout=10).json()
+    assert {v["name"]: v["count"] for v in counted["values"]}.get("Trust") == 1
+
+    # Join again: the join form, with the reason, and the new code works
+    await bobp.click("#rejoin-button")
+    await expect(bobp.locator("#join-name")).to_be_visible(timeout=T)
+    await expect(bobp.locator("#conn")).to_have_text(re.compile("You were removed from this workshop"))
+    await bobp.fill("#join-name", "Bob again")
+    await bobp.fill("#join-code", new_code)
+    await bobp.click("form.join button[type=submit]")
+    await expect(bobp.locator("#conn")).to_have_attribute("data-state", "online", timeout=T)
+    await close(ctx_a, ctx_b, ctx_c)
+
+
+# -- bad links --------------------------------------------------------------------------------
+
+
+def _token(secret: str, wid: str, **claims: Any) -> str:
+    import time
+
+    import jwt
+
+    now = time.time()
+    body = {"sub": "p-x", "name": "Mallory", "role": "participant", "wid": wid, "iat": now, "exp": now + 3600}
+    return str(jwt.encode(body | claims, secret, algorithm="HS256"))
+
+
+async def test_bad_links_land_on_the_join_form_with_one_sentence(server_factory: Any, browser: Any) -> None:
+    import time
+
+    server = server_factory(args=())
+    made = create(server)
+    wid = made["workshop_id"]
+    cases = {
+        "not-a-token": "This link is not a valid workshop link",
+        _token("another-server-secret-of-32-bytes!", wid): "This link was not issued for this workshop by this server",
+        _token("x" * 40, wid, exp=time.time() - 60): "This link has expired",
+        _token("x" * 40, "some-other-workshop"): "This link is for another workshop",
+    }
+    for token, sentence in cases.items():
+        ctx, page = await new_page(browser, "mallory")
+        seen: list[str] = []
+        page.on("websocket", lambda ws: seen.append(ws.url))
+        await page.goto(f"{server.url}/w/{wid}?token={token}")
+        await expect(page.locator("#join-name")).to_be_visible(timeout=T)
+        await expect(page.locator("#conn")).to_have_text(re.compile(re.escape(sentence)))
+        assert "token" not in page.url
+        assert await page.evaluate("document.body.dataset.joined") == "false"
+        assert await page.locator("#value-chips li").count() == 0  # the workshop never showed
+        assert seen == []  # and never connected
+        await close(ctx)

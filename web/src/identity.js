@@ -56,29 +56,79 @@ export function savedRole (wid) { return store.get(`vmv.role.${wid}`) }
 export function saveInvite (wid, code) { store.set(`vmv.invite.${wid}`, code) }
 export function savedInvite (wid) { return store.get(`vmv.invite.${wid}`) }
 
+/** The one sentence a bad link gets on the join form (issue 21). */
+export const LINK_PROBLEMS = {
+  garbage: 'This link is not a valid workshop link: join with the invite code from your facilitator.',
+  expired: 'This link has expired: join again with the invite code from your facilitator.',
+  other: 'This link is for another workshop: join this one with its invite code.',
+  foreign: 'This link was not issued for this workshop by this server: join with the invite code from your facilitator.',
+  removed: 'You were removed from this workshop: join again with a new invite code from your facilitator.'
+}
+
+/** Why `token` cannot open workshop `wid` as far as the page can tell (no signature check), or null. */
+export function tokenProblem (wid, token) {
+  let claims
+  try { claims = decodeToken(token) } catch { return 'garbage' }
+  if (!claims || typeof claims.sub !== 'string' || !claims.sub) return 'garbage'
+  if (claims.wid && claims.wid !== wid) return 'other'
+  if (Number.isFinite(claims.exp) && claims.exp < Date.now() / 1000) return 'expired'
+  return null
+}
+
 /**
- * The identity for workshop `wid`: {id, name, role, token | null}, or null when
- * the user still has to join. A token in the URL wins and is remembered.
+ * Ask the server whether a token that just arrived in a link opens `wid`
+ * (GET /workshops/{id}/state): 'foreign' (401 or 403, a signature from elsewhere),
+ * 'removed', or null when it does or when the server cannot be reached (offline
+ * first: the WebSocket will tell).
  */
-export function resolveIdentity (wid, config) {
+export async function checkLinkToken (wid, token) {
+  let res
+  try {
+    res = await fetch(`/workshops/${encodeURIComponent(wid)}/state`, { headers: { authorization: `Bearer ${token}` }, cache: 'no-store' })
+  } catch { return null }
+  if (res.status !== 401 && res.status !== 403) return null
+  let reason = ''
+  try { reason = (await res.json()).error || '' } catch { /* not JSON */ }
+  return /removed/i.test(reason) ? 'removed' : 'foreign'
+}
+
+/**
+ * The identity for workshop `wid`: `{me, problem}`, `me` = {id, name, role, token |
+ * null} or null when the user still has to join; `problem` is the sentence for a
+ * bad link. A token in the URL wins and is remembered once the server accepts it.
+ */
+export async function resolveIdentity (wid, config) {
   const params = new URLSearchParams(location.search)
   const urlToken = params.get('token')
   if (urlToken) {
-    // keep it, and take it out of the address bar (and so out of any copied link)
+    // take it out of the address bar (and so out of any copied link) at once
     params.delete('token')
     const rest = params.toString()
     history.replaceState(null, '', location.pathname + (rest ? `?${rest}` : '') + location.hash)
+    const problem = tokenProblem(wid, urlToken) || await checkLinkToken(wid, urlToken)
+    if (problem) return { me: null, problem: LINK_PROBLEMS[problem] }
   }
+  const stored = urlToken ? null : store.get(tokenKey(wid))
+  const storedProblem = stored ? tokenProblem(wid, stored) : null
+  const me = resolveStored(wid, config, urlToken, params)
+  if (storedProblem) return { me, problem: LINK_PROBLEMS[storedProblem] }
+  if (!me && !urlToken) {
+    const key = `vmv.joinproblem.${wid}`
+    const problem = sessionStorage.getItem(key)
+    if (problem) { sessionStorage.removeItem(key); return { me: null, problem } }
+  }
+  return { me, problem: '' }
+}
+
+function resolveStored (wid, config, urlToken, params) {
   const token = urlToken || store.get(tokenKey(wid))
   if (token) {
-    try {
+    if (!tokenProblem(wid, token)) {
       const claims = decodeToken(token)
-      if (claims.wid && claims.wid !== wid) throw new Error('token for another workshop')
       saveToken(wid, token)
       return { id: claims.sub, name: claims.name, role: claims.role, token }
-    } catch (err) {
-      console.warn('ignoring a bad token', err)
     }
+    forgetToken(wid)
   }
   if (config.auth) return null
   const name = params.get('name') || savedName()
@@ -108,6 +158,9 @@ async function authedJson (method, url, token) {
   return data
 }
 
+/** POST /api/workshops/{id}/participants/{pid}/revoke (facilitator) -> {closed, invite_code, join_link}. */
+export const apiRemove = (wid, pid, token) =>
+  authedJson('POST', `/api/workshops/${encodeURIComponent(wid)}/participants/${encodeURIComponent(pid)}/revoke`, token)
 /** GET /api/workshops/{id}/invite (facilitator) -> {invite_code, join_link?}. */
 export const apiInvite = (wid, token) => authedJson('GET', `/api/workshops/${encodeURIComponent(wid)}/invite`, token)
 /** POST /api/workshops/{id}/invite/rotate (facilitator) -> {invite_code, join_link}. */

@@ -9,6 +9,7 @@ import { Y, WorkshopClient, STAGES, STAGE_TITLES, deriveState, isStage, actions 
 import { IndexeddbPersistence } from 'y-indexeddb'
 import { h, setText, syncList } from './dom.js'
 import { buildPanel, renderBallots } from './panels.js'
+import { announceInvite, lockRemoved, removeCell, updateRemove, watchInvite } from './people.js'
 import {
   apiInvite, apiJoin, apiRotateInvite, forgetToken, joinLink, rememberConfig, resolveIdentity, saveInvite, saveName,
   saveToken, savedInvite, savedName, serverConfig
@@ -23,8 +24,8 @@ export async function startWorkshop () {
   bindPanes()
   const config = await serverConfig()
   rememberConfig(config)
-  const me = resolveIdentity(wid, config)
-  if (!me) return askToJoin(wid, config)
+  const { me, problem } = await resolveIdentity(wid, config)
+  if (!me) return askToJoin(wid, config, problem)
   document.body.dataset.joined = 'true'
   new WorkshopView(wid, me, config).start()
 }
@@ -88,6 +89,8 @@ class WorkshopView {
     this.derived = null
     this.inviteState = { code: savedInvite(wid), joinPath: null, note: '' }
     this.seenMessages = null
+    this.removed = false // this participant was removed (4401 "removed"): page locked
+    this.removedIds = new Set() // participants this page removed
   }
 
   start () {
@@ -127,6 +130,7 @@ class WorkshopView {
     this.bindCursor()
     this.bindBallotForm()
     this.bindInvite()
+    watchInvite(this)
     setInterval(() => this.renderTyping(), 250)
     this.showStage(STAGES[0])
     const note = sessionStorage.getItem(`vmv.note.${wid}`)
@@ -189,7 +193,14 @@ class WorkshopView {
   }
 
   async onRefused (refusal) {
-    if (refusal.kind === 'unauthorized') forgetToken(this.wid)
+    if (refusal.kind === 'revoked') this.removed = true
+    if (refusal.kind === 'unauthorized') {
+      // a wrong or expired token: straight to the join form, with one sentence
+      forgetToken(this.wid)
+      this.stopped = true
+      this.client.destroy()
+      return askToJoin(this.wid, this.config, 'Your access to this workshop is not valid (a wrong or expired link): join again with the invite code from your facilitator.')
+    }
     if (refusal.kind === 'client-id-taken') {
       // Our replica wrote under a client id another participant owns: keep
       // everything else, drop what was written under that id, start again with a
@@ -264,6 +275,7 @@ class WorkshopView {
   }
 
   render () {
+    if (this.stopped) return
     const { doc } = this
     const r = act.roots(doc)
     this.derived = deriveState(doc, Y)
@@ -297,6 +309,7 @@ class WorkshopView {
     this.renderTyping()
     this.renderCursors()
     this.renderInvite()
+    if (this.removed) lockRemoved(this)
   }
 
   renderPeople () {
@@ -313,7 +326,7 @@ class WorkshopView {
     const onlineCount = rows.filter((p) => p.online).length
     setText($('online-count'), `(${onlineCount} online)`)
     setText($('people-badge'), String(onlineCount))
-    syncList($('participants'), rows, (p) => p.id, () => h('li', {}, h('span.dot'), h('span.pname'), h('span.role'), h('span.pstage')), (li, p) => {
+    syncList($('participants'), rows, (p) => p.id, () => h('li', {}, h('span.dot'), h('span.pname'), h('span.role'), h('span.pstage'), removeCell()), (li, p) => {
       const dot = li.querySelector('.dot')
       dot.className = `dot ${p.online ? 'on' : 'off'}`
       dot.setAttribute('title', p.online ? 'online' : 'offline')
@@ -324,6 +337,7 @@ class WorkshopView {
       setText(li.querySelector('.pstage'), isStage(p.stage) ? `${STAGES.indexOf(p.stage) + 1}` : '')
       li.querySelector('.pstage').setAttribute('title', isStage(p.stage) ? STAGE_TITLES[p.stage] : '')
       li.setAttribute('aria-label', `${p.name}, ${p.online ? 'online' : 'offline'}${isStage(p.stage) ? `, at ${STAGE_TITLES[p.stage]}` : ''}`)
+      updateRemove(this, li, p)
     })
     syncList($('by-stage'), STAGES, (s) => s, () => h('li', {}, h('span.sname'), h('span.scount')), (li, s) => {
       setText(li.querySelector('.sname'), STAGE_TITLES[s])
@@ -469,9 +483,8 @@ class WorkshopView {
     this.inviteLoading = true
     try {
       const r = await apiInvite(this.wid, this.me.token)
-      this.inviteState.code = r.invite_code
-      this.inviteState.joinPath = r.join_link || null
-      saveInvite(this.wid, r.invite_code)
+      const changed = this.inviteState.code && this.inviteState.code !== r.invite_code
+      this.setInvite(r.invite_code, r.join_link, changed ? 'The invite code changed: the old link no longer lets anyone join.' : this.inviteState.note)
     } catch (err) {
       if (!this.inviteState.code) this.inviteState.note = `The invite code could not be loaded: ${err.message || err}`
     } finally {
@@ -494,15 +507,20 @@ class WorkshopView {
     $('invite-rotate').addEventListener('click', async () => {
       try {
         const r = await apiRotateInvite(this.wid, this.me.token)
-        this.inviteState.code = r.invite_code
-        this.inviteState.joinPath = r.join_link || null
-        saveInvite(this.wid, r.invite_code)
-        this.inviteState.note = 'New code: the old link no longer lets anyone join.'
+        this.setInvite(r.invite_code, r.join_link, 'New code: the old link no longer lets anyone join.')
+        announceInvite(this)
       } catch (err) {
         this.inviteState.note = `Could not make a new code: ${err.message || err}`
       }
       this.schedule()
     })
+  }
+
+  setInvite (code, joinPath, note) {
+    this.inviteState.code = code
+    this.inviteState.joinPath = joinPath || null
+    this.inviteState.note = note
+    saveInvite(this.wid, code)
   }
 
   renderInvite () {
