@@ -33,6 +33,7 @@ from .httplimits import http_middleware
 from .logs import AccessLog
 from .manager import RoomManager
 from .metrics import Metrics
+from .openapi import openapi_routes
 from .ops import ops_routes, state_at
 from .web import web_routes
 
@@ -119,6 +120,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             WebSocketRoute("/workshops/{workshop_id}", WorkshopSocket(settings)),
             *api_routes(),
             *ops_routes(),
+            *openapi_routes(),
             *web_routes(),
         ],
         lifespan=lifespan,
@@ -129,5 +131,3 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.state.settings = settings
     app.state.metrics = Metrics()
     return app
-
-
