@@ -107,3 +107,66 @@ def test_every_public_name_is_listed_and_every_listed_name_exists() -> None:
         assert listed <= set(dir(module)), f"{package}: listed but missing: {sorted(listed - set(dir(module)))}"
         unlisted = _public_names(module) - listed
         assert not unlisted, f"{package}: public but not in __all__: {sorted(unlisted)}"
+
+
+# -- the lazy root (PEP 562) ----------------------------------------------------------
+
+#: what importing a leaf must never load: the web stack and the WebSocket client
+WEB_STACK = ("uvicorn", "starlette", "prometheus_client", "websockets", "httptools", "uvloop")
+
+
+def _modules_after(statement: str) -> set[str]:
+    """Top-level names of the modules loaded by ``statement`` in a fresh interpreter."""
+    import json
+    import subprocess
+    import sys
+
+    code = f"{statement}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+def test_importing_a_leaf_does_not_load_the_web_stack() -> None:
+    """``import vmv_sync.storage`` (and protocol, schema) loads neither server nor client."""
+    for leaf in ("vmv_sync.storage", "vmv_sync.protocol", "vmv_sync.schema", "vmv_sync.presence"):
+        loaded = _modules_after(f"import {leaf}")
+        heavy = {m for m in loaded if m.split(".")[0] in WEB_STACK}
+        assert not heavy, f"import {leaf} loaded {sorted(heavy)}"
+        ours = {m for m in loaded if m.startswith(("vmv_sync.server", "vmv_sync.client", "vmv_sync.cli"))}
+        assert not ours, f"import {leaf} loaded {sorted(ours)}"
+
+
+def test_the_client_loads_websockets_only_to_connect() -> None:
+    """The client package (replica, session, memory channels) works without the ``client`` extra."""
+    loaded = _modules_after("from vmv_sync import WorkshopClient")
+    assert not {m for m in loaded if m.split(".")[0] in WEB_STACK}
+    assert not {m for m in loaded if m.startswith("vmv_sync.server")}
+
+
+def test_the_root_resolves_its_names_lazily_and_submodules_still_import() -> None:
+    loaded = _modules_after("import vmv_sync")
+    assert {m for m in loaded if m.startswith("vmv_sync")} == {"vmv_sync", "vmv_sync.errors", "vmv_sync.ids"}
+    assert set(vmv_sync.__all__) <= set(dir(vmv_sync))
+    from vmv_sync import schema  # a submodule, not a lazy name: falls through to the import system
+
+    assert schema.__name__ == "vmv_sync.schema"
+    import pytest
+
+    with pytest.raises(AttributeError):
+        vmv_sync.no_such_name  # noqa: B018
+
+
+def test_only_the_websocket_channel_imports_websockets() -> None:
+    """The transport is a seam: one module of the client knows WebSockets (client/websocket.py)."""
+    for path in (PACKAGE / "client").rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        names |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        if any(n.split(".")[0] == "websockets" for n in names):
+            assert path.name == "websocket.py", f"{path.relative_to(PACKAGE)} imports websockets"
+
+
+def test_one_awareness_clock_rule() -> None:
+    """The y-protocols clock rule is written once (presence.supersedes) and the client uses it."""
+    source = (PACKAGE / "client" / "presence.py").read_text(encoding="utf-8")
+    assert "supersedes(" in source and "current < entry.clock" not in source
