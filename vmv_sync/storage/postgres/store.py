@@ -44,7 +44,13 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: what fails one batch (or one call) but not the store
-_FAILURES: tuple[type[BaseException], ...] = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+_FAILURES: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # a connection whose protocol state broke (seen after a kill)
+    OSError,
+    TimeoutError,
+)
 
 
 def redact(url: str) -> str:
@@ -196,8 +202,11 @@ class PostgresStore:
                 [c[2] for c in claims],
                 self._clock(),
             )
-        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
-            self._writer.terminate()  # reconnect for the next batch
+        except BaseException:
+            # Whatever failed (a terminated backend raises AdminShutdown, a PostgresError,
+            # and leaves the connection dead), the next batch starts on a fresh connection:
+            # a reconnect after a rare SQL error is cheaper than reusing a broken one.
+            self._writer.terminate()
             self._writer = None
             raise
         out: list[int | StorageError] = []
