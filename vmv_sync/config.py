@@ -97,6 +97,30 @@ class Settings:
     #: a workshop's stored document may not grow past this many bytes: a participant's
     #: update that would pass it is refused (4413); 0 for no quota
     workshop_quota_bytes: int = setting(64 * 1024 * 1024, minimum=0)
+    # -- fair shares (docs/security.md, "Budgets per participant"; server/budgets.py)
+    #: the share of the workshop quota one participant (not the facilitator) may write,
+    #: counted while the server runs (4413 past it)
+    participant_quota_share: float = setting(0.25, minimum=0.01, maximum=1.0)
+    #: the last part of the quota kept for the facilitator, so they can always moderate
+    facilitator_quota_reserve: float = setting(0.1, minimum=0.0, maximum=0.9)
+    #: connections of a workshop kept for its facilitator: participants and observers
+    #: are refused (4429) once max_connections_per_workshop minus this many are open
+    facilitator_connection_reserve: int = setting(10, minimum=0)
+    #: seconds of the event loop one participant's input may cost per second, on average
+    #: (integration, checks, sync answers); 4429 while past it
+    work_share: float = setting(0.1, minimum=0.001, maximum=1.0)
+    #: ... and at once, in seconds
+    work_burst: float = setting(1.0, minimum=0.01, maximum=60.0)
+    #: most placement work one update may cause (items yrs may scan to place its items,
+    #: UpdateSummary.placement_cost; ~15-45 ns each): an update of more than one costly
+    #: item past it is refused (4413) and must be sent in parts
+    max_update_work: int = setting(2_000_000, minimum=10_000)
+    #: compact a workshop once integrating its updates since the snapshot took this many
+    #: seconds: loading it again then costs a snapshot, not the same work again
+    compact_work_seconds: float = setting(0.5, minimum=0.01)
+    #: most client ids one participant may claim by announcing them in awareness before
+    #: writing under them (4429 past it)
+    max_announced_claims: int = setting(64, minimum=1)
     #: Origin values allowed for browser WebSocket upgrades; empty: the server's own
     allowed_origins: tuple[str, ...] = ()
     #: WebSocket ping interval in seconds, 0 for none (a peer that misses a pong for

@@ -46,6 +46,44 @@ class UpdateSummary:
     #: client id -> highest clock + 1 that an item of this update names as its left
     #: or right origin or as its parent: the items it needs to be integrated
     refs: dict[int, int] = field(default_factory=dict)
+    #: how many items name each placement anchor: a left origin ``(client, clock)``, or
+    #: ``("head", parent)`` for a sequence item with no left origin (placed from its
+    #: parent's start). Read by :meth:`placement_cost`.
+    anchors: dict[tuple[object, ...], int] = field(default_factory=dict)
+
+    def placement_cost(self, sequence_size: int) -> int:
+        """An upper bound on the items yrs scans to place this update's items.
+
+        yrs (like Yjs) places an item by scanning from its left origin (or from its
+        parent's start when it has none) past the items concurrently inserted at the
+        same place. So an item anchored outside this update may scan up to the size
+        of a sequence of the document (``sequence_size``: the largest one), and items
+        of this update sharing one anchor scan each other: ``n`` of them cost up to
+        ``n * (n - 1) / 2``. An update made by typing or appending anchors each item
+        on the previous one (cost about 0), or a few on existing items; one built
+        to stall the server (thousands of head inserts, or of items from fresh client
+        ids on one anchor) costs millions (issue 19, finding 1).
+        """
+        cost = 0
+        for anchor, n in self.anchors.items():
+            if n > 1:
+                cost += n * (n - 1) // 2
+            if not self._own(anchor):
+                cost += n * sequence_size
+        return cost
+
+    def _own(self, anchor: tuple[object, ...]) -> bool:
+        """Whether ``anchor`` is an item of this update (or a parent created in it)."""
+        target: object = anchor
+        if anchor[0] == "head":
+            target = anchor[1]
+            if isinstance(target, tuple) and len(target) == 2 and isinstance(target[1], str):
+                target = target[0]  # a map key's chain: its map
+        if not (isinstance(target, tuple) and len(target) == 2 and isinstance(target[0], int)):
+            return False  # a root (it exists in every document), or a parent not named
+        client, clock = target
+        own = self.structs.get(client)
+        return own is not None and own[0] <= clock < own[1]
 
     def skips_ahead_of(self, state: dict[int, int]) -> bool:
         """True when, for some client, the update starts past ``state``'s clock.
@@ -152,21 +190,34 @@ def _read_struct(reader: Reader, summary: UpdateSummary) -> int:
         return length
     has_origin = info & 0x80
     has_right = info & 0x40
+    anchor: tuple[object, ...] | None = None
     if has_origin:
-        _ref(summary, reader.read_var_uint(), reader.read_var_uint())
+        client, clock = reader.read_var_uint(), reader.read_var_uint()
+        _ref(summary, client, clock)
+        anchor = (client, clock)
     if has_right:
         _ref(summary, reader.read_var_uint(), reader.read_var_uint())
     if not (has_origin or has_right):
         root = None
+        parent: object
         if reader.read_var_uint() == 1:
             root = reader.read_var_string()
             summary.roots.add(root)
+            parent = root
         else:
-            _ref(summary, reader.read_var_uint(), reader.read_var_uint())
-        if info & 0x20:
-            reader.read_var_string()
+            client, clock = reader.read_var_uint(), reader.read_var_uint()
+            _ref(summary, client, clock)
+            parent = (client, clock)
+        keyed = bool(info & 0x20)
+        if keyed:
+            parent = (parent, reader.read_var_string())  # a map key: its own chain of values
         if root is not None:
-            summary.root_items.add((root, bool(info & 0x20)))
+            summary.root_items.add((root, keyed))
+        anchor = ("head", parent) if not keyed else None
+    elif not has_origin:
+        anchor = ("head", None)  # a head insert before a known item: parent from its right origin
+    if anchor is not None:
+        summary.anchors[anchor] = summary.anchors.get(anchor, 0) + 1
     return _read_content(reader, ref, summary)
 
 

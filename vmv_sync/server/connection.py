@@ -32,6 +32,7 @@ from ..errors import CloseError, SlowConsumer
 from ..protocol import Awareness as AwarenessMessage
 from ..protocol import SyncUpdate, encode_awareness, encode_sync_update, merge_awareness_payloads, parse_message
 from .auth import Principal
+from .budgets import Budget
 
 __all__ = ("Channel", "Connection", "Principal", "coalesce_frames")  # Principal: re-exported from auth
 
@@ -88,6 +89,11 @@ class Connection:
         self.awareness_seen = False
         #: number of non-empty updates this connection sent to the room
         self.updates_received = 0
+        #: a sync step 1 of this peer waits in the room's inbox (later ones are covered)
+        self.sync_pending = False
+        #: the budgets this connection's input is charged to (its participant's; set by
+        #: the endpoint; None in tests that build connections by hand)
+        self.budget: Budget | None = None
         self.last_seen = time.monotonic()
         self.close_error: CloseError | None = None
         self._cancel: anyio.CancelScope | None = None

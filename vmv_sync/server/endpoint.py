@@ -41,7 +41,7 @@ from .auth import Principal
 from .connection import Connection
 from .containers import ensure_for
 from .context import ServerContext, server_context
-from .limits import RateLimiter, check_size
+from .limits import check_size
 from .rooms import Room
 
 __all__ = ("WorkshopSocket", "origin_allowed", "bad_workshop_id")
@@ -178,9 +178,15 @@ async def _serve_socket(context: ServerContext, channel: _Channel, workshop_id: 
         on_sent=metrics.sent_many,
     )
     pid = principal.participant_id
+    conn.budget = manager.budgets.get(workshop_id, pid)
+    # participants and observers leave the last few connections to the facilitator,
+    # so that nobody's connections can shut them out of their own workshop
+    cap = settings.max_connections_per_workshop
+    if principal.role != "facilitator":
+        cap = max(1, cap - settings.facilitator_connection_reserve)
     try:
-        if len(room.connections) >= settings.max_connections_per_workshop:
-            logger.warning("workshop=%s connection limit %d reached", workshop_id, settings.max_connections_per_workshop)
+        if len(room.connections) >= cap:
+            logger.warning("workshop=%s connection limit %d reached", workshop_id, cap)
             conn.fail(TooManyMessages("this workshop has reached its connection limit"))
         elif pid is not None and sum(
             1 for c in room.connections.values() if c.principal.participant_id == pid
@@ -233,8 +239,9 @@ async def _write(conn: Connection) -> None:
 
 async def _read(context: ServerContext, channel: _Channel, conn: Connection, room: Room) -> None:
     settings = context.settings
-    limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
-    byte_limiter = RateLimiter(settings.rate_bytes, max(settings.rate_bytes_burst, settings.max_message_size))
+    # the participant's budgets (budgets.py): shared by their connections, kept across reconnects
+    budget = conn.budget or context.manager.budgets.new()
+    limiter, byte_limiter = budget.messages, budget.bytes
     limit = settings.max_message_size
     registry, metrics = context.registry, context.metrics
     receive = channel.receive

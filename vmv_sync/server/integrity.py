@@ -117,6 +117,10 @@ class ClientIds:
                 claims[client] = owner
         return claims
 
+    def unwritten(self, owner: str, state: Mapping[int, int]) -> int:
+        """How many ids ``owner`` holds with nothing written under them (``state``)."""
+        return sum(1 for client, who in self._owners.items() if who == owner and not state.get(client, 0))
+
     def claim(self, claims: Mapping[int, str]) -> None:
         for client, owner in claims.items():
             if client not in self._owners:

@@ -21,6 +21,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from ..config import Settings
 from ..errors import CloseError, GoingAway, ServerError, StorageError
 from ..storage import Store
+from .budgets import Budgets
 from .rooms import Room
 
 __all__ = ("RoomManager",)
@@ -41,6 +42,8 @@ class RoomManager:
         self.store = store
         self.settings = settings
         self.rooms: dict[str, Room] = {}
+        #: every participant's budgets; they outlive connections and rooms (budgets.py)
+        self.budgets = Budgets(settings)
         self._stack = AsyncExitStack()
         self._tg: TaskGroup | None = None
         self._closed = False
@@ -85,7 +88,11 @@ class RoomManager:
         self.rooms.clear()
 
     def close_participant(self, workshop_id: str, participant_id: str, error: CloseError) -> int:
-        """Close every open connection of one participant; returns how many."""
+        """Close every open connection of one participant; returns how many.
+
+        Also drops what the participant held of the workshop's budgets.
+        """
+        self.budgets.forget(workshop_id, participant_id)
         room = self.rooms.get(workshop_id)
         if room is None:
             return 0

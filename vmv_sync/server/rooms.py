@@ -24,7 +24,7 @@ from typing import Any, Union
 
 import anyio
 from anyio.abc import TaskStatus
-from pycrdt import Doc, merge_updates
+from pycrdt import Doc, Map, merge_updates
 
 from ..config import Settings
 from ..derived import DerivedTracker
@@ -35,6 +35,7 @@ from ..errors import (
     ServerError,
     SilentPeer,
     StorageError,
+    TooManyMessages,
 )
 from ..protocol import (
     EMPTY_UPDATE,
@@ -51,8 +52,11 @@ from ..protocol import (
     parse_message,
 )
 from ..protocol.update import UpdateSummary, summarize_update
+from ..schema import ROOTS
 from ..storage import Store
+from .auth import Principal
 from .awareness import RoomAwareness
+from .budgets import Budget
 from .compaction import Compactor
 from .connection import Connection
 from .containers import missing_containers
@@ -67,6 +71,10 @@ logger = logging.getLogger(__name__)
 
 _BATCH_MAX = 512
 _INBOX_SIZE = 1024
+#: the sequence roots (arrays and texts), whose length bounds one item's placement
+_SEQUENCE_ROOTS = tuple((name, kind) for name, kind in ROOTS.items() if kind is not Map)
+#: seconds of integration between two yields to the event loop while a room loads
+_LOAD_SLICE = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +126,7 @@ class Room:
         self.last_seq = 0
         self.compactor = Compactor(workshop_id, store, settings)
         self._batch_bytes = 0
+        self._batch_work = 0.0
         self._claims_due = False  # claims made from awareness wait for a commit of their own
         self._inbox_send, self._inbox = anyio.create_memory_object_stream[_Item](_INBOX_SIZE)
         self._awareness_wake = anyio.Event()
@@ -181,13 +190,23 @@ class Room:
         started = time.perf_counter()
         stored = await self.store.load(self.workshop_id)
         # One transaction, one update at a time: merge_updates over a long tail is
-        # far slower (quadratic) than integrating the updates one by one.
+        # far slower (quadratic) than integrating the updates one by one. The document
+        # is private until loaded, so the loop is given back every _LOAD_SLICE seconds:
+        # a workshop that is costly to load delays its own clients, not other workshops.
         loaded: Doc[Any] = Doc()
+        tail_work = 0.0
         with loaded.transaction():
             if stored.snapshot:
                 loaded.apply_update(stored.snapshot)
+            slice_start = time.perf_counter()
             for update in stored.updates:
+                applied = time.perf_counter()
                 loaded.apply_update(update)
+                now = time.perf_counter()
+                tail_work += now - applied
+                if now - slice_start > _LOAD_SLICE:
+                    await anyio.sleep(0)
+                    slice_start = time.perf_counter()
         self.client_ids = ClientIds(getattr(stored, "client_ids", None))
         # The server's own edits go under an id nobody owns or wrote, claimed for it.
         server_id = self.client_ids.fresh_server_id(decode_state_vector(loaded.get_state()))
@@ -199,7 +218,8 @@ class Room:
         self.stored_bytes = len(stored.snapshot or b"") + stored.update_bytes
         if self.settings.auth:
             self.guard = WriteGuard(self.doc)
-        self.compactor.loaded(stored.update_count, stored.update_bytes)
+        self.compactor.loaded(stored.update_count, stored.update_bytes, tail_work, len(stored.snapshot or b""))
+        self.compactor.on_freed = self._freed
         logger.info(
             "workshop=%s loaded updates=%d snapshot=%s in %.1f ms",
             self.workshop_id,
@@ -251,6 +271,12 @@ class Room:
             await self._submit(Incoming(FromClient(conn), message.update, conn.updates_received))
         elif isinstance(message, SyncStep1):
             decode_state_vector(message.state_vector)  # undecodable: 4400 for the sender only
+            if conn.sync_pending:
+                # the answer to this peer's earlier request is still to come, and covers
+                # this one (a state vector only grows): answering every one of a flood of
+                # 4-byte requests would encode the whole document each time (issue 19)
+                return
+            conn.sync_pending = True
             await self._submit(_SyncRequest(conn, message.state_vector))
         elif isinstance(message, Awareness):
             self.awareness.apply(conn, decode_awareness_update(message.update))
@@ -273,7 +299,15 @@ class Room:
         """
         if all(self.client_ids.owner(cid) == pid for cid in conn.awareness_ids):
             return  # the common case: every announced id is already ours
-        claims = self.client_ids.check_announced(conn.awareness_ids, decode_state_vector(self.doc.get_state()), pid)
+        state = decode_state_vector(self.doc.get_state())
+        claims = self.client_ids.check_announced(conn.awareness_ids, state, pid)
+        if claims:
+            # Claims are durable and never expire, so the ids claimed without a write
+            # under them are bounded per participant (a page announces one per load).
+            held = self.client_ids.unwritten(pid, state)
+            cap = self.settings.max_announced_claims
+            if held + len(claims) > cap:
+                raise TooManyMessages(f"you have announced {cap} client ids without writing under them; reload less")
         self.client_ids.claim(claims)
         if claims:
             self._claims_due = True
@@ -300,15 +334,21 @@ class Room:
                     break
             await self._process(batch)
 
+    def _sequence_size(self) -> int:
+        """The length of the document's largest sequence root: what one placement may scan."""
+        return max(len(self.doc.get(name, type=kind)) for name, kind in _SEQUENCE_ROOTS)
+
     async def _process(self, batch: list[_Item]) -> None:
         applied: list[Incoming] = []
         edits: list[_ServerEdit] = []
         containers = False
         self._batch_bytes = 0  # admitted in this batch, not yet committed: counts for the quota
+        self._batch_work = 0.0
+        sequence_size = self._sequence_size() if any(isinstance(item, Incoming) for item in batch) else 0
         for item in batch:
             if isinstance(item, Incoming):
                 try:
-                    summary = self._admit(item)
+                    summary = self._admit(item, sequence_size)
                 except _Damaged:
                     await self._rebuild([a.update for a in applied])
                     continue
@@ -340,19 +380,30 @@ class Room:
                     edit.done.set()
                 raise  # ends this room only (see run); nothing of the batch was acknowledged
             size = sum(len(u) for u in updates)
-            self.compactor.appended(len(updates), size)
+            self.compactor.appended(len(updates), size, self._batch_work)
             self.stored_bytes += size
             if applied:
                 relay(self.connections.values(), applied)
         for edit in edits:
             edit.done.set()
         for item in batch:
-            if isinstance(item, _SyncRequest) and not item.conn.closed:
-                item.conn.enqueue(encode_sync_step2(self.doc.get_update(item.state_vector)))
-                item.conn.synced = True
+            if isinstance(item, _SyncRequest):
+                self._answer_sync(item)
         self._maybe_compact()
 
-    def _admit(self, item: Incoming) -> UpdateSummary | None:
+    def _answer_sync(self, request: _SyncRequest) -> None:
+        """Answer a sync step 1 with the step 2 it asks for; its cost is the peer's."""
+        conn = request.conn
+        conn.sync_pending = False
+        if conn.closed:
+            return
+        started = time.perf_counter()
+        conn.enqueue(encode_sync_step2(self.doc.get_update(request.state_vector)))
+        conn.synced = True
+        if conn.budget is not None:
+            conn.budget.work.charge(time.perf_counter() - started)
+
+    def _admit(self, item: Incoming, sequence_size: int) -> UpdateSummary | None:
         """Check and apply one client update; on refusal close its sender, apply nothing.
 
         Order: readable -> integrable (no gap, no missing dependency, a plausible clock
@@ -365,21 +416,30 @@ class Room:
         if conn.close_error is not None and conn.close_error.refuses_input:
             return None  # a connection refused for bad input: drop what it still had queued
         principal = conn.principal
+        budget = conn.budget
         try:
+            if budget is not None:
+                budget.work.check()
             summary = summarize_update(item.update)
             state = decode_state_vector(self.doc.get_state())
             check_integrable(summary, state)
+            self._check_work(summary, sequence_size)
             claims = {}
             if principal.authenticated and principal.participant_id is not None:
                 claims = self.client_ids.check(summary, state, principal.participant_id)
-                quota = self.settings.workshop_quota_bytes
-                if quota and self.stored_bytes + self._batch_bytes + len(item.update) > quota:
-                    raise MessageTooLarge(
-                        f"the workshop has reached its storage quota of {quota} bytes; ask the facilitator"
-                    )
-            if self.guard is not None and principal.authenticated:
-                self.guard.check(item.update, principal, summary)
-            self.doc.apply_update(item.update)
+                self._check_quota(principal, budget, len(item.update))
+            started = time.perf_counter()
+            try:
+                if self.guard is not None and principal.authenticated:
+                    self.guard.check(item.update, principal, summary)
+                self.doc.apply_update(item.update)
+            finally:
+                # what the update cost the loop (a refusal's shadow rebuild included) is
+                # its sender's: their work budget pays for it
+                spent = time.perf_counter() - started
+                self._batch_work += spent
+                if budget is not None:
+                    budget.work.charge(spent)
         except CloseError as exc:
             conn.fail(exc)
             return None
@@ -399,7 +459,49 @@ class Room:
             conn.fail(MalformedMessage("the update could not be applied to the document"))
             raise _Damaged() from None
         self.client_ids.claim(claims)
+        if budget is not None:
+            budget.written += len(item.update)
         return summary
+
+    def _check_work(self, summary: UpdateSummary, sequence_size: int) -> None:
+        """Refuse an update whose placement could stall the loop (issue 19, finding 1).
+
+        One costly item (a message from a new device, an edit on an existing item)
+        always passes: its cost is bounded by the document's size, which the quota bounds.
+        """
+        cost = summary.placement_cost(sequence_size)
+        limit = self.settings.max_update_work
+        if cost > limit and cost > sequence_size:
+            raise MessageTooLarge(
+                f"the update would cost the server about {cost} placement steps (limit {limit}); "
+                "send it in smaller parts"
+            )
+
+    def _check_quota(self, principal: Principal, budget: Budget | None, size: int) -> None:
+        """The workshop quota, with a share per participant and a reserve for the facilitator.
+
+        The quota counts what is stored (a compaction gives bytes back). Participants
+        stop at ``1 - facilitator_quota_reserve`` of it and at their own share, so no
+        one of them can make the workshop read-only for the others or its facilitator.
+        """
+        s = self.settings
+        quota = s.workshop_quota_bytes
+        if not quota:
+            return
+        total = self.stored_bytes + self._batch_bytes + size
+        if principal.role == "facilitator":
+            if total > quota:
+                raise MessageTooLarge(f"the workshop has reached its storage quota of {quota} bytes")
+            return
+        if total > quota * (1 - s.facilitator_quota_reserve):
+            raise MessageTooLarge(
+                "the workshop is nearly full: only its facilitator can still write; ask the facilitator"
+            )
+        share = int(quota * s.participant_quota_share)
+        if budget is not None and budget.written + size > share:
+            raise MessageTooLarge(
+                f"you have written your share ({share} bytes) of this workshop's storage; ask the facilitator"
+            )
 
     def _apply_server_edit(self, item: _ServerEdit) -> bytes | None:
         captured: list[bytes] = []
@@ -438,6 +540,10 @@ class Room:
             conn.fail(error)
 
     # -- compaction --------------------------------------------------------------
+    def _freed(self, freed: int) -> None:
+        """A compaction replaced stored updates by a snapshot: the quota gets the bytes back."""
+        self.stored_bytes = max(0, self.stored_bytes - freed)
+
     def _maybe_compact(self) -> None:
         if self._tg is not None:
             # between two batches: the snapshot holds exactly the updates with seq <= last_seq
