@@ -142,6 +142,9 @@ def workshop_create(title: str, name: str, values: tuple[str, ...], url: str | N
     click.echo(f"invite code: {created.invite_code}")
     click.echo(f"join link:   {base}{created.join_link}   (send this one to participants)")
     click.echo(f"facilitator: {base}{created.facilitator_link}")
+    if url is None and not _answers(base):
+        click.echo(f"note: no vmv-sync server answers at {base}; if yours runs elsewhere, use its address "
+                   "instead (or pass --url)", err=True)  # fmt: skip
 
 
 @workshop.command("token")
@@ -158,7 +161,84 @@ def workshop_token(workshop_id: str, name: str, role: str, participant_id: str |
 
     settings = _settings(db=db, secret=secret)
     pid = participant_id or new_id("p-")
+    if _facilitator_of(settings, _check_id(workshop_id)) is None:
+        raise click.ClickException(f"no workshop {workshop_id!r} in {settings.db}: create it first (workshop create)")
     click.echo(TokenIssuer(load_secret(settings.secret, settings.data_dir)).issue(_check_id(workshop_id), pid, name, role, ttl=ttl))
+
+
+def _answers(base: str) -> bool:
+    """Whether a vmv-sync server answers ``GET {base}/healthz`` within a second."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{base}/healthz", timeout=1) as response:  # noqa: S310 (http only)
+            return bool(response.status == 200)
+    except (OSError, ValueError):
+        return False
+
+
+def _facilitator_of(settings: Settings, workshop_id: str) -> str | None:
+    """The facilitator of a workshop made with invites (API or CLI), or None if there is none."""
+    from .server.auth import AccessRegistry
+
+    access = anyio.run(AccessRegistry(settings.db).get, workshop_id) if settings.db.is_file() else None
+    return None if access is None else access.facilitator_id
+
+
+@main.group()
+def participant() -> None:
+    """Manage the people of a workshop."""
+
+
+@participant.command("remove")
+@click.argument("workshop_id")
+@click.argument("participant_id")
+@click.option("--url", default=None, help="The running server [default: http://VMV_HOST:VMV_PORT].")
+@click.option("--db", type=click.Path(path_type=Path, dir_okay=False), default=None, help="SQLite file [env VMV_DB; default ./data/vmv.sqlite3].")
+@click.option("--secret", default=None, help="Token secret [env VMV_SECRET; default: the one beside the database].")
+def participant_remove(workshop_id: str, participant_id: str, url: str | None, db: Path | None, secret: str | None) -> None:
+    """Remove PARTICIPANT_ID from WORKSHOP_ID: their tokens stop working, the invite code changes.
+
+    Asks the running server (as the facilitator), which closes the participant's
+    connections at once; with no server answering, records the removal in the
+    database, for the next start. What the participant picked, rated and voted
+    still counts (docs/web.md, "Removing people").
+    """
+    import urllib.error
+    import urllib.request
+
+    from .server.auth import AccessRegistry, TokenIssuer, load_secret
+
+    settings = _settings(db=db, secret=secret)
+    facilitator = _facilitator_of(settings, _check_id(workshop_id))
+    if facilitator is None:
+        raise click.ClickException(f"no workshop {workshop_id!r} with invites in {settings.db}")
+    if participant_id == facilitator:
+        raise click.ClickException("the facilitator cannot be removed from their own workshop")
+    base = (url or f"http://{settings.host}:{settings.port}").rstrip("/")
+    if _answers(base):
+        token = TokenIssuer(load_secret(settings.secret, settings.data_dir)).issue(workshop_id, facilitator, "CLI", "facilitator", ttl=60)
+        request = urllib.request.Request(
+            f"{base}/api/workshops/{workshop_id}/participants/{participant_id}/revoke", data=b"{}", method="POST",
+            headers={"authorization": f"Bearer {token}", "content-type": "application/json"},
+        )  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (http only)
+                answer = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            raise click.ClickException(f"the server refused: {exc.code} {exc.read().decode(errors='replace')}") from exc
+        click.echo(f"removed {participant_id} ({answer.get('closed', 0)} connection(s) closed)")
+        click.echo(f"new invite code: {answer.get('invite_code')}")
+        return
+
+    async def record() -> str | None:
+        registry = AccessRegistry(settings.db)
+        await registry.revoke(workshop_id, participant_id)
+        return await registry.rotate(workshop_id)
+
+    code = anyio.run(record)
+    click.echo(f"removed {participant_id} in {settings.db} (no server answers at {base}: it applies at the next start)")
+    click.echo(f"new invite code: {code}")
 
 
 # -- operations on the database (no server needed; safe while one runs) ---------------------
@@ -264,8 +344,8 @@ def _sorted_keys(value: Any) -> Any:
 @main.command(short_help="Export a workshop's outcome as JSON or Markdown.")
 @click.argument("workshop_id")
 @click.option(
-    "--format", "fmt", type=click.Choice(["json", "md"]), default="json", show_default=True,
-    help="json: stable, documented in docs/export.md; md: a report to read.",
+    "--format", "fmt", type=click.Choice(["json", "md", "html"]), default="json", show_default=True,
+    help="json: stable, documented in docs/export.md; md: a report to read; html: the outcome with charts, to print.",
 )
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write to this file instead of stdout.")
 @click.option("--at", "at", type=_Moment(), default=None, help="Export as of an earlier moment. " + _AT_HELP)
@@ -293,6 +373,10 @@ def export(workshop_id: str, fmt: str, out: Path | None, at: float | None, db: P
     stamp = time.time()
     if fmt == "md":
         text = export_markdown(doc, workshop_id=workshop_id, exported_at=stamp, as_of=at)
+    elif fmt == "html":
+        from .server.report import render_report
+
+        text = render_report(doc, workshop_id=workshop_id, exported_at=stamp, as_of=at)
     else:
         text = dumps_export(export_json(doc, workshop_id=workshop_id, exported_at=stamp, as_of=at))
     if out is None:

@@ -1,7 +1,8 @@
 """Operations endpoints: the workshop's outcome, its history, and the server's metrics.
 
-- ``GET /workshops/{id}/export?format=json|md[&at=T]``: the outcome report
-  (:mod:`vmv_sync.export`), live or as of an earlier moment;
+- ``GET /workshops/{id}/export?format=json|md|html[&at=T]``: the outcome report
+  (:mod:`vmv_sync.export`), live or as of an earlier moment; ``GET
+  /workshops/{id}/report`` is the ``html`` one, with charts (:mod:`.report`);
 - ``GET /workshops/{id}/state?at=T``: :func:`state_at`, called by the ``/state``
   handler of the app when ``at`` is given: derived state rebuilt from the stored
   updates as of unix time ``T``;
@@ -29,7 +30,7 @@ import anyio.to_thread
 from prometheus_client import CONTENT_TYPE_LATEST
 from pycrdt import Doc, merge_updates
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ..derived import compute_state
@@ -41,6 +42,7 @@ from ..storage import Store, StoredUpdate
 from .api import authorize, error_response
 from .context import server_context
 from .metrics import Metrics
+from .report import render_report, report_css
 
 __all__ = (
     "ops_routes",
@@ -55,7 +57,7 @@ __all__ = (
 
 logger = logging.getLogger(__name__)
 
-EXPORT_FORMATS = ("json", "md")
+EXPORT_FORMATS = ("json", "md", "html")
 #: contract section 2 (the same rule as the app's; this module cannot import the app)
 
 
@@ -196,7 +198,8 @@ async def export(request: Request) -> Response:
         await authorize(request, workshop_id)
     except CloseError as exc:
         return error_response(exc)
-    kind = request.query_params.get("format", "json")
+    # /report is the printable outcome (server/report.py): /export?format=html
+    kind = "html" if request.url.path.endswith("/report") else request.query_params.get("format", "json")
     if kind not in EXPORT_FORMATS:
         return _error(400, f"'format' must be one of {', '.join(EXPORT_FORMATS)}, not {kind!r}")
     at_text = request.query_params.get("at")
@@ -224,10 +227,14 @@ async def export(request: Request) -> Response:
         doc = doc_from_updates(parts)
         if kind == "md":
             return export_markdown(doc, workshop_id=workshop_id, exported_at=exported_at, as_of=as_of)
+        if kind == "html":
+            return render_report(doc, workshop_id=workshop_id, exported_at=exported_at, as_of=as_of, css_href="/report.css")
         return export_json(doc, workshop_id=workshop_id, exported_at=exported_at, as_of=as_of)
 
     report = await anyio.to_thread.run_sync(build)
     logger.info("workshop=%s exported as %s%s", workshop_id, kind, "" if as_of is None else f" as of {as_of}")
+    if isinstance(report, str) and kind == "html":
+        return HTMLResponse(report)
     if isinstance(report, str):
         return PlainTextResponse(
             report,
@@ -255,5 +262,7 @@ def ops_routes() -> list[BaseRoute]:
     """The routes of this module, for ``create_app``'s route list."""
     return [
         Route("/workshops/{workshop_id}/export", export, methods=["GET"]),
+        Route("/workshops/{workshop_id}/report", export, methods=["GET"]),
+        Route("/report.css", report_css, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
