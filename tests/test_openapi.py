@@ -93,9 +93,11 @@ def test_the_running_server_answers_only_documented_status_codes(server_factory:
         call("GET", f"/workshops/{wid}/state?at=someday", 400, headers=auth)
         call("GET", f"/workshops/{wid}/export?format=md", 200, headers=auth)
         call("GET", f"/workshops/{wid}/export", 200, headers=auth)
+        call("GET", f"/workshops/{wid}/report", 200, headers=auth)
+        call("GET", f"/workshops/{wid}/report", 401)
         call("POST", f"/api/workshops/{wid}/participants/{joined.json()['participant_id']}/revoke", 200, headers=auth, json={})
         for path, expect in (("/healthz", 200), ("/metrics", 200), ("/", 200), (f"/w/{wid}", 200), ("/w/bad!id", 400),
-                             ("/web/config", 200), ("/sw.js", 200), ("/manifest.webmanifest", 200),
+                             ("/web/config", 200), ("/report.css", 200), ("/sw.js", 200), ("/manifest.webmanifest", 200),
                              ("/static/app.js", 200), ("/static/nothing.js", 404)):  # fmt: skip
             call("GET", path, expect)
     touched = {(m.lower(), t) for m, t, _ in checked}

@@ -29,6 +29,7 @@ from .api import api_routes, authorize, error_response
 from .auth import AccessRegistry, TokenIssuer, load_secret
 from .context import ServerContext, server_context
 from .endpoint import WorkshopSocket, bad_workshop_id
+from .external_auth import ExternalTokens
 from .httplimits import http_middleware
 from .logs import AccessLog
 from .manager import RoomManager
@@ -65,7 +66,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
                 settings=settings,
                 store=the_store,
                 manager=manager,
-                tokens=TokenIssuer(load_secret(settings.secret, settings.data_dir)),
+                tokens=TokenIssuer(
+                    load_secret(settings.secret, settings.data_dir), external=ExternalTokens.from_settings(settings)
+                ),
                 registry=AccessRegistry(settings.db),
                 metrics=metrics,
             )

@@ -17,7 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import jwt
@@ -66,14 +66,27 @@ class Principal:
         return self.role is not None
 
 
-class TokenIssuer:
-    """Signs and verifies workshop tokens with one HS256 secret."""
+class ExternalVerifier(Protocol):
+    """Tokens signed by the embedding application (external_auth.py, docs/auth.md)."""
 
-    def __init__(self, secret: str, *, ttl: float = DEFAULT_TTL) -> None:
+    def accepts(self, token: str) -> bool: ...
+
+    async def verify(self, token: str, workshop_id: str) -> Principal: ...
+
+
+class TokenIssuer:
+    """Signs and verifies workshop tokens with one HS256 secret.
+
+    ``external`` also accepts tokens signed by the embedding application: those its
+    ``accepts`` claims (by their header's algorithm) are checked by it instead.
+    """
+
+    def __init__(self, secret: str, *, ttl: float = DEFAULT_TTL, external: ExternalVerifier | None = None) -> None:
         if len(secret) < 16:
             raise ValueError("the token secret must be at least 16 characters")
         self._secret = secret
         self.ttl = ttl
+        self.external = external
 
     def issue(self, workshop_id: str, participant_id: str, name: str, role: str, *, ttl: float | None = None) -> str:
         if role not in ROLES:
@@ -233,7 +246,11 @@ class AccessRegistry:
 
         The one check behind every door: the WebSocket upgrade and every HTTP endpoint.
         """
-        principal = tokens.verify(token, workshop_id)
+        external = tokens.external
+        if token and external is not None and external.accepts(token):
+            principal = await external.verify(token, workshop_id)
+        else:
+            principal = tokens.verify(token, workshop_id)
         await self.load_revoked(workshop_id)
         if self.is_revoked(workshop_id, principal.participant_id):
             raise Unauthenticated("this participant was removed from the workshop")

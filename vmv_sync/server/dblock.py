@@ -24,8 +24,14 @@ __all__ = ("hold_database", "database_in_use")
 
 
 @contextlib.contextmanager
-def hold_database(path: Path) -> Iterator[None]:
-    """Hold a shared lock on the database file (made empty if missing) while serving."""
+def hold_database(path: Path | None) -> Iterator[None]:
+    """Hold a shared lock on the database file (made empty if missing) while serving.
+
+    ``None`` (a store without a file: PostgreSQL, memory) holds nothing.
+    """
+    if path is None:
+        yield
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     # an empty file is an empty SQLite database: SQLite creates its schema in it as usual
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
