@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from vmv_sync.errors import StorageError
-from vmv_sync.storage import Directory, Invite, StaleEpoch, StoredDoc
+from vmv_sync.storage import Directory, Invite, StaleEpoch, StoredDoc, token_secret
 
 from .conftest import Backend
 from .helpers import FakeClock
@@ -87,3 +89,33 @@ async def test_bad_epochs_fail_alone(store: Any) -> None:
         with pytest.raises(error):
             await store.append("w", [b"a"], epoch=bad)
     assert await store.load("w") == StoredDoc(None, (), 0)
+
+
+async def test_the_token_secret_is_mirrored_in_the_data_folder(backend: Backend, tmp_path: Path) -> None:
+    folder = tmp_path / "files"
+    async with backend.open() as store:
+        secret = await token_secret(store, folder)
+        kept = folder / "secret.key"
+        assert kept.read_text().strip() == secret and kept.stat().st_mode & 0o777 == 0o600
+        assert await token_secret(store, folder) == secret
+        assert await token_secret(store, None) == secret == await store.get_or_create_secret()
+
+
+async def test_a_secret_file_of_an_older_version_is_imported(backend: Backend, tmp_path: Path) -> None:
+    (tmp_path / "secret.key").write_text("older-secret-0123456789abcdef\n")
+    async with backend.open() as store:
+        assert await token_secret(store, tmp_path) == "older-secret-0123456789abcdef"
+        assert await store.get_or_create_secret() == "older-secret-0123456789abcdef"
+
+
+async def test_another_nodes_own_file_loses_to_the_stores_secret(
+    backend: Backend, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with backend.open() as store:
+        secret = await token_secret(store, tmp_path / "node1")
+        (tmp_path / "node2").mkdir()
+        (tmp_path / "node2" / "secret.key").write_text("node-two-secret-0123456789\n")
+        with caplog.at_level(logging.WARNING, logger="vmv_sync.storage.secret"):
+            assert await token_secret(store, tmp_path / "node2") == secret
+        assert "differs" in caplog.text
+        assert (tmp_path / "node2" / "secret.key").read_text() == "node-two-secret-0123456789\n"  # left alone

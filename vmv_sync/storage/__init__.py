@@ -18,9 +18,21 @@ from __future__ import annotations
 
 import typing as _typing
 
-from .base import Directory, EpochFence, Invite, RoomStore, Store, StoreAdmin, StoredDoc, StoredUpdate, WorkshopInfo
+from .base import (
+    Directory,
+    EpochFence,
+    Invite,
+    RoomStore,
+    Store,
+    StoreAdmin,
+    StoreBackend,
+    StoredDoc,
+    StoredUpdate,
+    WorkshopInfo,
+)
 from .memory import MemoryDatabase, MemoryStore
 from .refusals import ClaimConflict, StaleEpoch
+from .secret import token_secret
 from .sqlite import SQLiteStore
 from .url import open_store
 
@@ -31,6 +43,7 @@ __all__ = (
     "RoomStore",
     "StoreAdmin",
     "Store",
+    "StoreBackend",
     "StoredDoc",
     "StoredUpdate",
     "WorkshopInfo",
@@ -44,6 +57,7 @@ __all__ = (
     "ClaimConflict",
     "StaleEpoch",
     "open_store",
+    "token_secret",
 )
 
 

@@ -35,6 +35,7 @@ __all__ = (
     "Directory",
     "EpochFence",
     "Invite",
+    "StoreBackend",
 )
 
 
@@ -279,4 +280,24 @@ class EpochFence(Protocol):
         epoch: int | None = None,
     ) -> int:
         """:meth:`RoomStore.append`, refused if ``epoch`` is older than the recorded one."""
+        ...
+
+
+class StoreBackend(Store, Directory, EpochFence, Protocol):
+    """Everything a backend implements (SQLite, PostgreSQL, memory): what ``open_store`` returns.
+
+    Code that takes a store from outside (a wrapper, a test double) asks for
+    :class:`Store` or :class:`RoomStore`; only code that opened the store itself can
+    count on the directory and the fence.
+    """
+
+    async def append(
+        self,
+        workshop_id: str,
+        updates: Sequence[bytes],
+        *,
+        claims: Mapping[int, str] | None = None,
+        epoch: int | None = None,
+    ) -> int:
+        """:meth:`RoomStore.append` with :class:`EpochFence`'s optional ``epoch``."""
         ...

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from ..errors import ConfigError
-from .base import Store
+from .base import StoreBackend
 from .memory import MemoryStore
 from .sqlite import SQLiteStore
 
@@ -40,7 +40,7 @@ def open_store(
     busy_timeout: float = 5.0,
     synchronous: Literal["FULL", "NORMAL"] = "FULL",
     clock: Callable[[], float] = time.time,
-) -> Store:
+) -> StoreBackend:
     """A store (not yet entered: use ``async with``) for ``url``.
 
     ``"postgresql://..."`` (or ``"postgres://..."``) gives a
