@@ -101,8 +101,8 @@ def parse_participant(value: object) -> tuple[Participant | None, int]:
 
 
 def parse_message(value: object) -> tuple[Message | None, int]:
-    """A ``messages`` item: Map ``{id, author, text, sent_at, stage}``."""
-    f = _fields(value)
+    """A ``messages`` item: Map ``{id, author, text, sent_at, stage}`` (or its fields as a dict)."""
+    f = value if isinstance(value, dict) else _fields(value)
     if f is None:
         return None, 1
     mid, author, text, stage = f.get("id"), f.get("author"), f.get("text"), f.get("stage")
