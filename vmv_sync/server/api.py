@@ -196,28 +196,42 @@ async def create_workshop(request: Request) -> Response:
 
 async def join_workshop(request: Request) -> Response:
     """Join with the invite code. Every attempt counts against the address's join
-    limit; a wrong code also counts against the workshop's guess limit (the token is
-    taken up front and given back when the code is right, so concurrent guesses
-    cannot all slip past the check)."""
+    limit; a wrong code also counts against the address's guess limit for this
+    workshop and, once that address has guessed wrong, against the workshop's guess
+    limit (tokens are taken up front and given back when the code is right, so
+    concurrent guesses cannot all slip past the check). An address that has not
+    guessed wrong is always checked: guessers cannot lock out people with the code."""
     limits = http_limits(request.app)
     try:
         workshop_id = _workshop_id(request)
-        limits.join.take(client_key(request.scope))
+        address = client_key(request.scope)
+        limits.join.take(address)
         body = await _json(request)
         name = _text(body, "name", MAX_NAME)
         code = _invite_code(body)
         role = body.get("role", "participant")
         if role not in ("participant", "observer"):
             raise BadRequest("'role' must be participant or observer", "role")
-        limits.guesses.take(workshop_id)
+        guesser = f"{workshop_id} {address}"
+        suspect = limits.address_guesses.spent(guesser)
+        limits.address_guesses.take(guesser)
+        if suspect:
+            limits.guesses.take(workshop_id)
     except VmvSyncError as exc:
         return error_response(exc)
     context = server_context(request)
     access = await context.registry.get(workshop_id)
     if access is None or not secrets.compare_digest(access.invite_code.encode(), code.encode()):
         logger.info("workshop=%s join refused: wrong invite code", workshop_id)
+        if not suspect:  # a first wrong guess from this address counts for the workshop too
+            try:
+                limits.guesses.take(workshop_id)
+            except VmvSyncError:
+                pass
         return error_response(Forbidden("unknown workshop or wrong invite code"))
-    limits.guesses.refund(workshop_id)
+    limits.address_guesses.refund(guesser)
+    if suspect:
+        limits.guesses.refund(workshop_id)
     participant_id = new_id("p-")
     manager = context.manager
     room = await manager.acquire(workshop_id)

@@ -140,6 +140,12 @@ class Buckets:
             raise RateLimited(self.what, (1.0 - bucket.tokens) / self.rate)
         bucket.tokens -= 1.0
 
+    def spent(self, key: str) -> bool:
+        """Whether ``key`` has used any of its bucket that has not come back yet."""
+        if self.rate <= 0 or key not in self._buckets:
+            return False
+        return self._refill(key).tokens < self.burst
+
     def refund(self, key: str) -> None:
         """Give back a token taken for a request that turned out not to count."""
         if self.rate <= 0:
@@ -160,6 +166,12 @@ class HttpLimits:
         self.guesses = Buckets(
             settings.invite_guess_rate, settings.invite_guess_burst,
             "wrong invite codes for this workshop", clock=clock,
+        )  # fmt: skip
+        #: wrong codes per (workshop, address): one address's guesses never use up the
+        #: workshop's budget for the others (issue 19, finding 6)
+        self.address_guesses = Buckets(
+            settings.invite_guess_rate, settings.invite_guess_burst,
+            "wrong invite codes for this workshop from your address", clock=clock,
         )  # fmt: skip
 
 
