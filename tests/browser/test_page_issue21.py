@@ -202,7 +202,7 @@ async def test_bad_links_land_on_the_join_form_with_one_sentence(server_factory:
     for token, sentence in cases.items():
         ctx, page = await new_page(browser, "mallory")
         seen: list[str] = []
-        page.on("websocket", lambda ws: seen.append(ws.url))
+        page.on("websocket", lambda ws, seen=seen: seen.append(ws.url))
         await page.goto(f"{server.url}/w/{wid}?token={token}")
         await expect(page.locator("#join-name")).to_be_visible(timeout=T)
         await expect(page.locator("#conn")).to_have_text(re.compile(re.escape(sentence)))
@@ -211,3 +211,93 @@ async def test_bad_links_land_on_the_join_form_with_one_sentence(server_factory:
         assert await page.locator("#value-chips li").count() == 0  # the workshop never showed
         assert seen == []  # and never connected
         await close(ctx)
+
+
+# -- chat in written order ------------------------------------------------------------------
+
+
+async def test_chat_shows_messages_in_written_order_after_an_outage(server_factory: Any, browser: Any) -> None:
+    """Bob writes A offline, Fay writes B online, Bob writes C offline. Yjs merge order puts
+    Bob's two messages together (A, C, B or B, A, C), which is what every view showed on main."""
+    server = server_factory(args=())
+    made = create(server)
+    wid = made["workshop_id"]
+    bob = join(server, wid, made["invite_code"], "Bob")
+    ctx_f, fay = await new_page(browser, "fay")
+    ctx_b, bobp = await new_page(browser, "bob")
+    await open_as(fay, server, wid, made["token"])
+    await open_as(bobp, server, wid, bob["token"])
+    await ctx_b.set_offline(True)
+    await expect(bobp.locator("#conn")).to_have_attribute("data-state", "offline", timeout=T)
+    texts = {"A": "A: written first, offline", "B": "B: written second, online", "C": "C: written third, offline"}
+
+    async def say(page: Page, text: str) -> None:
+        await page.fill("#chat-input", text)
+        await page.press("#chat-input", "Enter")
+        await expect(page.locator("#messages li").last).to_contain_text(text)
+
+    await say(bobp, texts["A"])
+    await say(fay, texts["B"])
+    await say(bobp, texts["C"])
+    await ctx_b.set_offline(False)
+    want = [texts["A"], texts["B"], texts["C"]]
+    for page in (fay, bobp):
+        await expect(page.locator("#messages li .text")).to_have_text(want, timeout=T)
+    await wait_js(bobp, "vmv.client.pendingCount === 0")
+    exported = httpx.get(f"{server.url}/workshops/{wid}/export", params={"token": made["token"]}, timeout=10).json()
+    assert [m["text"] for m in exported["messages"]] == want
+    state = httpx.get(f"{server.url}/workshops/{wid}/state", params={"token": made["token"], "messages": "1"}, timeout=10)
+    assert [m["text"] for m in state.json()["messages"]] == want
+    await close(ctx_f, ctx_b)
+
+
+# -- the outcome view and the printable report ----------------------------------------------------
+
+
+async def test_outcome_view_and_report_render_charts_and_print_to_pdf(
+    server_factory: Any, browser: Any, tmp_path: Any
+) -> None:
+    server = server_factory(args=())
+    made = create(server, "Our family", ("Courage", "Honesty", "Trust", "Respect"))
+    wid = made["workshop_id"]
+    bob_token = join(server, wid, made["invite_code"], "Bob")["token"]
+    ctx_f, fay = await new_page(browser, "fay")
+    ctx_b, bob = await new_page(browser, "bob")
+    await open_as(fay, server, wid, made["token"])
+    await open_as(bob, server, wid, bob_token)
+    await seed_content(fay, bob)
+
+    # the outcome view, drawn from the replica: works with the network gone
+    await ctx_f.set_offline(True)
+    await fay.click("#outcome-open")
+    outcome = fay.locator("#outcome")
+    await expect(outcome).to_be_visible()
+    await expect(outcome.locator('svg[data-chart="bars"]').first.locator("g")).to_have_count(3)  # three chosen values
+    await expect(outcome.locator('svg[data-chart="matrix"] circle')).to_have_count(3)
+    await expect(outcome.locator("[data-quadrant]")).to_have_count(4)
+    await expect(outcome.locator("h4")).to_have_count(2)  # both ballots
+    await expect(outcome).to_contain_text("We tell the truth")
+    await expect(outcome.locator(".outcome-people li")).to_have_text(["Fay (facilitator)", "Bob"])
+    await expect(fay.locator("#stage-panel")).to_be_hidden()
+    await fay.emulate_media(media="print")
+    await expect(fay.locator("#chat-pane")).to_be_hidden()
+    await expect(outcome).to_be_visible()
+    pdf = await fay.pdf(path=str(tmp_path / "outcome.pdf"))
+    assert pdf.startswith(b"%PDF") and len(pdf) > 10_000
+    await fay.emulate_media(media="screen")
+    await ctx_f.set_offline(False)
+
+    # the printable report from the server, charts as inline SVG, printed to PDF
+    ctx_r, report = await new_page(browser, "report")
+    await report.goto(f"{server.url}/workshops/{wid}/report?token={made['token']}")
+    await expect(report.locator("h1")).to_have_text("Our family")
+    await expect(report.locator('#values svg[data-chart="bars"] g')).to_have_count(3)
+    await expect(report.locator('#matrix svg circle')).to_have_count(3)
+    await expect(report.locator("#ballots svg")).to_have_count(2)
+    bar = await report.locator('#values svg rect.win').first.bounding_box()
+    assert bar is not None and bar["width"] > 100  # the stylesheet applied (/report.css under the CSP)
+    fill = await report.locator('#values svg rect.win').first.evaluate("(e) => getComputedStyle(e).fill")
+    assert fill != "rgb(0, 0, 0)", fill
+    pdf = await report.pdf(path=str(tmp_path / "report.pdf"))
+    assert pdf.startswith(b"%PDF") and len(pdf) > 10_000
+    await close(ctx_f, ctx_b, ctx_r)

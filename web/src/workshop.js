@@ -10,6 +10,7 @@ import { IndexeddbPersistence } from 'y-indexeddb'
 import { h, setText, syncList } from './dom.js'
 import { buildPanel, renderBallots } from './panels.js'
 import { announceInvite, lockRemoved, removeCell, updateRemove, watchInvite } from './people.js'
+import { bindOutcome } from './outcome.js'
 import {
   apiInvite, apiJoin, apiRotateInvite, forgetToken, joinLink, rememberConfig, resolveIdentity, saveInvite, saveName,
   saveToken, savedInvite, savedName, serverConfig
@@ -131,6 +132,7 @@ class WorkshopView {
     this.bindBallotForm()
     this.bindInvite()
     watchInvite(this)
+    this.outcome = bindOutcome(this)
     setInterval(() => this.renderTyping(), 250)
     this.showStage(STAGES[0])
     const note = sessionStorage.getItem(`vmv.note.${wid}`)
@@ -309,6 +311,7 @@ class WorkshopView {
     this.renderTyping()
     this.renderCursors()
     this.renderInvite()
+    this.outcome.update()
     if (this.removed) lockRemoved(this)
   }
 
