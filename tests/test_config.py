@@ -19,7 +19,8 @@ from vmv_sync.errors import ConfigError
 EVERY_FIELD: dict[str, tuple[str, Any]] = {
     "host": ("0.0.0.0", "0.0.0.0"),
     "port": ("9001", 9001),
-    "db": ("/tmp/other/vmv.db", Path("/tmp/other/vmv.db")),
+    "db": ("postgresql://vmv@db.example:5432/vmv", "postgresql://vmv@db.example:5432/vmv"),
+    "data_dir": ("/srv/vmv-files", Path("/srv/vmv-files")),
     "synchronous": (" NORMAL ", "normal"),
     "auth": ("off", False),
     "secret": ("s" * 32, "s" * 32),
@@ -56,6 +57,28 @@ EVERY_FIELD: dict[str, tuple[str, Any]] = {
     "max_connections": ("100", 100),
     "max_connections_per_address": ("0", 0),
     "per_address_cap_loopback": ("yes", True),
+    "participant_quota_share": ("0.5", 0.5),
+    "facilitator_quota_reserve": ("0.2", 0.2),
+    "facilitator_connection_reserve": ("3", 3),
+    "work_share": ("0.2", 0.2),
+    "work_burst": ("2", 2.0),
+    "max_update_work": ("20000", 20000),
+    "compact_work_seconds": ("1.5", 1.5),
+    "max_announced_claims": ("8", 8),
+    "max_request_head_bytes": ("2048", 2048),
+    "log_format": ("JSON", "json"),
+    "forwarded_allow_ips": ("10.0.0.1, 10.0.0.2", ("10.0.0.1", "10.0.0.2")),
+    "auth_jwks": ("https://id.example/jwks.json", "https://id.example/jwks.json"),
+    "auth_public_key": ("/etc/vmv/key.pem", Path("/etc/vmv/key.pem")),
+    "auth_issuer": ("https://id.example", "https://id.example"),
+    "auth_audience": ("vmv", "vmv"),
+    "auth_algorithms": ("RS256", ("RS256",)),
+    "auth_claim_participant": ("user.id", "user.id"),
+    "auth_claim_name": ("user.name", "user.name"),
+    "auth_claim_role": ("user.role", "user.role"),
+    "auth_claim_workshop": ("workshops", "workshops"),
+    "auth_default_role": ("participant", "participant"),
+    "auth_jwks_refresh": ("60", 60.0),
 }
 
 
@@ -186,8 +209,48 @@ def test_the_secret_stays_out_of_the_repr() -> None:
     assert "s" * 32 not in repr(Settings.from_env({"VMV_SECRET": "s" * 32}))
 
 
-def test_data_dir_is_the_databases_folder() -> None:
-    assert Settings.from_env({"VMV_DB": "/srv/vmv/db.sqlite3"}).data_dir == Path("/srv/vmv")
+def test_the_data_folder_is_its_own_setting_or_the_sqlite_files_folder() -> None:
+    assert Settings.from_env({"VMV_DB": "/srv/vmv/db.sqlite3"}).data_path == Path("/srv/vmv")
+    assert Settings.from_env({"VMV_DB": "sqlite:////srv/vmv/db.sqlite3"}).data_path == Path("/srv/vmv")
+    assert Settings().data_path == Path("data")  # scripts/serve: ./data/vmv.sqlite3 beside its files
+    assert Settings(db="postgresql://db.example/vmv").data_path == Path("data")
+    assert Settings(db="memory:").data_path == Path("data")
+    given = Settings.from_env({"VMV_DB": "/srv/vmv/db.sqlite3", "VMV_DATA_DIR": "/var/lib/vmv"})
+    assert given.data_path == Path("/var/lib/vmv")
+    # a flag for --db still moves the default data folder with it
+    assert Settings.from_env({}).with_overrides(db=Path("/tmp/x/v.sqlite3")).data_path == Path("/tmp/x")
+
+
+@pytest.mark.parametrize(
+    "db, sqlite_path",
+    [
+        ("data/vmv.sqlite3", Path("data/vmv.sqlite3")),
+        (Path("/tmp/a b/v.sqlite3"), Path("/tmp/a b/v.sqlite3")),
+        ("sqlite:///rel/v.sqlite3", Path("rel/v.sqlite3")),
+        ("sqlite:////abs/v.sqlite3", Path("/abs/v.sqlite3")),
+        ("postgresql://vmv:pw@db.example:5432/vmv", None),
+        ("postgres://db.example/vmv", None),
+        ("memory:", None),
+        (":memory:", None),
+    ],
+)
+def test_db_takes_a_path_or_a_store_url(db: Any, sqlite_path: Path | None, tmp_path: Path) -> None:
+    """Settings.sqlite_path reads ``db`` as open_store does (no file named ``memory:``)."""
+    from vmv_sync.storage import MemoryStore, PostgresStore, SQLiteStore, open_store
+
+    settings = Settings(db=db)
+    assert isinstance(settings.db, str) and settings.sqlite_path == sqlite_path
+    store = open_store(settings.db)
+    if sqlite_path is not None:
+        assert isinstance(store, SQLiteStore) and store.path == sqlite_path
+    else:
+        assert isinstance(store, (MemoryStore, PostgresStore))
+    assert settings.db == (str(db) if isinstance(db, Path) else db)  # URLs are kept verbatim
+
+
+def test_an_empty_db_is_refused() -> None:
+    with pytest.raises(ConfigError, match="db="):
+        Settings.from_env({"VMV_DB": " "})
 
 
 @pytest.mark.parametrize("name", ["awareness_timeout", "rate_limit", "header_timeout", "awareness_tick"])

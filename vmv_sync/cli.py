@@ -62,7 +62,7 @@ def main(ctx: click.Context, log_level: str | None) -> None:
 @main.command()
 @click.option("--host", default=None, help="Interface to listen on [env VMV_HOST; default 127.0.0.1].")
 @click.option("--port", type=int, default=None, help="Port; 0 picks a free one [env VMV_PORT; default 8000].")
-@click.option("--db", type=click.Path(path_type=Path), default=None, help="SQLite file [env VMV_DB; default ./data/vmv.sqlite3].")
+@click.option("--db", default=None, help="SQLite file, sqlite:///path, postgresql://... or memory: [env VMV_DB; default ./data/vmv.sqlite3].")
 @click.option("--secret", default=None, help="HS256 token secret [env VMV_SECRET; default: generated beside the database].")
 @click.option("--no-auth", is_flag=True, default=False, help="Accept every connection without a token (development only).")
 @click.option("--log-format", type=click.Choice(["plain", "json"]), default=None, help="Log lines as text or JSON [env VMV_LOG_FORMAT; default plain].")
@@ -71,7 +71,7 @@ def main(ctx: click.Context, log_level: str | None) -> None:
     help="Comma-separated proxy addresses/networks whose X-Forwarded-For is believed [env VMV_FORWARDED_ALLOW_IPS; default none].",
 )
 def serve(
-    host: str | None, port: int | None, db: Path | None, secret: str | None, no_auth: bool,
+    host: str | None, port: int | None, db: str | None, secret: str | None, no_auth: bool,
     log_format: str | None, forwarded_allow_ips: str | None,
 ) -> None:
     """Start the sync server (same as `python server.py`)."""
@@ -130,7 +130,7 @@ def workshop_create(title: str, name: str, values: tuple[str, ...], url: str | N
                 name=name,
                 values=values,
                 registry=AccessRegistry(settings.db),
-                tokens=TokenIssuer(load_secret(settings.secret, settings.data_dir)),
+                tokens=TokenIssuer(load_secret(settings.secret, settings.data_path)),
                 write=write,
             )
 
@@ -163,7 +163,7 @@ def workshop_token(workshop_id: str, name: str, role: str, participant_id: str |
     pid = participant_id or new_id("p-")
     if _facilitator_of(settings, _check_id(workshop_id)) is None:
         raise click.ClickException(f"no workshop {workshop_id!r} in {settings.db}: create it first (workshop create)")
-    click.echo(TokenIssuer(load_secret(settings.secret, settings.data_dir)).issue(_check_id(workshop_id), pid, name, role, ttl=ttl))
+    click.echo(TokenIssuer(load_secret(settings.secret, settings.data_path)).issue(_check_id(workshop_id), pid, name, role, ttl=ttl))
 
 
 def _answers(base: str) -> bool:
@@ -181,7 +181,7 @@ def _facilitator_of(settings: Settings, workshop_id: str) -> str | None:
     """The facilitator of a workshop made with invites (API or CLI), or None if there is none."""
     from .server.auth import AccessRegistry
 
-    access = anyio.run(AccessRegistry(settings.db).get, workshop_id) if settings.db.is_file() else None
+    access = anyio.run(AccessRegistry(settings.db).get, workshop_id) if not (p := settings.sqlite_path) or p.is_file() else None
     return None if access is None else access.facilitator_id
 
 
@@ -217,7 +217,7 @@ def participant_remove(workshop_id: str, participant_id: str, url: str | None, d
         raise click.ClickException("the facilitator cannot be removed from their own workshop")
     base = (url or f"http://{settings.host}:{settings.port}").rstrip("/")
     if _answers(base):
-        token = TokenIssuer(load_secret(settings.secret, settings.data_dir)).issue(workshop_id, facilitator, "CLI", "facilitator", ttl=60)
+        token = TokenIssuer(load_secret(settings.secret, settings.data_path)).issue(workshop_id, facilitator, "CLI", "facilitator", ttl=60)
         request = urllib.request.Request(
             f"{base}/api/workshops/{workshop_id}/participants/{participant_id}/revoke", data=b"{}", method="POST",
             headers={"authorization": f"Bearer {token}", "content-type": "application/json"},
@@ -272,8 +272,11 @@ class _Moment(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-def _db_path(db: Path | None, *, must_exist: bool = True) -> Path:
-    path = _settings(db=db).db
+def _db_path(db: str | Path | None, *, must_exist: bool = True) -> Path:
+    settings = _settings(db=db)
+    path = settings.sqlite_path
+    if path is None:
+        raise click.ClickException(f"this command needs an SQLite file; VMV_DB/--db names another store ({settings.db.split(':', 1)[0]}:)")
     if must_exist and not path.is_file():
         raise click.ClickException(f"no database at {path} (use --db or VMV_DB)")
     return path

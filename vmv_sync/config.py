@@ -7,6 +7,8 @@ as an argument so tests never touch ``os.environ``. Flags win over variables
 
 from __future__ import annotations
 
+import os
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -49,8 +51,13 @@ class Settings:
 
     host: str = "127.0.0.1"
     port: int = setting(8000, minimum=0, maximum=65535)
-    #: path of the SQLite database (the embedded default store)
-    db: Path = Path("data/vmv.sqlite3")
+    #: where the data lives, as ``open_store`` takes it: a path to the SQLite file (the
+    #: embedded default), ``sqlite:///path``, ``postgresql://user@host:5432/dbname``,
+    #: or ``memory:`` (nothing kept: demos and tests)
+    db: str = "data/vmv.sqlite3"
+    #: the data folder, for what still needs files (an older deployment's secret.key);
+    #: None: the SQLite file's folder, or ./data for the other stores (see data_path)
+    data_dir: Path | None = None
     #: SQLite durability: "full" fsyncs every commit (survives power loss); "normal"
     #: (WAL) survives a crash or kill -9 of the server but not of the machine
     synchronous: Literal["full", "normal"] = "full"
@@ -192,6 +199,10 @@ class Settings:
     auth_jwks_refresh: float = setting(300.0, minimum=1.0)
 
     def __post_init__(self) -> None:
+        if isinstance(self.db, os.PathLike):  # Settings(db=Path(...)) and path flags keep working
+            object.__setattr__(self, "db", os.fspath(self.db))
+        if not isinstance(self.db, str) or not self.db.strip():
+            raise ConfigError(f"db={self.db!r} is invalid: expected a path or a store URL")
         for f in fields(self):
             low, high = f.metadata.get("min"), f.metadata.get("max")
             value = getattr(self, f.name)
@@ -230,8 +241,34 @@ class Settings:
         return replace(self, **given)
 
     @property
-    def data_dir(self) -> Path:
-        return self.db.parent
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file ``db`` names (a plain path or ``sqlite:///``), None for other stores.
+
+        The same reading as ``vmv_sync.storage.open_store`` (checked by tests/test_config.py):
+        a first part that looks like a scheme (``name:``) is a URL; ``memory:`` is no file.
+        """
+        text = self.db
+        if text in ("memory:", ":memory:"):
+            return None
+        match = _SCHEME.match(text)
+        if match is None:
+            return Path(text)
+        rest = text[match.end() :]
+        if match.group(1).lower() == "sqlite" and rest.startswith("///") and len(rest) > 3:
+            return Path(rest[3:])
+        return None
+
+    @property
+    def data_path(self) -> Path:
+        """The data folder: ``data_dir`` if set, else the SQLite file's folder, else ``./data``."""
+        if self.data_dir is not None:
+            return self.data_dir
+        sqlite = self.sqlite_path
+        return sqlite.parent if sqlite is not None else Path("data")
+
+
+#: ``scheme:`` at the start of a store URL (two letters at least: a Windows drive is a path)
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
 
 
 def _describe_range(low: float | None, high: float | None) -> str:

@@ -24,7 +24,7 @@ from ..export import chat_json
 from ..ids import WORKSHOP_ID_RE, is_workshop_id
 from ..protocol import EMPTY_UPDATE
 from ..schema import read_workshop
-from ..storage import Store, open_store
+from ..storage import Directory, Store, open_store, token_secret
 from .api import api_routes, authorize, error_response
 from .auth import AccessRegistry, TokenIssuer, load_secret
 from .context import ServerContext, server_context
@@ -61,15 +61,22 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
                 the_store = open_store(settings.db, synchronous="NORMAL" if settings.synchronous == "normal" else "FULL")
                 await stack.enter_async_context(the_store)
             metrics: Metrics = app.state.metrics
+            # invites, revocations and the generated secret live in the store (one for
+            # every process on it); the secret is mirrored beside an SQLite file (contract 6)
+            directory = the_store if isinstance(the_store, Directory) else None
+            folder = settings.data_dir or (p.parent if (p := settings.sqlite_path) else None)
+            secret = settings.secret or (
+                await token_secret(directory, folder) if directory else load_secret(None, settings.data_path)
+            )
             manager = await stack.enter_async_context(RoomManager(metrics.instrument(the_store), settings))
             context = ServerContext(
                 settings=settings,
                 store=the_store,
                 manager=manager,
                 tokens=TokenIssuer(
-                    load_secret(settings.secret, settings.data_dir), external=ExternalTokens.from_settings(settings)
+                    secret, external=ExternalTokens.from_settings(settings)
                 ),
-                registry=AccessRegistry(settings.db),
+                registry=AccessRegistry(directory or settings.db),
                 metrics=metrics,
             )
             app.state.context = context

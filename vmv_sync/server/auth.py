@@ -12,22 +12,24 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import sqlite3
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-import anyio
 import jwt
 
 from ..errors import Forbidden, Unauthenticated
 from ..schema import ROLES
+from ..storage import Directory, open_store
 
 __all__ = ("Principal", "TokenIssuer", "AccessRegistry", "load_secret", "WorkshopAccess", "new_id")
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 _ALGORITHM = "HS256"
 #: a participant token lasts a workshop and a follow-up: 30 days
@@ -136,70 +138,31 @@ class WorkshopAccess:
     created_at: float
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS workshop_access (
-    workshop_id TEXT PRIMARY KEY,
-    invite_code TEXT NOT NULL,
-    facilitator_id TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS revoked_participants (
-    workshop_id TEXT NOT NULL,
-    participant_id TEXT NOT NULL,
-    revoked_at REAL NOT NULL,
-    PRIMARY KEY (workshop_id, participant_id)
-);
-"""
-
-
 class AccessRegistry:
-    """Invite codes and revocations, in the server's SQLite file (tables of their own).
+    """Invite codes and revocations, kept by the store (``vmv_sync.storage.Directory``).
 
-    Small and rarely written, so each call opens a short connection in a worker
-    thread; the set of revoked participants is cached in memory for per-frame checks.
+    Every server process on one store sees the same codes and removals. ``where`` is
+    the server's open store, or a store URL or path (the CLI): then each call opens
+    the store briefly. Revoked participants are cached per process for per-frame checks.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+    def __init__(self, where: Directory | str | os.PathLike[str]) -> None:
+        self._where = where
         self._revoked: dict[str, set[str]] = {}
-        self._lock = anyio.Lock()
 
-    def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=10)
-        conn.executescript(_SCHEMA)
-        return conn
-
-    async def _run(self, fn: Any) -> Any:
-        def run() -> Any:
-            conn = self._connect()
-            try:
-                with conn:
-                    return fn(conn)
-            finally:
-                conn.close()
-
-        async with self._lock:
-            return await anyio.to_thread.run_sync(run)
+    async def _call(self, fn: Callable[[Directory], Awaitable[_T]]) -> _T:
+        if isinstance(self._where, Directory):
+            return await fn(self._where)
+        async with open_store(self._where) as store:
+            return await fn(store)
 
     async def create(self, workshop_id: str, facilitator_id: str) -> WorkshopAccess:
-        access = WorkshopAccess(workshop_id, _invite_code(), facilitator_id, time.time())
-        await self._run(
-            lambda c: c.execute(
-                "INSERT INTO workshop_access VALUES (?, ?, ?, ?)",
-                (access.workshop_id, access.invite_code, access.facilitator_id, access.created_at),
-            )
-        )
-        return access
+        invite = await self._call(lambda d: d.create_invite(workshop_id, _invite_code(), facilitator_id))
+        return WorkshopAccess(invite.workshop_id, invite.code, invite.facilitator_id, invite.created_at)
 
     async def get(self, workshop_id: str) -> WorkshopAccess | None:
-        row = await self._run(
-            lambda c: c.execute(
-                "SELECT workshop_id, invite_code, facilitator_id, created_at FROM workshop_access WHERE workshop_id = ?",
-                (workshop_id,),
-            ).fetchone()
-        )
-        return WorkshopAccess(*row) if row else None
+        invite = await self._call(lambda d: d.get_invite(workshop_id))
+        return None if invite is None else WorkshopAccess(workshop_id, invite.code, invite.facilitator_id, invite.created_at)
 
     async def rotate(self, workshop_id: str) -> str | None:
         """Give the workshop a fresh invite code; the old one stops working at once.
@@ -208,20 +171,10 @@ class AccessRegistry:
         Nothing caches codes, so the next join already compares against the new one.
         """
         code = _invite_code()
-        changed = await self._run(
-            lambda c: c.execute(
-                "UPDATE workshop_access SET invite_code = ? WHERE workshop_id = ?", (code, workshop_id)
-            ).rowcount
-        )
-        return code if changed else None
+        return code if await self._call(lambda d: d.set_invite(workshop_id, code)) else None
 
     async def revoke(self, workshop_id: str, participant_id: str) -> None:
-        await self._run(
-            lambda c: c.execute(
-                "INSERT OR REPLACE INTO revoked_participants VALUES (?, ?, ?)",
-                (workshop_id, participant_id, time.time()),
-            )
-        )
+        await self._call(lambda d: d.revoke(workshop_id, participant_id))
         self._revoked.setdefault(workshop_id, set()).add(participant_id)
 
     async def load_revoked(self, workshop_id: str) -> set[str]:
@@ -229,12 +182,7 @@ class AccessRegistry:
         cached = self._revoked.get(workshop_id)
         if cached is not None:
             return cached
-        rows = await self._run(
-            lambda c: c.execute(
-                "SELECT participant_id FROM revoked_participants WHERE workshop_id = ?", (workshop_id,)
-            ).fetchall()
-        )
-        revoked = {row[0] for row in rows}
+        revoked = set(await self._call(lambda d: d.revoked(workshop_id)))
         self._revoked[workshop_id] = revoked
         return revoked
 
