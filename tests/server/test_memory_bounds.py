@@ -8,16 +8,22 @@ header (4413), before its payload is read: neither grows the server's memory.
 from __future__ import annotations
 
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 import websockets
+from pycrdt import Text
 
 from .test_transport import connect, healthz, read_until_closed
 
 pytestmark = pytest.mark.anyio
+
+
+#: set VMV_MAX_UPDATE_WORK very high here to see the test fail as main did before issue 19
+_BYSTANDER_ENV: dict[str, str] = {}
 
 
 def rss_bytes(pid: int) -> int:
@@ -107,3 +113,54 @@ async def test_a_frame_over_the_message_limit_is_refused_at_its_header_with_4413
         await ws.send(b"\x00\x00\x01\x00")  # an empty sync step 1 answered by a step 2
         with anyio.fail_after(10):
             assert (await ws.recv())[:2] == b"\x00\x01"
+
+
+async def test_a_bystander_keeps_saving_while_another_workshop_is_sent_stalling_chat(server_factory: Any) -> None:
+    """Issue 19, finding 1, end to end: updates of messages from many new devices (legal:
+    the author is the sender) once took seconds each to integrate, on the loop every
+    workshop shares. Now the room refuses them (4413) before integrating them, and a
+    bystander's saves in another workshop stay fast (the bench's target is 250 ms p99;
+    the bound here leaves room for a loaded CI machine)."""
+    from pycrdt import Array
+
+    from vmv_sync.protocol import encode_sync_update
+
+    from ..test_auth import AUTH_ENV, make_workshop
+    from ..yclient import YClient
+    from .test_fair_shares import appended, from_fresh_ids
+
+    server = server_factory(env={**AUTH_ENV, **_BYSTANDER_ENV}, args=())
+    victim_ws = await make_workshop(server)
+    bystander_ws = await make_workshop(server)
+    attacker = victim_ws.facilitator
+    latencies: list[float] = []
+    codes: list[int | None] = []
+    async with YClient(victim_ws.url(attacker), saved=True) as grower:
+        await grower.synced.wait()
+        for _ in range(20):  # 4,000 messages: the run a head insert scans
+            await grower.send_raw(encode_sync_update(appended(grower.doc, 200, attacker.pid)))
+        await grower.wait_for(lambda: len(grower.doc.get("messages", type=Array)) >= 0 and grower.saved_count >= 20, 30)
+    async with YClient(bystander_ws.url(bystander_ws.facilitator), saved=True) as bystander:
+        await bystander.synced.wait()
+
+        async def attack() -> None:
+            for _ in range(4):
+                async with YClient(victim_ws.url(attacker), saved=True) as rogue:
+                    await rogue.synced.wait()
+                    await rogue.send_raw(encode_sync_update(from_fresh_ids(3000, attacker.pid)))
+                    codes.append(await rogue.wait_closed(timeout=60))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(attack)
+            mission = bystander.doc.get("mission", type=Text)
+            for i in range(40):
+                started = time.perf_counter()
+                mission += f"{i} "
+                with anyio.fail_after(30):
+                    await bystander.wait_for(lambda i=i: bystander.saved_count >= i + 1, 30)
+                latencies.append(time.perf_counter() - started)
+                if len(codes) == 4:
+                    break
+    assert codes and all(code == 4413 for code in codes), codes
+    latencies.sort()
+    assert latencies[int(len(latencies) * 0.99) - 1 if len(latencies) > 1 else 0] < 1.0, latencies[-5:]
