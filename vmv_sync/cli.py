@@ -63,6 +63,7 @@ def main(ctx: click.Context, log_level: str | None) -> None:
 @click.option("--host", default=None, help="Interface to listen on [env VMV_HOST; default 127.0.0.1].")
 @click.option("--port", type=int, default=None, help="Port; 0 picks a free one [env VMV_PORT; default 8000].")
 @click.option("--db", default=None, help="SQLite file, sqlite:///path, postgresql://... or memory: [env VMV_DB; default ./data/vmv.sqlite3].")
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=None, help="Folder for files beside the store [env VMV_DATA_DIR; default: the SQLite file's folder, else ./data].")
 @click.option("--secret", default=None, help="HS256 token secret [env VMV_SECRET; default: generated beside the database].")
 @click.option("--no-auth", is_flag=True, default=False, help="Accept every connection without a token (development only).")
 @click.option("--log-format", type=click.Choice(["plain", "json"]), default=None, help="Log lines as text or JSON [env VMV_LOG_FORMAT; default plain].")
@@ -71,7 +72,7 @@ def main(ctx: click.Context, log_level: str | None) -> None:
     help="Comma-separated proxy addresses/networks whose X-Forwarded-For is believed [env VMV_FORWARDED_ALLOW_IPS; default none].",
 )
 def serve(
-    host: str | None, port: int | None, db: str | None, secret: str | None, no_auth: bool,
+    host: str | None, port: int | None, db: str | None, data_dir: Path | None, secret: str | None, no_auth: bool,
     log_format: str | None, forwarded_allow_ips: str | None,
 ) -> None:
     """Start the sync server (same as `python server.py`)."""
@@ -82,7 +83,7 @@ def serve(
 
     proxies = None if forwarded_allow_ips is None else tuple(p.strip() for p in forwarded_allow_ips.split(",") if p.strip())
     settings = _settings(
-        host=host, port=port, db=db, secret=secret, auth=False if no_auth else None,
+        host=host, port=port, db=db, data_dir=data_dir, secret=secret, auth=False if no_auth else None,
         log_format=log_format, forwarded_allow_ips=proxies,
     )
     run(settings)
