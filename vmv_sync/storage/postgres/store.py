@@ -72,6 +72,8 @@ class PostgresStore:
         url: a libpq-style URL, ``postgresql://user@host:5432/dbname``.
         pool_size: connections for reads, compaction and administration (the writer
             has its own).
+        connect_timeout: seconds to wait for a new connection (at open, and when the
+            writer reconnects after a lost connection) before the call fails.
         clock: wall-clock source for ``stored_at``/``created_at`` and the history
             window; never used for ordering.
 
@@ -80,12 +82,15 @@ class PostgresStore:
         ...     seq = await store.append("w1", [update])   # committed on return
     """
 
-    def __init__(self, url: str, *, pool_size: int = 4, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = 4, connect_timeout: float = 10.0, clock: Callable[[], float] = time.time
+    ) -> None:
         if not re.match(r"^postgres(ql)?://", url):
             raise ValueError("PostgresStore needs a postgresql:// URL")
         self.url = url
         self.name = redact(url)
         self._pool_size = pool_size
+        self._connect_timeout = connect_timeout
         self._clock = clock
         self._state = _State.NEW
         self._writer: Any = None
@@ -116,10 +121,12 @@ class PostgresStore:
         try:
             self._stack.push_async_callback(self._close_connections)
             try:
-                self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self._pool_size)
+                self._pool = await asyncpg.create_pool(
+                    self.url, min_size=1, max_size=self._pool_size, timeout=self._connect_timeout
+                )
                 async with self._pool.acquire() as conn:
                     await _migrate(conn, self.name)
-                self._writer = await asyncpg.connect(self.url)
+                self._writer = await asyncpg.connect(self.url, timeout=self._connect_timeout)
             except _FAILURES as exc:
                 raise StorageError(f"cannot open {self.name}: {exc}") from exc
             tg = await self._stack.enter_async_context(anyio.create_task_group())
@@ -189,7 +196,7 @@ class PostgresStore:
     async def _commit_batch(self, batch: list[PendingAppend]) -> list[int | StorageError]:
         claims = [(i, cid, owner) for i, r in enumerate(batch, 1) for cid, owner in (r.claims or {}).items()]
         if self._writer is None or self._writer.is_closed():
-            self._writer = await asyncpg.connect(self.url)
+            self._writer = await asyncpg.connect(self.url, timeout=self._connect_timeout)
         try:
             rows = await self._writer.fetch(
                 COMMIT_BATCH_SQL,
