@@ -84,11 +84,16 @@ async def check_every_stage(page: Page, who: str) -> None:
             option = page.locator("fieldset.ballot .option", has_text=LONG_OPTION)
             box = await option.bounding_box()
             assert box is not None and box["width"] > 200, (who, box)
-        if n == 1:  # value chips share rows evenly instead of stacking in ragged widths
-            widths = await page.locator("#value-chips li .chip").evaluate_all(
-                "(els) => els.map((e) => e.getBoundingClientRect().width)"
+        if n == 1:  # value chips share rows and fill them, instead of stacking in ragged widths
+            rows = await page.locator("#value-chips").evaluate(
+                """(ul) => { const right = ul.getBoundingClientRect().right; const rows = {}
+                     for (const c of ul.querySelectorAll('.chip')) { const r = c.getBoundingClientRect()
+                       rows[Math.round(r.top)] = Math.max(rows[Math.round(r.top)] || 0, r.right) }
+                     return Object.values(rows).map((r) => right - r) }"""
             )
-            assert widths and min(widths) > 100, (who, widths)
+            assert len(rows) < 6 and max(rows) < 2, (who, rows)  # several per row, each row full width
+            current = await page.locator("#stages button[aria-current=step]").bounding_box()
+            assert current is not None and current["height"] < 60, (who, current)  # not squeezed letter by letter
     for pane in ("people", "chat"):
         await page.click(f".panes button[data-pane={pane}]")
         assert await overflow(page) == [], (who, pane)
@@ -301,3 +306,54 @@ async def test_outcome_view_and_report_render_charts_and_print_to_pdf(
     pdf = await report.pdf(path=str(tmp_path / "report.pdf"))
     assert pdf.startswith(b"%PDF") and len(pdf) > 10_000
     await close(ctx_f, ctx_b, ctx_r)
+
+
+# -- numbers people look at ------------------------------------------------------------------
+
+
+async def test_state_line_counts_edits_and_caret_tags_stay_inside_the_text(server_factory: Any, browser: Any) -> None:
+    """On main: "26 changes kept" for one pick, one message and 23 typed characters, and
+    a caret's name tag on the first line was cut off by the text box."""
+    server = server_factory(args=())
+    made = create(server)
+    wid = made["workshop_id"]
+    bob = join(server, wid, made["invite_code"], "Bob")
+    ctx_f, fay = await new_page(browser, "fay")
+    ctx_b, bobp = await new_page(browser, "bob")
+    await open_as(fay, server, wid, made["token"])
+    await open_as(bobp, server, wid, bob["token"])
+    await fay.locator("#stages li").nth(4).locator("button").click()
+    await fay.click("#make-current")
+    await expect(bobp.locator("#stage-panel")).to_have_attribute("data-stage", "mission-final", timeout=T)
+
+    # Bob's caret at the very start of the first line, then at the end of a full first line
+    await fay.locator("#mission-editor").fill("")
+    await fay.locator("#mission-editor").press_sequentially("We tell the truth.", delay=5)
+    await expect(bobp.locator("#mission-editor")).to_have_value("We tell the truth.", timeout=T)
+    area = await fay.locator("#mission-editor").bounding_box()
+    assert area is not None
+    tag = fay.locator(f'#stage-panel .rcaret[data-user="{bob["participant_id"]}"] .rcaret-name')
+    for position in ("0", "t.value.length"):
+        await bobp.evaluate(f"() => {{ const t = document.getElementById('mission-editor'); t.focus(); t.setSelectionRange({position}, {position}) }}")
+        await expect(tag).to_have_text("Bob", timeout=T)
+        await wait_js(fay, "document.querySelector('.rcaret-name') !== null")
+        box = await tag.bounding_box()
+        assert box is not None, position
+        assert area["y"] <= box["y"] and box["y"] + box["height"] <= area["y"] + area["height"], (position, box, area)
+        assert area["x"] <= box["x"] and box["x"] + box["width"] <= area["x"] + area["width"], (position, box, area)
+
+    # offline: one pick, one message and 23 typed characters are three changes, not 26
+    # (looking at another stage writes progress, which no one counts as a change)
+    await ctx_b.set_offline(True)
+    await expect(bobp.locator("#conn")).to_have_attribute("data-state", "offline", timeout=T)
+    await bobp.locator("#mission-editor").click()
+    await bobp.locator("#mission-editor").press("End")
+    await bobp.locator("#mission-editor").press_sequentially(" Together, always now.", delay=5)  # 23 characters
+    await bobp.locator("#stages li").first.locator("button").click()
+    await bobp.locator("#value-chips li", has_text="Trust").locator("button").click()
+    await bobp.fill("#chat-input", "one message")
+    await bobp.press("#chat-input", "Enter")
+    await expect(bobp.locator("#conn")).to_contain_text("offline: 3 changes kept on this device")
+    await ctx_b.set_offline(False)
+    await expect(bobp.locator("#conn")).to_have_text("online · all changes saved", timeout=T)
+    await close(ctx_f, ctx_b)

@@ -149,6 +149,8 @@ export class WorkshopClient extends ObservableV2<WorkshopClientEvents> {
   readonly canSave: boolean
   /** Local changes the server has not acknowledged as committed, plus held intents. */
   readonly pendingCount: number
+  /** Unsaved changes counted as a person would (typing into one text in a row is one edit). */
+  readonly pendingEdits: number
   readonly saved: boolean
   /** Resolves when every change is committed; rejects on a refusal or timeout. */
   waitSaved (timeoutMs?: number): Promise<void>

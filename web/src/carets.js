@@ -46,7 +46,23 @@ export function caretOverlay (textarea) {
       nodes.push(...bars(text.length), document.createTextNode('\u200b'))
       layer.replaceChildren(...nodes)
       layer.scrollTop = textarea.scrollTop
+      keepTagsInside(layer)
     },
     destroy () { textarea.removeEventListener('scroll', onScroll) }
+  }
+}
+
+/**
+ * A caret's name tag sits above its line; on the first line that is outside the text
+ * box (the layer clips it), so it goes below instead, and a tag that would run past
+ * the right edge is aligned to the caret's left.
+ */
+function keepTagsInside (layer) {
+  const box = layer.getBoundingClientRect()
+  for (const tag of layer.querySelectorAll('.rcaret-name')) {
+    const caret = tag.parentElement
+    caret.classList.remove('below', 'flip')
+    if (tag.getBoundingClientRect().top < box.top) caret.classList.add('below')
+    if (tag.getBoundingClientRect().right > box.right) caret.classList.add('flip')
   }
 }

@@ -229,7 +229,7 @@ class WorkshopView {
   stateLine () {
     const c = this.client
     const n = c.pendingCount
-    const kept = plural(n, 'change')
+    const kept = plural(c.pendingEdits, 'change') // edits a person would count, not transactions
     if (this.recovering) return 'Resetting this device\'s copy of the workshop…'
     if (c.refusal) {
       const lostNote = n ? ` ${kept} made here cannot be saved.` : ''

@@ -80,6 +80,8 @@ export class WorkshopClient extends ObservableV2 {
     this._key = `${workshopId}.${this.participantId}`
     this.intents = new IntentQueue(storage, `vmv.intents.${this._key}`)
     this._unsaved = 0
+    this._kinds = [] // per unsaved local change: 'text:<root>' or a unique id (pendingEdits)
+    this._lastKind = null
     this._nextWeight = 1
     this._flushWeight = 0
     this._flushScheduled = false
@@ -96,8 +98,12 @@ export class WorkshopClient extends ObservableV2 {
       }
       const weight = origin === INTENT_ORIGIN ? Math.max(this._flushWeight, 1) : 1
       this._nextWeight = weight
+      for (let i = 0; i < weight; i++) this._kinds.push(weight === 1 && this._lastKind ? this._lastKind : uniqueKind())
       this._setUnsaved(this._unsaved + weight)
     }
+    // which text a local change typed into (runs before 'update'), so that typing a
+    // sentence counts as one edit in pendingEdits, not one per keystroke
+    doc.on('afterTransaction', (tr) => { this._lastKind = tr.local ? kindOf(doc, tr) : null })
     doc.on('update', this._onUpdate)
 
     const client = this
@@ -145,6 +151,9 @@ export class WorkshopClient extends ObservableV2 {
     if (this.persistence) {
       const n = Number(storage.getItem(`vmv.unsaved.${this._key}`))
       this._unsaved = Number.isInteger(n) && n > 0 ? n : 0
+      let kinds = []
+      try { kinds = JSON.parse(storage.getItem(`vmv.unsavedKinds.${this._key}`) || '[]') } catch { kinds = [] }
+      this._kinds = Array.isArray(kinds) && kinds.length === this._unsaved ? kinds : Array.from({ length: this._unsaved }, uniqueKind)
     }
     this.whenLoaded = (this.persistence ? this.persistence.whenSynced : Promise.resolve()).then(() => {
       if (this._destroyed) return
@@ -196,15 +205,34 @@ export class WorkshopClient extends ObservableV2 {
 
   /** Local changes not yet committed by the server, plus held intents. */
   get pendingCount () { return this._unsaved + this.intents.length }
+  /**
+   * The same, counted as a person would: one per pick, vote, rating or message, and
+   * one per text for typing in a row (23 keystrokes into the mission are one edit).
+   */
+  get pendingEdits () {
+    let runs = 0
+    const kinds = this._kinds.filter((k) => k !== 'progress') // where one looks is not an edit
+    kinds.forEach((k, i) => { if (i === 0 || k !== kinds[i - 1] || !k.startsWith('text:')) runs++ })
+    const edits = runs + this.intents.length
+    return edits === 0 && this.pendingCount > 0 ? 1 : edits
+  }
   get saved () { return this.pendingCount === 0 }
 
   _setUnsaved (n) {
     const before = this.pendingCount
     this._unsaved = Math.max(0, n)
+    // acknowledged changes leave from the front; changes counted without a kind get one
+    if (this._kinds.length > this._unsaved) this._kinds.splice(0, this._kinds.length - this._unsaved)
+    while (this._kinds.length < this._unsaved) this._kinds.push(uniqueKind())
     if (this.persistence) {
       try {
-        if (this._unsaved) this.storage.setItem(`vmv.unsaved.${this._key}`, String(this._unsaved))
-        else this.storage.removeItem(`vmv.unsaved.${this._key}`)
+        if (this._unsaved) {
+          this.storage.setItem(`vmv.unsaved.${this._key}`, String(this._unsaved))
+          this.storage.setItem(`vmv.unsavedKinds.${this._key}`, JSON.stringify(this._kinds))
+        } else {
+          this.storage.removeItem(`vmv.unsaved.${this._key}`)
+          this.storage.removeItem(`vmv.unsavedKinds.${this._key}`)
+        }
       } catch { /* quota */ }
     }
     this._pendingChanged(before)
@@ -444,6 +472,23 @@ export class WorkshopClient extends ObservableV2 {
     this.doc.off('update', this._onUpdate)
     if (this.persistence) this.persistence.destroy()
   }
+}
+
+let kindCounter = 0
+const uniqueKind = () => `e${Date.now().toString(36)}.${++kindCounter}`
+const TEXT_ROOTS = new Set(['mission', 'vision', 'drafts'])
+
+/** 'text:<root>' for a change to one text root (or drafts), 'progress' for one to progress only, else a unique kind. */
+function kindOf (doc, tr) {
+  const roots = new Set()
+  for (const type of tr.changed.keys()) {
+    let t = type
+    while (t._item) t = t._item.parent
+    for (const [name, root] of doc.share) if (root === t) roots.add(name)
+  }
+  const [only] = roots
+  if (roots.size === 1 && only === 'progress') return 'progress'
+  return roots.size === 1 && TEXT_ROOTS.has(only) ? `text:${only}` : uniqueKind()
 }
 
 function containerRoot (kind) {
