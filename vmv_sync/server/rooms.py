@@ -31,7 +31,6 @@ from ..derived import DerivedTracker
 from ..errors import (
     CloseError,
     MalformedMessage,
-    MessageTooLarge,
     ServerError,
     SilentPeer,
     StorageError,
@@ -54,15 +53,15 @@ from ..protocol import (
 from ..protocol.update import UpdateSummary, summarize_update
 from ..schema import ROOTS
 from ..storage import Store
-from .auth import Principal
+from .admission import check_quota, check_work
 from .awareness import RoomAwareness
-from .budgets import Budget
 from .compaction import Compactor
 from .connection import Connection
 from .containers import missing_containers
 from .fanout import relay
 from .guard import WriteGuard
 from .integrity import ClientIds, check_integrable, is_panic
+from .loading import integrate
 from .origins import FromClient, FromServer, Incoming, Origin
 
 __all__ = ("Room", "FromClient", "FromServer", "Origin")
@@ -73,8 +72,6 @@ _BATCH_MAX = 512
 _INBOX_SIZE = 1024
 #: the sequence roots (arrays and texts), whose length bounds one item's placement
 _SEQUENCE_ROOTS = tuple((name, kind) for name, kind in ROOTS.items() if kind is not Map)
-#: seconds of integration between two yields to the event loop while a room loads
-_LOAD_SLICE = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,24 +186,7 @@ class Room:
     async def _load(self) -> None:
         started = time.perf_counter()
         stored = await self.store.load(self.workshop_id)
-        # One transaction, one update at a time: merge_updates over a long tail is
-        # far slower (quadratic) than integrating the updates one by one. The document
-        # is private until loaded, so the loop is given back every _LOAD_SLICE seconds:
-        # a workshop that is costly to load delays its own clients, not other workshops.
-        loaded: Doc[Any] = Doc()
-        tail_work = 0.0
-        with loaded.transaction():
-            if stored.snapshot:
-                loaded.apply_update(stored.snapshot)
-            slice_start = time.perf_counter()
-            for update in stored.updates:
-                applied = time.perf_counter()
-                loaded.apply_update(update)
-                now = time.perf_counter()
-                tail_work += now - applied
-                if now - slice_start > _LOAD_SLICE:
-                    await anyio.sleep(0)
-                    slice_start = time.perf_counter()
+        loaded, tail_work = await integrate(stored.snapshot, stored.updates)
         self.client_ids = ClientIds(getattr(stored, "client_ids", None))
         # The server's own edits go under an id nobody owns or wrote, claimed for it.
         server_id = self.client_ids.fresh_server_id(decode_state_vector(loaded.get_state()))
@@ -231,10 +211,7 @@ class Room:
     async def _rebuild(self, pending: list[bytes]) -> None:
         """Replace a damaged document by the stored one plus ``pending`` (admitted, not yet committed)."""
         stored = await self.store.load(self.workshop_id)
-        doc: Doc[Any] = Doc(client_id=self.doc.client_id)
-        with doc.transaction():
-            for update in [*([stored.snapshot] if stored.snapshot else []), *stored.updates, *pending]:
-                doc.apply_update(update)
+        doc, _ = await integrate(stored.snapshot, [*stored.updates, *pending], Doc(client_id=self.doc.client_id))
         self.doc = doc
         self.derived.close()
         self.derived = DerivedTracker(doc)
@@ -423,11 +400,14 @@ class Room:
             summary = summarize_update(item.update)
             state = decode_state_vector(self.doc.get_state())
             check_integrable(summary, state)
-            self._check_work(summary, sequence_size)
+            check_work(summary, sequence_size, self.settings)
             claims = {}
             if principal.authenticated and principal.participant_id is not None:
                 claims = self.client_ids.check(summary, state, principal.participant_id)
-                self._check_quota(principal, budget, len(item.update))
+                check_quota(
+                    self.settings, principal, budget, self.stored_bytes + self._batch_bytes + len(item.update),
+                    len(item.update),
+                )
             started = time.perf_counter()
             try:
                 if self.guard is not None and principal.authenticated:
@@ -462,46 +442,6 @@ class Room:
         if budget is not None:
             budget.written += len(item.update)
         return summary
-
-    def _check_work(self, summary: UpdateSummary, sequence_size: int) -> None:
-        """Refuse an update whose placement could stall the loop (issue 19, finding 1).
-
-        One costly item (a message from a new device, an edit on an existing item)
-        always passes: its cost is bounded by the document's size, which the quota bounds.
-        """
-        cost = summary.placement_cost(sequence_size)
-        limit = self.settings.max_update_work
-        if cost > limit and cost > sequence_size:
-            raise MessageTooLarge(
-                f"the update would cost the server about {cost} placement steps (limit {limit}); "
-                "send it in smaller parts"
-            )
-
-    def _check_quota(self, principal: Principal, budget: Budget | None, size: int) -> None:
-        """The workshop quota, with a share per participant and a reserve for the facilitator.
-
-        The quota counts what is stored (a compaction gives bytes back). Participants
-        stop at ``1 - facilitator_quota_reserve`` of it and at their own share, so no
-        one of them can make the workshop read-only for the others or its facilitator.
-        """
-        s = self.settings
-        quota = s.workshop_quota_bytes
-        if not quota:
-            return
-        total = self.stored_bytes + self._batch_bytes + size
-        if principal.role == "facilitator":
-            if total > quota:
-                raise MessageTooLarge(f"the workshop has reached its storage quota of {quota} bytes")
-            return
-        if total > quota * (1 - s.facilitator_quota_reserve):
-            raise MessageTooLarge(
-                "the workshop is nearly full: only its facilitator can still write; ask the facilitator"
-            )
-        share = int(quota * s.participant_quota_share)
-        if budget is not None and budget.written + size > share:
-            raise MessageTooLarge(
-                f"you have written your share ({share} bytes) of this workshop's storage; ask the facilitator"
-            )
 
     def _apply_server_edit(self, item: _ServerEdit) -> bytes | None:
         captured: list[bytes] = []

@@ -1,0 +1,56 @@
+"""Admission budgets of one update: the placement work it may cause and the quota it may use.
+
+The room asks these two after the integrity rules and before the write rules
+(rooms.py, ``Room._admit``); both raise :class:`MessageTooLarge` (4413), which closes
+the sender only. Kept apart from the room so that every fair-share rule about an
+update's size reads in one place (docs/security.md, "Limits").
+"""
+
+from __future__ import annotations
+
+from ..config import Settings
+from ..errors import MessageTooLarge
+from ..protocol.update import UpdateSummary
+from .auth import Principal
+from .budgets import Budget
+
+__all__ = ("check_quota", "check_work")
+
+
+def check_work(summary: UpdateSummary, sequence_size: int, settings: Settings) -> None:
+    """Refuse an update whose placement could stall the loop (issue 19, finding 1).
+
+    One costly item (a message from a new device, an edit on an existing item)
+    always passes: its cost is bounded by the document's size, which the quota bounds.
+    """
+    cost = summary.placement_cost(sequence_size)
+    limit = settings.max_update_work
+    if cost > limit and cost > sequence_size:
+        raise MessageTooLarge(
+            f"the update would cost the server about {cost} placement steps (limit {limit}); "
+            "send it in smaller parts"
+        )
+
+
+def check_quota(settings: Settings, principal: Principal, budget: Budget | None, total: int, size: int) -> None:
+    """The workshop quota, with a share per participant and a reserve for the facilitator.
+
+    ``total`` is what the workshop would store with this update of ``size`` bytes. The
+    quota counts what is stored (a compaction gives bytes back). Participants stop at
+    ``1 - facilitator_quota_reserve`` of it and at their own share, so no one of them
+    can make the workshop read-only for the others or its facilitator.
+    """
+    quota = settings.workshop_quota_bytes
+    if not quota:
+        return
+    if principal.role == "facilitator":
+        if total > quota:
+            raise MessageTooLarge(f"the workshop has reached its storage quota of {quota} bytes")
+        return
+    if total > quota * (1 - settings.facilitator_quota_reserve):
+        raise MessageTooLarge("the workshop is nearly full: only its facilitator can still write; ask the facilitator")
+    share = int(quota * settings.participant_quota_share)
+    if budget is not None and budget.written + size > share:
+        raise MessageTooLarge(
+            f"you have written your share ({share} bytes) of this workshop's storage; ask the facilitator"
+        )
