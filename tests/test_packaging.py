@@ -113,3 +113,15 @@ def test_wheel_installs_into_a_fresh_venv_and_serves_the_page(tmp_path: Path) ->
         proc.wait(timeout=30)
         if proc.stdout is not None:
             proc.stdout.close()
+
+    # the core alone (no extra): the document model and the database commands import,
+    # and `serve` says in one line which extra it needs
+    core = tmp_path / "core"
+    _run([sys.executable, "-m", "venv", "--without-pip", str(core)])
+    _run([sys.executable, "-m", "pip", "--python", str(core / "bin" / "python"), "install", "-q",
+          "--disable-pip-version-check", "-c", str(ROOT / "constraints.txt"), str(wheel)])  # fmt: skip
+    _run([str(core / "bin" / "python"), "-c", "import vmv_sync, vmv_sync.schema, vmv_sync.storage"], cwd=tmp_path)
+    refused = subprocess.run([str(core / "bin" / "vmv-sync"), "serve", "--port", "0"], capture_output=True, text=True,
+                             timeout=60, cwd=work, env=env)  # fmt: skip
+    assert refused.returncode == 2, refused
+    assert refused.stderr.strip().splitlines()[-1].endswith("pip install 'vmv-sync[server]'"), refused.stderr
