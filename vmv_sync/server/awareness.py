@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..errors import ClientIdTaken, Forbidden, MessageTooLarge, TooManyMessages
+from ..presence import supersedes
 from ..protocol import AwarenessEntry, encode_awareness, encode_awareness_update
 from .connection import Connection, Principal
 
@@ -109,7 +110,7 @@ class RoomAwareness:
                 ) or (pid is not None and current.participant_id == pid)
                 offset = current.offset if same_client else 0
                 sclock = entry.clock + offset
-                newer = current.clock < sclock or (current.clock == sclock and removing and live)
+                newer = supersedes(current.clock, sclock, removal=removing, live=live)
                 reclaim = (
                     first and same_client and not owned and not live and not removing and current.clock == sclock
                 )
