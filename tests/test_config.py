@@ -217,6 +217,11 @@ def test_the_data_folder_is_its_own_setting_or_the_sqlite_files_folder() -> None
     assert Settings(db="memory:").data_path == Path("data")
     given = Settings.from_env({"VMV_DB": "/srv/vmv/db.sqlite3", "VMV_DATA_DIR": "/var/lib/vmv"})
     assert given.data_path == Path("/var/lib/vmv")
+    # the generated secret is mirrored beside an SQLite file, or in a data folder given
+    assert Settings().secret_dir == Path("data")
+    assert Settings(db="postgresql://db.example/vmv").secret_dir is None
+    assert Settings(db="postgresql://db.example/vmv", data_dir=Path("/srv/f")).secret_dir == Path("/srv/f")
+    assert Settings(db="memory:").secret_dir is None  # nothing kept: no file either
     # a flag for --db still moves the default data folder with it
     assert Settings.from_env({}).with_overrides(db=Path("/tmp/x/v.sqlite3")).data_path == Path("/tmp/x")
 

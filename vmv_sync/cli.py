@@ -111,9 +111,9 @@ def workshop_create(title: str, name: str, values: tuple[str, ...], url: str | N
     """
     from pycrdt import Doc
 
-    from .server.auth import AccessRegistry, TokenIssuer, load_secret
+    from .server.auth import AccessRegistry, TokenIssuer
     from .server.workshops import create_workshop
-    from .storage import open_store
+    from .storage import open_store, token_secret
 
     settings = _settings(db=db, secret=secret)
     base = (url or f"http://{settings.host}:{settings.port}").rstrip("/")
@@ -131,7 +131,7 @@ def workshop_create(title: str, name: str, values: tuple[str, ...], url: str | N
                 name=name,
                 values=values,
                 registry=AccessRegistry(settings.db),
-                tokens=TokenIssuer(load_secret(settings.secret, settings.data_path)),
+                tokens=TokenIssuer(settings.secret or await token_secret(store, settings.secret_dir)),
                 write=write,
             )
 
@@ -158,13 +158,26 @@ def workshop_create(title: str, name: str, values: tuple[str, ...], url: str | N
 @click.option("--secret", default=None, help="Token secret [env VMV_SECRET; default: the one beside the database].")
 def workshop_token(workshop_id: str, name: str, role: str, participant_id: str | None, ttl: float | None, db: Path | None, secret: str | None) -> None:
     """Print a token for one participant of a workshop (for bots, tests and scripts)."""
-    from .server.auth import TokenIssuer, load_secret, new_id
+    from .server.auth import TokenIssuer, new_id
 
     settings = _settings(db=db, secret=secret)
     pid = participant_id or new_id("p-")
     if _facilitator_of(settings, _check_id(workshop_id)) is None:
         raise click.ClickException(f"no workshop {workshop_id!r} in {settings.db}: create it first (workshop create)")
-    click.echo(TokenIssuer(load_secret(settings.secret, settings.data_path)).issue(_check_id(workshop_id), pid, name, role, ttl=ttl))
+    click.echo(TokenIssuer(_token_secret(settings)).issue(_check_id(workshop_id), pid, name, role, ttl=ttl))
+
+
+def _token_secret(settings: Settings) -> str:
+    """The secret the server signs with: configured, else the store's (docs/storage.md)."""
+    if settings.secret:
+        return settings.secret
+    from .storage import open_store, token_secret
+
+    async def read() -> str:
+        async with open_store(settings.db) as store:
+            return await token_secret(store, settings.secret_dir)
+
+    return _run(read)
 
 
 def _answers(base: str) -> bool:
@@ -208,7 +221,7 @@ def participant_remove(workshop_id: str, participant_id: str, url: str | None, d
     import urllib.error
     import urllib.request
 
-    from .server.auth import AccessRegistry, TokenIssuer, load_secret
+    from .server.auth import AccessRegistry, TokenIssuer
 
     settings = _settings(db=db, secret=secret)
     facilitator = _facilitator_of(settings, _check_id(workshop_id))
@@ -218,7 +231,7 @@ def participant_remove(workshop_id: str, participant_id: str, url: str | None, d
         raise click.ClickException("the facilitator cannot be removed from their own workshop")
     base = (url or f"http://{settings.host}:{settings.port}").rstrip("/")
     if _answers(base):
-        token = TokenIssuer(load_secret(settings.secret, settings.data_path)).issue(workshop_id, facilitator, "CLI", "facilitator", ttl=60)
+        token = TokenIssuer(_token_secret(settings)).issue(workshop_id, facilitator, "CLI", "facilitator", ttl=60)
         request = urllib.request.Request(
             f"{base}/api/workshops/{workshop_id}/participants/{participant_id}/revoke", data=b"{}", method="POST",
             headers={"authorization": f"Bearer {token}", "content-type": "application/json"},

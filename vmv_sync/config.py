@@ -259,6 +259,15 @@ class Settings:
         return None
 
     @property
+    def secret_dir(self) -> Path | None:
+        """Where a generated token secret is mirrored (``secret.key``): ``data_dir``, else the
+        SQLite file's folder (contract section 6: "beside the database"); None otherwise."""
+        if self.data_dir is not None:
+            return self.data_dir
+        sqlite = self.sqlite_path
+        return sqlite.parent if sqlite is not None else None
+
+    @property
     def data_path(self) -> Path:
         """The data folder: ``data_dir`` if set, else the SQLite file's folder, else ``./data``."""
         if self.data_dir is not None:
