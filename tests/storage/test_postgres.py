@@ -30,6 +30,27 @@ async def test_concurrent_appends_are_grouped_into_few_commits(pg_database: str)
             assert dict((await store.load(f"w{w}")).client_ids) == {t: f"p{t}" for t in range(w, 40, 5)}
 
 
+async def test_each_batch_is_one_statement_on_the_writer(pg_database: str) -> None:
+    """Group commit costs one round trip per batch: one (prepared) statement, whatever it holds."""
+    async with PostgresStore(pg_database) as store:
+        await store.append("w", [b"warm-up"])  # the first call also prepares the statement
+        statements: list[str] = []
+        store._writer.add_query_logger(lambda record: statements.append(record.query))
+        commits = store.commits
+
+        async def room(task: int) -> None:
+            for i in range(5):
+                await store.append(f"w{task % 3}", [b"%d:%d" % (task, i)] * 2, claims={task: "p"})
+
+        async with anyio.create_task_group() as tg:
+            for task in range(30):
+                tg.start_soon(room, task)
+        batches = store.commits - commits
+        assert 1 < batches < 150  # grouped ...
+        assert len(statements) == batches  # ... and each batch was ONE statement
+        assert all("vmv_commit_batch" in q for q in statements)
+
+
 async def test_the_store_recovers_when_its_connections_are_killed(pg_database: str) -> None:
     """A PostgreSQL restart or a killed backend: visible failures, then the store goes on."""
     async with PostgresStore(pg_database) as store:
