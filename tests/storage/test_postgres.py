@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import anyio
 import asyncpg
 import pytest
@@ -125,3 +130,56 @@ async def test_closed_store_refuses() -> None:
     store = PostgresStore("postgresql://127.0.0.1:1/vmv")
     with pytest.raises(StorageError, match="new"):
         await store.append("w", [b"x"])
+
+
+KILL_SCRIPT = """
+import sys, anyio
+from vmv_sync.storage import PostgresStore
+
+async def main(url):
+    async with PostgresStore(url) as store:
+        async def writer(t):
+            i = 0
+            while True:
+                data = f"{t}:{i}"
+                seq = await store.append("w", [data.encode()], claims={t: f"p{t}"} if i == 0 else None)
+                print(seq, data, flush=True)
+                i += 1
+        async with anyio.create_task_group() as tg:
+            for t in range(8):
+                tg.start_soon(writer, t)
+
+anyio.run(main, sys.argv[1])
+"""
+
+
+async def test_acknowledged_appends_survive_kill_9(pg_database: str) -> None:
+    """Every seq a process printed after ``append`` returned is in the database after SIGKILL."""
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILL_SCRIPT, pg_database],
+        stdout=subprocess.PIPE, cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    acknowledged: dict[int, str] = {}
+    try:
+        for line in proc.stdout:  # bounded: we stop reading after 400 acknowledgements
+            seq, data = line.split()
+            acknowledged[int(seq)] = data
+            if len(acknowledged) >= 400:
+                break
+    finally:
+        proc.kill()  # SIGKILL mid-stream: no flush, no close
+        rest, _ = proc.communicate(timeout=30)
+    for line in rest.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            acknowledged[int(parts[0])] = parts[1]
+    assert proc.returncode == -9 and len(acknowledged) >= 400
+    async with PostgresStore(pg_database) as store:
+        _, updates = await store.history("w")
+        claims = dict((await store.load("w")).client_ids)
+    stored = {u.seq: u.update.decode() for u in updates}
+    assert {s: d for s, d in acknowledged.items() if stored.get(s) != d} == {}
+    assert [u.seq for u in updates] == list(range(1, len(updates) + 1))  # no gap, no reuse
+    assert claims == {t: f"p{t}" for t in range(8)}
