@@ -357,3 +357,30 @@ async def test_state_line_counts_edits_and_caret_tags_stay_inside_the_text(serve
     await ctx_b.set_offline(False)
     await expect(bobp.locator("#conn")).to_have_text("online · all changes saved", timeout=T)
     await close(ctx_f, ctx_b)
+
+
+async def test_a_late_message_slots_in_above_and_the_reader_keeps_their_place(server_factory: Any, browser: Any) -> None:
+    server = server_factory(args=())
+    made = create(server)
+    wid = made["workshop_id"]
+    bob = join(server, wid, made["invite_code"], "Bob")
+    ctx_f, fay = await new_page(browser, "fay")
+    ctx_b, bobp = await new_page(browser, "bob")
+    await open_as(fay, server, wid, made["token"])
+    await open_as(bobp, server, wid, bob["token"])
+    await ctx_b.set_offline(True)
+    await expect(bobp.locator("#conn")).to_have_attribute("data-state", "offline", timeout=T)
+    await bobp.evaluate("vmv.client.postMessage('written offline, early')")
+    for i in range(40):
+        await fay.evaluate(f"vmv.client.postMessage('message {i:02d} ' + 'words '.repeat(6))")
+    await expect(fay.locator("#messages li")).to_have_count(40)
+    # Fay reads somewhere in the middle
+    visible = """() => { const list = document.getElementById('messages'); const top = list.getBoundingClientRect().top
+                 const li = [...list.children].find((e) => e.getBoundingClientRect().bottom > top + 1)
+                 return [li.querySelector('.text').textContent, Math.round(li.getBoundingClientRect().top - top)] }"""
+    await fay.evaluate("() => { const l = document.getElementById('messages'); l.scrollTop = l.scrollHeight / 2 }")
+    before = await fay.evaluate(visible)
+    await ctx_b.set_offline(False)
+    await expect(fay.locator("#messages li").first).to_contain_text("written offline, early", timeout=T)
+    assert await fay.evaluate(visible) == before
+    await close(ctx_f, ctx_b)

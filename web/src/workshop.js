@@ -9,11 +9,12 @@ import { Y, WorkshopClient, STAGES, STAGE_TITLES, deriveState, isStage, actions 
 import { IndexeddbPersistence } from 'y-indexeddb'
 import { h, setText, syncList } from './dom.js'
 import { buildPanel, renderBallots } from './panels.js'
-import { announceInvite, lockRemoved, removeCell, updateRemove, watchInvite } from './people.js'
+import { lockRemoved, removeCell, updateRemove, watchInvite } from './people.js'
+import { bindInvite, loadInvite, renderInvite, setInvite } from './invite.js'
+import { renderMessages } from './chatview.js'
 import { bindOutcome } from './outcome.js'
 import {
-  apiInvite, apiJoin, apiRotateInvite, forgetToken, joinLink, rememberConfig, resolveIdentity, saveInvite, saveName,
-  saveToken, savedInvite, savedName, serverConfig
+  apiJoin, forgetToken, rememberConfig, resolveIdentity, saveName, saveToken, savedInvite, savedName, serverConfig
 } from './identity.js'
 
 const $ = (id) => document.getElementById(id)
@@ -400,29 +401,7 @@ class WorkshopView {
     })
   }
 
-  renderMessages () {
-    const list = $('messages')
-    const items = this.client.messages
-    // messages are in display order (written order, chat.js): a late one slots in
-    // above; the reader stays at the bottom, or on the message they were reading
-    const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40
-    const top = () => list.getBoundingClientRect().top
-    const anchor = atBottom ? null : [...list.children].find((li) => li.getBoundingClientRect().bottom > top())
-    const anchorOffset = anchor ? anchor.getBoundingClientRect().top - top() : 0
-    syncList(list, items.slice(-200), (m) => m.id, (m) => {
-      const when = typeof m.sent_at === 'number' ? new Date(m.sent_at * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) : ''
-      const author = h('span.author')
-      author.style.color = colorFor(String(m.author))
-      return h('li.msg', { dataset: { author: String(m.author) } }, author, h('time', {}, when), h('p.text', {}, m.text))
-    }, (li, m) => setText(li.querySelector('.author'), this.nameOf(m.author) + (m.author === this.me.id ? ' (you)' : '')))
-    if (atBottom) list.scrollTop = list.scrollHeight
-    else if (anchor && anchor.isConnected) list.scrollTop += anchor.getBoundingClientRect().top - top() - anchorOffset
-    // unread badge on the Chat button (phones)
-    if (this.seenMessages === null) this.seenMessages = items.length
-    if (document.body.dataset.pane === 'chat' || getComputedStyle($('chat-pane')).display !== 'none' && matchMedia('(min-width: 60.01rem)').matches) this.seenMessages = items.length
-    const unread = items.length - this.seenMessages
-    setText($('chat-badge'), unread > 0 ? String(unread) : '')
-  }
+  renderMessages () { renderMessages(this) } // chatview.js
 
   renderTyping () {
     if (!this.presence) return
@@ -479,67 +458,10 @@ class WorkshopView {
     })
   }
 
-  // -- invite panel (facilitator) ----------------------------------------------------
+  // -- invite panel (facilitator): invite.js ----------------------------------------
 
-  async loadInvite () {
-    if (!this.config.auth || !this.me.token || this.inviteLoading) return
-    this.inviteLoading = true
-    try {
-      const r = await apiInvite(this.wid, this.me.token)
-      const changed = this.inviteState.code && this.inviteState.code !== r.invite_code
-      this.setInvite(r.invite_code, r.join_link, changed ? 'The invite code changed: the old link no longer lets anyone join.' : this.inviteState.note)
-    } catch (err) {
-      if (!this.inviteState.code) this.inviteState.note = `The invite code could not be loaded: ${err.message || err}`
-    } finally {
-      this.inviteLoading = false
-      this.schedule()
-    }
-  }
-
-  bindInvite () {
-    $('invite-copy').addEventListener('click', async () => {
-      const input = $('invite-link')
-      let ok = false
-      try { await navigator.clipboard.writeText(input.value); ok = true } catch {
-        input.select()
-        try { ok = document.execCommand('copy') } catch { ok = false }
-      }
-      this.inviteState.note = ok ? 'Link copied.' : 'Select the link and copy it.'
-      this.schedule()
-    })
-    $('invite-rotate').addEventListener('click', async () => {
-      try {
-        const r = await apiRotateInvite(this.wid, this.me.token)
-        this.setInvite(r.invite_code, r.join_link, 'New code: the old link no longer lets anyone join.')
-        announceInvite(this)
-      } catch (err) {
-        this.inviteState.note = `Could not make a new code: ${err.message || err}`
-      }
-      this.schedule()
-    })
-  }
-
-  setInvite (code, joinPath, note) {
-    this.inviteState.code = code
-    this.inviteState.joinPath = joinPath || null
-    this.inviteState.note = note
-    saveInvite(this.wid, code)
-  }
-
-  renderInvite () {
-    const box = $('invite')
-    if (!this.ctx.isFacilitator()) { box.hidden = true; return }
-    const { code, joinPath, note } = this.inviteState
-    const link = this.config.auth
-      ? (code ? joinLink(this.wid, code, joinPath) : '')
-      : `${location.origin}/w/${encodeURIComponent(this.wid)}`
-    box.hidden = false
-    const input = $('invite-link')
-    if (input.value !== link) input.value = link
-    input.placeholder = link ? '' : 'loading the invite code…'
-    $('invite-copy').disabled = !link
-    $('invite-rotate').hidden = !this.config.auth
-    $('invite-rotate').disabled = !this.client.connected
-    setText($('invite-note'), note)
-  }
+  loadInvite () { return loadInvite(this) }
+  bindInvite () { bindInvite(this) }
+  setInvite (code, joinPath, note) { setInvite(this, code, joinPath, note) }
+  renderInvite () { renderInvite(this) }
 }
