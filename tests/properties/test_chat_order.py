@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pycrdt import Array, Doc, Map
@@ -151,3 +152,28 @@ def test_a_clock_hours_ahead_or_behind_neither_pins_nor_buries() -> None:
         order = [m.id for m in ordered_messages(read_workshop(world.server).messages)]
         # m004 (w0) and m006 (w1) were written after their writers saw m001 and m002
         assert order[2:] == ["m004", "m006"], (skew, order)
+
+
+@pytest.mark.anyio
+async def test_the_python_clients_message_view_shows_the_same_order(tmp_path: Any) -> None:
+    """``WorkshopClient.messages`` (incrementally parsed) sorts by the same rule (issue 21)."""
+    import socket
+
+    import anyio
+
+    from vmv_sync.client import WorkshopClient
+
+    world = _run([3 * HOUR, 0.0, -3 * HOUR], [False, False, True],
+                 [("toggle", 0, 0), ("post", 0, 5), ("post", 1, 5), ("post", 2, 5), ("toggle", 0, 0),
+                  ("post", 1, 5), ("post", 0, 5), ("post", 2, 5)])  # fmt: skip
+    expected = [m.id for m in ordered_messages(read_workshop(world.server).messages)]
+    assert expected != [m.id for m in read_workshop(world.server).messages]  # merge order differs
+    with socket.socket() as s:  # a port where nothing listens: the client stays offline
+        s.bind(("127.0.0.1", 0))
+        url = f"ws://127.0.0.1:{s.getsockname()[1]}"
+    async with WorkshopClient(url, "order", store_path=tmp_path / "c.sqlite3", participant_id="w1", name="W1") as client:
+        client.doc.apply_update(world.server.get_update())
+        with anyio.fail_after(5):
+            while len(client.messages) < len(expected):
+                await anyio.sleep(0.01)
+        assert [m.id for m in client.messages] == expected
