@@ -79,6 +79,11 @@ EVERY_FIELD: dict[str, tuple[str, Any]] = {
     "auth_claim_workshop": ("workshops", "workshops"),
     "auth_default_role": ("participant", "participant"),
     "auth_jwks_refresh": ("60", 60.0),
+    "webhook_urls": ("https://app.example/hooks", ("https://app.example/hooks",)),
+    "webhook_secret": ("s" * 32, "s" * 32),
+    "webhook_quiet_seconds": ("2.5", 2.5),
+    "webhook_timeout": ("3", 3.0),
+    "webhook_max_backoff": ("60", 60.0),
 }
 
 

@@ -197,6 +197,17 @@ class Settings:
     auth_default_role: str = ""
     #: seconds a JWKS fetched from a URL is kept before it is fetched again
     auth_jwks_refresh: float = setting(300.0, minimum=1.0)
+    # -- webhooks (docs/webhooks.md, server/webhooks.py)
+    #: endpoints that receive the workshop events (comma-separated http(s) URLs); empty: none
+    webhook_urls: tuple[str, ...] = ()
+    #: HMAC-SHA256 key of the webhook signatures (required with webhook_urls)
+    webhook_secret: str | None = setting(None, repr=False)
+    #: a mission or vision edit is reported once the text has been unchanged this long
+    webhook_quiet_seconds: float = setting(10.0, minimum=0.0, maximum=3600.0)
+    #: seconds an endpoint has to answer one delivery
+    webhook_timeout: float = setting(10.0, minimum=0.1, maximum=300.0)
+    #: the longest wait between two attempts of one event (backoff doubles up to it)
+    webhook_max_backoff: float = setting(600.0, minimum=0.1)
 
     def __post_init__(self) -> None:
         if isinstance(self.db, os.PathLike):  # Settings(db=Path(...)) and path flags keep working

@@ -37,6 +37,7 @@ from .metrics import Metrics
 from .openapi import openapi_routes
 from .ops import ops_routes, state_at
 from .web import web_routes
+from .webhooks import Webhooks, WebhookTaps
 
 __all__ = ("create_app", "WORKSHOP_ID_RE")
 
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     connections.
     """
     settings = settings or Settings()
+    webhooks = Webhooks.from_settings(settings)  # events to the embedding app (webhooks.py)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -68,7 +70,10 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             secret = settings.secret or (
                 await token_secret(directory, folder) if directory else load_secret(None, settings.data_path)
             )
-            manager = await stack.enter_async_context(RoomManager(metrics.instrument(the_store), settings))
+            watched = metrics.instrument(the_store)
+            manager = await stack.enter_async_context(
+                RoomManager(webhooks.watch(watched) if webhooks else watched, settings)
+            )
             context = ServerContext(
                 settings=settings,
                 store=the_store,
@@ -80,6 +85,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
                 metrics=metrics,
             )
             app.state.context = context
+            if webhooks is not None:
+                await stack.enter_async_context(webhooks.running(manager, context.registry, the_store))
             app.state.started.set()
             yield
             app.state.context = None
@@ -135,9 +142,10 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         ],
         lifespan=lifespan,
         # the access log outermost, so it sees the status of every refusal (logs.py)
-        middleware=[Middleware(AccessLog), *http_middleware(settings)],
+        middleware=[Middleware(AccessLog), Middleware(WebhookTaps), *http_middleware(settings)],
     )
     app.state.started = anyio.Event()
     app.state.settings = settings
     app.state.metrics = Metrics()
+    app.state.webhooks = webhooks
     return app

@@ -20,7 +20,14 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ("hold_database", "database_in_use")
+from ..config import Settings
+
+__all__ = ("hold_database", "database_in_use", "database_file")
+
+
+def database_file(settings: Settings) -> Path | None:
+    """The SQLite file the server's store uses; None for a store without one (PostgreSQL, memory)."""
+    return settings.sqlite_path
 
 
 @contextlib.contextmanager

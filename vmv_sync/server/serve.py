@@ -26,7 +26,6 @@ import signal
 import socket
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import anyio
 import uvicorn
@@ -36,7 +35,7 @@ from ..errors import ConfigError, VmvSyncError
 from .app import create_app
 from .clientaddr import check_trusted_proxies
 from .context import server_context
-from .dblock import hold_database
+from .dblock import database_file, hold_database
 from .external_auth import ExternalTokens
 from .logs import configure_log_output
 from .transport import ConnectionGate, TransportLimits, protocol_classes
@@ -165,19 +164,11 @@ async def serve(settings: Settings) -> None:
     ExternalTokens.from_settings(settings)  # so does an unreadable key file or a bad algorithm list
     sock = _bind(settings.host, settings.port)
     try:
-        with hold_database(_database_file(settings)):  # restore refuses while we hold it (dblock.py)
+        with hold_database(database_file(settings)):  # restore refuses while we hold it (dblock.py)
             await _serve_on(sock, settings)
     finally:
         with contextlib.suppress(OSError):  # uvicorn closes the socket on shutdown
             sock.close()
-
-
-def _database_file(settings: Settings) -> Path | None:
-    """The SQLite file the server will use; None for a store without one (PostgreSQL, memory)."""
-    if hasattr(type(settings), "sqlite_path"):  # settings.db became a URL with the PostgreSQL store
-        path: Path | None = getattr(settings, "sqlite_path")  # noqa: B009
-        return path
-    return Path(settings.db)
 
 
 async def _serve_on(sock: socket.socket, settings: Settings) -> None:
