@@ -36,7 +36,7 @@ def people(**roles: str) -> dict[str, Participant]:
 
 def test_all_matches_module_contents() -> None:
     public = {n for n in dir(derived) if not n.startswith("_")}
-    submodules = {"matrix", "progress", "state", "values", "votes", "annotations"}
+    submodules = {"matrix", "progress", "state", "values", "votes", "chat", "annotations"}
     assert set(derived.__all__) == public - submodules
 
 
