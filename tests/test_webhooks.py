@@ -10,8 +10,11 @@ import hashlib
 import hmac
 import http.server
 import json
+import os
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +25,7 @@ import anyio
 import httpx
 import pytest
 
-from tests.conftest import ServerProcess
+from tests.conftest import ROOT, ServerProcess
 from vmv_sync.client import WorkshopClient
 from vmv_sync.server.webhooks import changes, sign
 
@@ -170,3 +173,20 @@ def test_signature_and_event_rules() -> None:
     assert [kind for kind, _ in changes(old, new)] == [
         "participant.joined", "participant.removed", "stage.changed", "ballot.closed", "ballot.opened"]  # fmt: skip
     assert changes(new, new) == []
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ({"VMV_WEBHOOK_URLS": "https://app.example/hooks"}, "needs webhook_secret"),
+        ({"VMV_WEBHOOK_URLS": "ftp://app.example/hooks", "VMV_WEBHOOK_SECRET": SECRET}, "is not an http(s) URL"),
+        ({"VMV_WEBHOOK_URLS": "https://app.example/hooks", "VMV_WEBHOOK_SECRET": SECRET, "VMV_DB": "memory:"}, "need the SQLite store"),
+    ],
+)
+def test_bad_webhook_settings_stop_the_server_with_one_line(tmp_path: Path, env: dict[str, str], words: str) -> None:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("VMV_")}
+    args = ["--port", "0"] + ([] if "VMV_DB" in env else ["--db", str(tmp_path / "v.sqlite3")])
+    result = subprocess.run([sys.executable, str(ROOT / "server.py"), *args], capture_output=True, text=True,
+                            timeout=30, env={**environ, **env}, cwd=tmp_path)  # fmt: skip
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and words in lines[0], result.stderr
