@@ -177,3 +177,14 @@ async def test_the_python_clients_message_view_shows_the_same_order(tmp_path: An
             while len(client.messages) < len(expected):
                 await anyio.sleep(0.01)
         assert [m.id for m in client.messages] == expected
+
+
+def test_a_clock_years_ahead_does_not_drag_everyone_elses() -> None:
+    """A message more than a day ahead of a writer's clock is not followed: the others keep
+    writing in real time, in order among themselves (the far-future message sorts last)."""
+    world = _run([0.0, 10 * 365 * 24 * HOUR, 0.0], [False, False, False],
+                 [("post", 1, 5), ("post", 0, 5), ("post", 2, 5), ("post", 0, 5)])  # fmt: skip
+    messages = {m.id: m for m in read_workshop(world.server).messages}
+    assert all(m.hlc is not None and m.hlc < (START + 60) * 1000 for mid, m in messages.items() if mid != "m000")
+    order = [m.id for m in ordered_messages(messages.values())]
+    assert order == ["m001", "m002", "m003", "m000"]

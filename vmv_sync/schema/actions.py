@@ -35,7 +35,15 @@ from vmv_sync.schema.document import (
     new_workshop,
 )
 from vmv_sync.schema.names import normalize_value_name, tidy_value_name
-from vmv_sync.schema.parse import MAX_CLOCK, as_int, parse_ballot, parse_catalogue, parse_message, parse_progress
+from vmv_sync.schema.parse import (
+    MAX_CLOCK,
+    as_float,
+    as_int,
+    parse_ballot,
+    parse_catalogue,
+    parse_clock,
+    parse_progress,
+)
 from vmv_sync.schema.records import BALLOT_KINDS, ROLES, Ballot, Choice
 from vmv_sync.schema.stages import STAGES, Stage, is_stage
 
@@ -156,6 +164,33 @@ def start_workshop(
     )  # fmt: skip
 
 
+#: a clock more than a day ahead of the writer's own is not followed: one wrong or
+#: hostile clock would otherwise drag every later message's clock along with it (its
+#: own message still sorts by it; docs/client.md, "Chat order")
+MAX_AHEAD_MS = 24 * 3600 * 1000
+
+
+def _next_clock(messages: Any, sent_at: float) -> int:
+    """The ``hlc`` of a message written at ``sent_at`` after ``messages`` (a hybrid logical clock).
+
+    ``max(wall clock, largest clock followed + 1)``, in ms; a message's clock is its
+    ``hlc``, else ``floor(sent_at * 1000)`` (``Message.clock``). Reads only those two
+    fields of each message (about 15 us each), not the whole record.
+    """
+    own = math.floor(sent_at * 1000)
+    latest = -1
+    for item in messages:
+        if not isinstance(item, Map):
+            continue
+        clock = parse_clock(item.get("hlc"))
+        if clock is None:
+            seconds = as_float(item.get("sent_at"))
+            clock = None if seconds is None else min(max(math.floor(seconds * 1000), 0), MAX_CLOCK)
+        if clock is not None and latest < clock <= own + MAX_AHEAD_MS:
+            latest = clock
+    return min(max(own, latest + 1), MAX_CLOCK)
+
+
 def post_message(
     doc: Target,
     author: str,
@@ -183,9 +218,7 @@ def post_message(
             stage = str(current) if is_stage(current) else Stage.VALUES_SELECT.value
         msg_stage = _require_stage(stage)
         sent_at = _now(now)
-        seen = (parse_message(item)[0] for item in roots.messages)
-        latest = max((m.clock for m in seen if m is not None), default=-1)
-        hlc = min(max(math.floor(sent_at * 1000), latest + 1), MAX_CLOCK)
+        hlc = _next_clock(roots.messages, sent_at)
         roots.messages.append(
             Map(
                 {

@@ -38,6 +38,8 @@ __all__ = (
     "as_float",
     "parse_participant",
     "parse_message",
+    "parse_clock",
+    "MAX_CLOCK",
     "parse_selection",
     "parse_catalogue",
     "parse_ballot",
@@ -116,14 +118,14 @@ def parse_message(value: object) -> tuple[Message | None, int]:
         or not is_stage(stage)
     ):
         return None, 1
-    return Message(id=mid, author=author, text=text, sent_at=sent_at, stage=str(stage), hlc=_clock(f.get("hlc"))), 0
+    return Message(id=mid, author=author, text=text, sent_at=sent_at, stage=str(stage), hlc=parse_clock(f.get("hlc"))), 0
 
 
 #: the largest clock a JavaScript number holds exactly (Number.MAX_SAFE_INTEGER)
 MAX_CLOCK = 2**53 - 1
 
 
-def _clock(value: object) -> int | None:
+def parse_clock(value: object) -> int | None:
     """A message's optional ``hlc``: a whole number of ms in 0..2**53-1, else None (ignored)."""
     number = as_float(value)
     if number is None or not number.is_integer() or not 0 <= number <= MAX_CLOCK:

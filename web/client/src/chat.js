@@ -71,12 +71,24 @@ export function readMessages (array) {
   return out
 }
 
-/** The `hlc` for a message written at `nowMs` after the messages of `array`. */
+/**
+ * A clock more than a day ahead of the writer's own is not followed (schema.actions
+ * MAX_AHEAD_MS): one wrong or hostile clock would drag every later message's along.
+ */
+export const MAX_AHEAD_MS = 24 * 3600 * 1000
+
+/** The `hlc` for a message written at `nowMs` after the messages of `array` (schema.actions._next_clock). */
 export function nextClock (array, nowMs) {
+  const own = Math.floor(nowMs)
   let latest = -1
   for (const item of array.toArray()) {
-    const m = parseMessage(item)
-    if (m !== null) latest = Math.max(latest, messageClock(m))
+    if (!(item instanceof Y.Map)) continue
+    let clock = asClock(item.get(HLC_FIELD))
+    if (clock === null) {
+      const seconds = asNumber(item.get('sent_at'))
+      clock = seconds === null ? null : Math.min(Math.max(Math.floor(seconds * 1000), 0), MAX_CLOCK)
+    }
+    if (clock !== null && clock > latest && clock <= own + MAX_AHEAD_MS) latest = clock
   }
-  return Math.min(Math.max(Math.floor(nowMs), latest + 1), MAX_CLOCK)
+  return Math.min(Math.max(own, latest + 1), MAX_CLOCK)
 }
