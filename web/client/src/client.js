@@ -16,6 +16,7 @@ import { ObservableV2 } from 'lib0/observable'
 import * as act from './actions.js'
 import { deriveState, readWorkshop } from './derived.js'
 import { orderedMessages, readMessages } from './chat.js'
+import { countEdits, kindOf, uniqueKind } from './edits.js'
 import { IntentQueue, defaultStorage } from './intents.js'
 import { Presence, colorFor, cursorsOf, onlineOf, typingOf } from './presence.js'
 import { normalizeValueName, sortedKeys, tidyValueName } from './names.js'
@@ -210,10 +211,7 @@ export class WorkshopClient extends ObservableV2 {
    * one per text for typing in a row (23 keystrokes into the mission are one edit).
    */
   get pendingEdits () {
-    let runs = 0
-    const kinds = this._kinds.filter((k) => k !== 'progress') // where one looks is not an edit
-    kinds.forEach((k, i) => { if (i === 0 || k !== kinds[i - 1] || !k.startsWith('text:')) runs++ })
-    const edits = runs + this.intents.length
+    const edits = countEdits(this._kinds) + this.intents.length
     return edits === 0 && this.pendingCount > 0 ? 1 : edits
   }
   get saved () { return this.pendingCount === 0 }
@@ -472,23 +470,6 @@ export class WorkshopClient extends ObservableV2 {
     this.doc.off('update', this._onUpdate)
     if (this.persistence) this.persistence.destroy()
   }
-}
-
-let kindCounter = 0
-const uniqueKind = () => `e${Date.now().toString(36)}.${++kindCounter}`
-const TEXT_ROOTS = new Set(['mission', 'vision', 'drafts'])
-
-/** 'text:<root>' for a change to one text root (or drafts), 'progress' for one to progress only, else a unique kind. */
-function kindOf (doc, tr) {
-  const roots = new Set()
-  for (const type of tr.changed.keys()) {
-    let t = type
-    while (t._item) t = t._item.parent
-    for (const [name, root] of doc.share) if (root === t) roots.add(name)
-  }
-  const [only] = roots
-  if (roots.size === 1 && only === 'progress') return 'progress'
-  return roots.size === 1 && TEXT_ROOTS.has(only) ? `text:${only}` : uniqueKind()
 }
 
 function containerRoot (kind) {
