@@ -204,7 +204,8 @@ class Webhooks:
         self, tg: TaskGroup, workshop_id: str, manager: RoomManager, registry: AccessRegistry, store: Store
     ) -> None:
         room = manager.rooms.get(workshop_id)
-        if room is not None:
+        # a room still loading has an empty document: read the store instead
+        if room is not None and room.ready.is_set() and room.load_error is None:
             data, seq = read_workshop(room.doc), room.last_seq
         else:
             stored = await store.load(workshop_id)
