@@ -181,22 +181,20 @@ def _token_secret(settings: Settings) -> str:
 
 
 def _answers(base: str) -> bool:
-    """Whether a vmv-sync server answers ``GET {base}/healthz`` within a second."""
-    import urllib.request
+    from .server.removal import server_answers
 
-    try:
-        with urllib.request.urlopen(f"{base}/healthz", timeout=1) as response:  # noqa: S310 (http only)
-            return bool(response.status == 200)
-    except (OSError, ValueError):
-        return False
+    return server_answers(base)
 
 
 def _facilitator_of(settings: Settings, workshop_id: str) -> str | None:
-    """The facilitator of a workshop made with invites (API or CLI), or None if there is none."""
+    """The workshop's facilitator, None for a workshop without invites (or no database file)."""
     from .server.auth import AccessRegistry
+    from .server.removal import facilitator_of
 
-    access = anyio.run(AccessRegistry(settings.db).get, workshop_id) if not (p := settings.sqlite_path) or p.is_file() else None
-    return None if access is None else access.facilitator_id
+    sqlite = settings.sqlite_path
+    if sqlite is not None and not sqlite.is_file():
+        return None
+    return _run(lambda: facilitator_of(AccessRegistry(settings.db), workshop_id))
 
 
 @main.group()
@@ -218,41 +216,20 @@ def participant_remove(workshop_id: str, participant_id: str, url: str | None, d
     database, for the next start. What the participant picked, rated and voted
     still counts (docs/web.md, "Removing people").
     """
-    import urllib.error
-    import urllib.request
-
     from .server.auth import AccessRegistry, TokenIssuer
+    from .server.removal import remove_participant
 
     settings = _settings(db=db, secret=secret)
-    facilitator = _facilitator_of(settings, _check_id(workshop_id))
-    if facilitator is None:
-        raise click.ClickException(f"no workshop {workshop_id!r} with invites in {settings.db}")
-    if participant_id == facilitator:
-        raise click.ClickException("the facilitator cannot be removed from their own workshop")
     base = (url or f"http://{settings.host}:{settings.port}").rstrip("/")
-    if _answers(base):
-        token = TokenIssuer(_token_secret(settings)).issue(workshop_id, facilitator, "CLI", "facilitator", ttl=60)
-        request = urllib.request.Request(
-            f"{base}/api/workshops/{workshop_id}/participants/{participant_id}/revoke", data=b"{}", method="POST",
-            headers={"authorization": f"Bearer {token}", "content-type": "application/json"},
-        )  # fmt: skip
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (http only)
-                answer = json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            raise click.ClickException(f"the server refused: {exc.code} {exc.read().decode(errors='replace')}") from exc
-        click.echo(f"removed {participant_id} ({answer.get('closed', 0)} connection(s) closed)")
-        click.echo(f"new invite code: {answer.get('invite_code')}")
-        return
-
-    async def record() -> str | None:
-        registry = AccessRegistry(settings.db)
-        await registry.revoke(workshop_id, participant_id)
-        return await registry.rotate(workshop_id)
-
-    code = anyio.run(record)
-    click.echo(f"removed {participant_id} in {settings.db} (no server answers at {base}: it applies at the next start)")
-    click.echo(f"new invite code: {code}")
+    if _facilitator_of(settings, _check_id(workshop_id)) is None:
+        raise click.ClickException(f"no workshop {workshop_id!r} with invites in {settings.db}")
+    tokens = TokenIssuer(_token_secret(settings))
+    done = _run(lambda: remove_participant(AccessRegistry(settings.db), tokens, workshop_id, participant_id, base))
+    if done.through_server:
+        click.echo(f"removed {participant_id} ({done.closed} connection(s) closed)")
+    else:
+        click.echo(f"removed {participant_id} in {settings.db} (no server answers at {base}: it applies at the next start)")
+    click.echo(f"new invite code: {done.invite_code}")
 
 
 # -- operations on the database (no server needed; safe while one runs) ---------------------

@@ -126,3 +126,18 @@ def test_cli_participant_remove_closes_the_connection_and_rotates_the_code(serve
     assert bob_state.status_code == 401 and "removed" in bob_state.text
     again = _cli("participant", "remove", wid, made["participant_id"], "--db", str(server.db), "--url", server.url)
     assert again.returncode != 0 and "facilitator cannot be removed" in again.stderr
+
+
+def test_cli_participant_remove_without_a_server_records_it_for_the_next_start(tmp_path: Path) -> None:
+    db = str(tmp_path / "db.sqlite3")
+    made = _cli("workshop", "create", "--title", "T", "--name", "Fay", "--db", db, env={"VMV_PORT": "9"})
+    assert made.returncode == 0, made.stderr
+    wid = made.stdout.split("workshop:", 1)[1].split()[0]
+    old_code = made.stdout.split("invite code:", 1)[1].split()[0]
+    out = _cli("participant", "remove", wid, "p-bob", "--db", db, "--url", "http://127.0.0.1:9")
+    assert out.returncode == 0, out.stderr
+    assert "no server answers at http://127.0.0.1:9" in out.stdout
+    new_code = out.stdout.split("new invite code:", 1)[1].strip()
+    assert new_code and new_code != old_code
+    unknown = _cli("participant", "remove", "NOPE", "p-bob", "--db", db, "--url", "http://127.0.0.1:9")
+    assert unknown.returncode != 0 and "no workshop 'NOPE'" in unknown.stderr
