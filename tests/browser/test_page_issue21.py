@@ -98,6 +98,18 @@ async def check_every_stage(page: Page, who: str) -> None:
         await page.click(f".panes button[data-pane={pane}]")
         assert await overflow(page) == [], (who, pane)
     await page.click(".panes button[data-pane=task]")
+    # the outcome view fits too, its chart labels inside their charts
+    await page.click("#outcome-open")
+    await expect(page.locator('#outcome svg[data-chart="matrix"]')).to_be_visible()
+    assert await overflow(page) == [], (who, "outcome")
+    cut = await page.locator("#outcome svg").evaluate_all(
+        """(svgs) => svgs.flatMap((svg) => { const box = svg.getBoundingClientRect()
+             return [...svg.querySelectorAll('text')].filter((t) => { const r = t.getBoundingClientRect()
+               return r.right > box.right + 0.5 || r.left < box.left - 0.5 }).map((t) => t.textContent) })"""
+    )
+    assert cut == [], (who, cut)
+    await page.locator("#stages li").first.locator("button").click()
+    await expect(page.locator("#outcome")).to_be_hidden()
 
 
 async def test_every_stage_fits_a_phone_as_participant_and_facilitator(server_factory: Any, browser: Any) -> None:

@@ -27,16 +27,20 @@ function s (tag, attrs = {}, text = null) {
 
 const short = (text, limit = 26) => text.length <= limit ? text : text.slice(0, limit - 1) + '…'
 
-/** Horizontal bars, one SVG: rows of {name, fraction, caption, win}. */
-export function bars (rows, label) {
-  const [width, left, right, step] = [640, 190, 150, 30]
+/**
+ * Horizontal bars, one SVG: rows of {name, fraction, caption, win}. `width` is the
+ * drawing's width in px (the report's is 640; a phone gets its own, so that the
+ * labels keep a readable size instead of being scaled down with the whole picture).
+ */
+export function bars (rows, label, width = 640) {
+  const [left, right, step] = [Math.round(width * 0.3), Math.max(Math.round(width * 0.23), 110), 30]
   const span = width - left - right
   const svg = s('svg', { viewBox: `0 0 ${width} ${step * rows.length + 10}`, role: 'img', 'aria-label': label, 'data-chart': 'bars' })
   rows.forEach((r, i) => {
     const y = 5 + i * step
     const g = s('g', { 'data-name': r.name })
     g.append(s('title', {}, `${r.name}: ${r.caption}`),
-      s('text', { x: left - 8, y: y + 18, 'text-anchor': 'end' }, short(r.name)),
+      s('text', { x: left - 8, y: y + 18, 'text-anchor': 'end' }, short(r.name, Math.round(left / 7.5))),
       s('rect', { class: 'track', x: left, y: y + 5, width: span, height: 16, rx: 4 }),
       s('rect', { class: r.win ? 'win' : 'bar', x: left, y: y + 5, width: (Math.max(0, Math.min(1, r.fraction)) * span).toFixed(1), height: 16, rx: 4 }),
       s('text', { class: 'muted', x: left + span + 8, y: y + 18 }, r.caption))
@@ -84,6 +88,7 @@ const note = (text) => h('p.note', {}, text)
 
 /** Fill `root` with the outcome of `doc` (called on every render while the view is open). */
 export function renderOutcome (root, doc) {
+  const width = Math.max(320, Math.min(640, Math.round(root.clientWidth || 640) - 40))
   const state = deriveState(doc, Y)
   const data = readWorkshop(doc, Y)
   const selectors = [...data.selections.values()].filter((picks) => picks.size > 0).length
@@ -95,7 +100,7 @@ export function renderOutcome (root, doc) {
   if (chosen.length) {
     parts.push(note(`How many of the ${selectors} ${selectors === 1 ? 'person' : 'people'} who chose values picked each one.`))
     const top = chosen[0].count
-    parts.push(bars(chosen.map((v) => ({ name: v.name, fraction: v.count / selectors, caption: `${v.count} of ${selectors} · ${v.percent.toFixed(1)}%`, win: v.count === top })), "The group's values, most chosen first"))
+    parts.push(bars(chosen.map((v) => ({ name: v.name, fraction: v.count / selectors, caption: `${v.count} of ${selectors} · ${v.percent.toFixed(1)}%`, win: v.count === top })), "The group's values, most chosen first", width))
   } else parts.push(note('No values chosen yet.'))
   parts.push(h('h3', {}, 'How we live them'))
   if (state.matrix.length) {
@@ -108,7 +113,7 @@ export function renderOutcome (root, doc) {
   for (const [id, b] of ballots) {
     const total = Math.max(1, ...b.counts.map((c) => c.count))
     parts.push(h('h4', { dataset: { ballot: id } }, b.question),
-      bars(b.counts.map((c) => ({ name: c.option, fraction: c.count / total, caption: `${c.count} vote${c.count === 1 ? '' : 's'}`, win: b.winners.includes(c.option) })), b.question),
+      bars(b.counts.map((c) => ({ name: c.option, fraction: c.count / total, caption: `${c.count} vote${c.count === 1 ? '' : 's'}`, win: b.winners.includes(c.option) })), b.question, width),
       note(`${b.open ? 'open' : 'closed'} · winner${b.winners.length > 1 ? 's' : ''}: ${b.winners.join(', ') || 'none yet'} · turnout ${b.voters} of ${b.eligible} (${Math.round(b.turnout * 100)}%)`))
   }
   for (const [label, text] of [['Our mission', doc.getText('mission').toString()], ['Our vision', doc.getText('vision').toString()]]) {
