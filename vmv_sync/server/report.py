@@ -48,7 +48,7 @@ body { font-family: system-ui, "DejaVu Sans", sans-serif; color: #1d2430; margin
 h1 { font-size: 1.6rem; margin: 0 0 .3rem; } h2 { font-size: 1.15rem; margin: 1.8rem 0 .6rem; border-bottom: 2px solid #2456a6; padding-bottom: .2rem; }
 h3 { font-size: 1rem; margin: 1rem 0 .3rem; } .facts, .note { color: #5b6472; font-size: .9rem; }
 blockquote { margin: 0; padding: .6rem 1rem; background: #f6f7f9; border-left: 4px solid #2456a6; white-space: pre-wrap; font-size: 1.05rem; }
-svg { display: block; max-width: 100%; height: auto; } svg text { font-family: inherit; font-size: 12px; fill: #1d2430; }
+svg { display: block; max-width: 100%; height: auto; } svg[data-chart="bars"] { width: 40rem; } svg[data-chart="matrix"] { width: 28rem; } svg text { font-family: inherit; font-size: 12px; fill: #1d2430; }
 .bar { fill: #2456a6; } .track { fill: #e6eefb; } .win { fill: #1e8e3e; } .muted { fill: #5b6472; }
 .quad { fill: #f6f7f9; stroke: #d9dde3; } .quad.hot { fill: #fdf1e4; } .axis { stroke: #5b6472; } .dot { fill: #2456a6; }
 .people { columns: 2; padding-left: 1.2rem; } section { break-inside: avoid; }
