@@ -111,3 +111,57 @@ async def test_wait_saved_raises_at_once_after_a_permanent_refusal(server_factor
             await eve.wait_saved(10)
         assert time.monotonic() - started < 1.0
         assert eve.pending_count == 1
+
+
+async def test_an_edit_too_large_for_the_server_is_dropped_reported_and_not_resent(
+    server_factory, tmp_path: Path
+) -> None:
+    """Issue 19, finding 6: an edit the server refuses as too large (4413) was re-sent on
+    every reconnect (56 times in 30 s) and every later edit waited behind it, also after a
+    restart. Now it is pinned and dropped like a forbidden one; the rest is saved."""
+    server = server_factory(args=SECRET, env={"VMV_MAX_MESSAGE_SIZE": "2048"})
+    created = await create_workshop(server.url, VALUES)
+    wid = created["workshop_id"]
+    ann = await join(server.url, created, "Ann")
+    store = tmp_path / "a.sqlite3"
+    async with WorkshopClient(server.url, wid, token=ann["token"], store_path=store, backoff=FAST) as a:
+        await a.wait_connected(10)
+        await a.post_message("before")
+        await a.wait_saved(10)
+        await a.set_draft("d" * 3000)  # under the schema's limit, over this server's frame limit
+        await a.post_message("after the refused one")
+        with pytest.raises(ClientError, match="set_draft"):
+            await a.wait_saved(20)
+        assert [r.action.split("(")[0] for r in a.refused] == ["set_draft"]
+        assert a.last_close_code == 4413
+        a.refused.clear()
+        await a.wait_saved(20)
+        assert not a.gave_up
+        # pinned after a few tries (each recovery notes its start and its outcome), never
+        # re-sent forever
+        refusals = [note for note in a.recoveries if note.startswith("the server refused")]
+        assert 1 <= len(refusals) <= 3, a.recoveries
+    async with WorkshopClient(server.url, wid, token=ann["token"], store_path=store, backoff=FAST) as again:
+        assert again.pending_count == 0
+        await again.wait_connected(10)
+        await again.post_message("after the restart")
+        await again.wait_saved(10)
+    data = await server_document(server.url, wid, tmp_path / "r.sqlite3", token=created["token"])
+    assert [m.text for m in data.messages] == ["before", "after the refused one", "after the restart"]
+    assert data.drafts.get(ann["participant_id"], "") == ""
+
+
+def test_the_actions_state_their_limits() -> None:
+    """Issue 19, finding 6: a paste over the limits is refused by the action itself, with a
+    sentence that says the limit, before anything is written or sent."""
+    from pycrdt import Doc
+
+    from vmv_sync.schema import MAX_MESSAGE_CHARS, MAX_TEXT_CHARS, InvalidAction, post_message, set_mission
+
+    doc: Doc = Doc()
+    with pytest.raises(InvalidAction, match=str(MAX_TEXT_CHARS)):
+        set_mission(doc, "m" * (MAX_TEXT_CHARS + 1))
+    with pytest.raises(InvalidAction, match=str(MAX_MESSAGE_CHARS)):
+        post_message(doc, "p1", "x" * (MAX_MESSAGE_CHARS + 1))
+    assert doc.get_update() == Doc().get_update()  # nothing was written
+    set_mission(doc, "m" * MAX_TEXT_CHARS)  # at the limit: fine

@@ -18,7 +18,8 @@ __all__ = ("Backoff", "PERMANENT_CLOSE_CODES", "is_permanent_close")
 #: permission are wrong (contract section 2). Every other code is retried with
 #: backoff: 1001 (server restarting), 1006 (connection lost), 1011 (server
 #: error), 4408 (silent), 4409 (slow consumer), 4429 (rate or connection cap),
-#: and also 4400/4413 (a resync usually cures them; the backoff bounds the cost).
+#: and also 4400 (a resync usually cures it; the backoff bounds the cost). 4403 and
+#: 4413 about one of our edits start a recovery that drops that edit (recovery.py).
 PERMANENT_CLOSE_CODES: frozenset[int] = frozenset({4401, 4403})
 
 

@@ -307,7 +307,7 @@ class LiveDocument:
     # -- recovery from a refusal (client/recovery.py) -----------------------------------
 
     def start_recovery(self, session: Session, reason: str) -> bool:
-        """Called on a 4403 with ``reason``: whether it starts a recovery (else it is permanent).
+        """Called on a 4403 or 4413 with ``reason``: whether it starts a recovery (else it is permanent).
 
         The recovery itself runs in :meth:`rebuild`, once the refused session ended.
         """

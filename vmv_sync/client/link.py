@@ -196,7 +196,12 @@ class Link:
     def on_failed(self, session: Session | None, failure: Failure) -> None:
         self.last_error = failure.message
         self.last_close_code = failure.code
-        if failure.code == 4403 and session is not None and self._document.start_recovery(session, failure.reason):
+        # 4413 too: an update the server found too large or too costly (or past a quota
+        # share) is refused like a forbidden one, and re-sending it as it is would be
+        # refused again on every reconnect: the recovery pins it and drops it
+        if failure.code in (4403, 4413) and session is not None and self._document.start_recovery(
+            session, failure.reason
+        ):
             pass  # the document is rebuilt once this session ended (_attempt)
         elif failure.permanent:
             self.connector.permanent = True

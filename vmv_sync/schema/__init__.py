@@ -7,6 +7,7 @@ client and derived state all go through it rather than naming roots themselves.
 from __future__ import annotations
 
 from vmv_sync.schema.actions import (
+    MAX_MESSAGE_CHARS,
     add_participant,
     cast_vote,
     close_ballot,
@@ -48,6 +49,7 @@ from vmv_sync.schema.records import (
 )
 from vmv_sync.schema.stages import STAGES, Stage, UnknownStage, is_stage, parse_stage, stage_number
 from vmv_sync.schema.text import (
+    MAX_TEXT_CHARS,
     edit_draft,
     edit_mission,
     edit_text,
@@ -59,6 +61,8 @@ from vmv_sync.schema.text import (
 )
 
 __all__ = (
+    "MAX_MESSAGE_CHARS",
+    "MAX_TEXT_CHARS",
     # stages
     "Stage",
     "STAGES",

@@ -48,6 +48,7 @@ from vmv_sync.schema.records import BALLOT_KINDS, ROLES, Ballot, Choice
 from vmv_sync.schema.stages import STAGES, Stage, is_stage
 
 __all__ = (
+    "MAX_MESSAGE_CHARS",
     "InvalidAction",
     "add_participant",
     "start_workshop",
@@ -67,6 +68,10 @@ __all__ = (
 
 
 Target = Doc[Any] | Roots
+
+#: The longest chat message, in characters (the page's chat box holds the same limit):
+#: a message always fits in one update far under the server's message limit.
+MAX_MESSAGE_CHARS = 4_000
 
 
 def _now(now: float | None) -> float:
@@ -210,6 +215,10 @@ def post_message(
     _require_id("author", author)
     if not isinstance(text, str):
         raise InvalidAction(f"message text must be a string, not {text!r}")
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise InvalidAction(
+            f"a chat message may hold {MAX_MESSAGE_CHARS} characters, not {len(text)}; split it or shorten it"
+        )
     mid = uuid.uuid4().hex if message_id is None else _require_id("message id", message_id)
     roots = bind_roots(doc)
     with roots.doc.transaction():

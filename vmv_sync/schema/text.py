@@ -16,6 +16,7 @@ from pycrdt import Doc, Text
 from vmv_sync.schema.document import InvalidAction, Roots, bind_roots
 
 __all__ = (
+    "MAX_TEXT_CHARS",
     "edit_text",
     "replace_text",
     "set_draft",
@@ -28,6 +29,13 @@ __all__ = (
 
 
 Target = Doc[Any] | Roots
+
+#: The longest a mission, a vision or a draft may grow, in characters. At most 4 UTF-8
+#: bytes each, a whole text in one update stays well under the server's 1 MiB message
+#: limit, so an honest paste is refused here with a clear message instead of being
+#: refused by the server (4413) and re-sent on every reconnect (issue 19, finding 6).
+#: The page's text boxes hold the same limit.
+MAX_TEXT_CHARS = 100_000
 
 
 def _byte_offset(s: str, index: int) -> int:
@@ -57,6 +65,11 @@ def edit_text(text: Text, index: int, *, delete: int = 0, insert: str = "") -> N
         if index < 0 or delete < 0 or index + delete > len(current):
             raise InvalidAction(
                 f"edit at {index} deleting {delete} is outside a text of {len(current)} characters"
+            )
+        length = len(current) - delete + len(insert)
+        if len(insert) > delete and length > MAX_TEXT_CHARS:
+            raise InvalidAction(
+                f"the text would be {length} characters long, over the limit of {MAX_TEXT_CHARS}; shorten it"
             )
         start = _byte_offset(current, index)
         if delete:
