@@ -42,8 +42,8 @@ from vmv_sync.protocol.update import summarize_update
 from vmv_sync.protocol.varint import decode_state_vector
 from vmv_sync.schema import bind_roots, ensure_participant_entries, new_workshop, participant_entries_missing
 from vmv_sync.server.auth import Principal
+from vmv_sync.server.clientids import SERVER_OWNER
 from vmv_sync.server.connection import Connection
-from vmv_sync.server.integrity import SERVER_OWNER
 from vmv_sync.server.rooms import Room
 from vmv_sync.storage import MemoryStore, SQLiteStore, Store, StoredDoc
 

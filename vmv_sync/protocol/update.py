@@ -5,7 +5,8 @@ pycrdt applies updates but does not say whether one was integrated or parked as
 guard needs both: an update that cannot be integrated now could be integrated
 later, under the cover of someone else's update, so the guard refuses it, and an
 update naming a root outside the contract is refused for everyone but the
-facilitator. The format is lib0's (yjs/src/utils/UpdateDecoder.js, v1).
+facilitator. The format is lib0's (yjs/src/utils/UpdateDecoder.js, v1). And some
+malformed updates make yrs panic instead of raising: :func:`is_panic` tells them apart.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from ..errors import MalformedMessage
 from .varint import Reader
 
-__all__ = ("EMPTY_UPDATE", "UpdateSummary", "summarize_update")
+__all__ = ("EMPTY_UPDATE", "UpdateSummary", "summarize_update", "is_panic")
 
 #: The Yjs update that changes nothing (no structs, no deletes).
 EMPTY_UPDATE = b"\x00\x00"
@@ -27,6 +28,15 @@ MAX_CLOCK = 2**32 - 1
 
 # content refs
 _GC, _DELETED, _JSON, _BINARY, _STRING, _EMBED, _FORMAT, _TYPE, _ANY, _DOC, _SKIP = range(11)
+
+
+def is_panic(exc: BaseException) -> bool:
+    """Whether ``exc`` is a Rust panic surfacing from pycrdt (pyo3's PanicException).
+
+    It derives from BaseException, so ``except Exception`` misses it; and a document
+    that panicked mid-update may hold part of it, so it cannot be trusted afterwards.
+    """
+    return type(exc).__name__ == "PanicException"
 
 
 @dataclass

@@ -18,11 +18,10 @@ from pycrdt import ArrayEvent, Doc, Map, MapEvent, TextEvent
 
 from ..errors import Forbidden, MalformedMessage
 from ..protocol import decode_state_vector
-from ..protocol.update import UpdateSummary, summarize_update
+from ..protocol.update import UpdateSummary, is_panic, summarize_update
 from ..schema import ROOTS
 from ..schema.ownership import Change, check_change
 from .connection import Principal
-from .integrity import is_panic
 
 __all__ = ("WriteGuard",)
 

@@ -50,17 +50,18 @@ from ..protocol import (
     encode_sync_step2,
     parse_message,
 )
-from ..protocol.update import UpdateSummary, summarize_update
+from ..protocol.update import UpdateSummary, is_panic, summarize_update
 from ..schema import ROOTS
 from ..storage import Store
 from .admission import check_quota, check_work
 from .awareness import RoomAwareness
+from .clientids import ClientIds
 from .compaction import Compactor
 from .connection import Connection
 from .containers import missing_containers
 from .fanout import relay
 from .guard import WriteGuard
-from .integrity import ClientIds, check_integrable, is_panic
+from .integrity import check_integrable
 from .loading import integrate
 from .origins import FromClient, FromServer, Incoming, Origin
 
