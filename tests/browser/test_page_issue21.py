@@ -15,7 +15,7 @@ import httpx
 import pytest
 from playwright.async_api import Page, expect
 
-from tests.browser.test_page_issue16 import T, close, create, join, new_page, open_as, wait_js
+from tests.browser.test_page_issue16 import SHOTS, T, close, create, join, new_page, open_as, wait_js
 
 pytestmark = pytest.mark.anyio
 
@@ -284,16 +284,30 @@ async def test_outcome_view_and_report_render_charts_and_print_to_pdf(
     await open_as(bob, server, wid, bob_token)
     await seed_content(fay, bob)
 
-    # the outcome view, drawn from the replica: works with the network gone
-    await ctx_f.set_offline(True)
+    await fay.evaluate(
+        "vmv.client.setMission('We tell the truth, keep our promises and make room for everyone.');"
+        "vmv.client.setVision('A home where everyone is heard, and where we grow braver together.')"
+    )
+    await wait_js(fay, "vmv.client.pendingCount === 0")
+    # the outcome view, drawn from the replica (README's screenshot with VMV_UPDATE_SCREENSHOTS=1)
     await fay.click("#outcome-open")
     outcome = fay.locator("#outcome")
+    await expect(outcome).to_be_visible()
+    await fay.evaluate("window.scrollTo(0, 0)")
+    box = await outcome.bounding_box()
+    assert box is not None
+    await fay.screenshot(path=str(SHOTS / "screenshot-outcome.png"), full_page=True, clip=box)
+    # ... and works with the network gone
+    await ctx_f.set_offline(True)
+    await fay.click("#stages li >> nth=0 >> button")
+    await expect(outcome).to_be_hidden()
+    await fay.click("#outcome-open")
     await expect(outcome).to_be_visible()
     await expect(outcome.locator('svg[data-chart="bars"]').first.locator("g")).to_have_count(3)  # three chosen values
     await expect(outcome.locator('svg[data-chart="matrix"] circle')).to_have_count(3)
     await expect(outcome.locator("[data-quadrant]")).to_have_count(4)
     await expect(outcome.locator("h4")).to_have_count(2)  # both ballots
-    await expect(outcome).to_contain_text("We tell the truth")
+    await expect(outcome).to_contain_text("We tell the truth, keep our promises")
     await expect(outcome.locator(".outcome-people li")).to_have_text(["Fay (facilitator)", "Bob"])
     await expect(fay.locator("#stage-panel")).to_be_hidden()
     await fay.emulate_media(media="print")

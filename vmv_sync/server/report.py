@@ -80,7 +80,7 @@ def _bars(rows: list[tuple[str, float, str, bool]], *, label: str) -> str:
         fill = max(0.0, min(1.0, fraction)) * span
         out += [
             f'<g data-name="{_e(name)}"><title>{_e(name)}: {_e(caption)}</title>',
-            f'<text x="{left - 8}" y="{y + 18}" text-anchor="end">{_e(_short(name))}</text>',
+            f'<text x="{left - 8}" y="{y + 18}" text-anchor="end">{_e(_short(name, (left - 10) * 2 // 15))}</text>',
             f'<rect class="track" x="{left}" y="{y + 5}" width="{span}" height="16" rx="4"/>',
             f'<rect class="{"win" if win else "bar"}" x="{left}" y="{y + 5}" width="{fill:.1f}" height="16" rx="4"/>',
             f'<text class="muted" x="{left + span + 8}" y="{y + 18}">{_e(caption)}</text></g>',

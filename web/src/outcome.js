@@ -40,7 +40,7 @@ export function bars (rows, label, width = 640) {
     const y = 5 + i * step
     const g = s('g', { 'data-name': r.name })
     g.append(s('title', {}, `${r.name}: ${r.caption}`),
-      s('text', { x: left - 8, y: y + 18, 'text-anchor': 'end' }, short(r.name, Math.round(left / 7.5))),
+      s('text', { x: left - 8, y: y + 18, 'text-anchor': 'end' }, short(r.name, Math.floor((left - 10) / 7.5))),
       s('rect', { class: 'track', x: left, y: y + 5, width: span, height: 16, rx: 4 }),
       s('rect', { class: r.win ? 'win' : 'bar', x: left, y: y + 5, width: (Math.max(0, Math.min(1, r.fraction)) * span).toFixed(1), height: 16, rx: 4 }),
       s('text', { class: 'muted', x: left + span + 8, y: y + 18 }, r.caption))
@@ -88,7 +88,7 @@ const note = (text) => h('p.note', {}, text)
 
 /** Fill `root` with the outcome of `doc` (called on every render while the view is open). */
 export function renderOutcome (root, doc) {
-  const width = Math.max(320, Math.min(640, Math.round(root.clientWidth || 640) - 40))
+  const width = matchMedia('(max-width: 30rem)').matches ? 340 : 640 // a phone draws narrower
   const state = deriveState(doc, Y)
   const data = readWorkshop(doc, Y)
   const selectors = [...data.selections.values()].filter((picks) => picks.size > 0).length
@@ -131,12 +131,15 @@ export function renderOutcome (root, doc) {
 export function bindOutcome (view) {
   const root = document.getElementById('outcome')
   const button = document.getElementById('outcome-open')
+  let stale = true // drawn again only when the document changed
+  view.doc.on('update', () => { stale = true })
   button.addEventListener('click', () => {
     document.body.dataset.outcome = 'open'
     root.hidden = false
     renderOutcome(root, view.doc)
+    stale = false
     root.focus({ preventScroll: false })
   })
   document.getElementById('stages').addEventListener('click', () => { document.body.dataset.outcome = 'closed'; root.hidden = true })
-  return { update () { if (!root.hidden) renderOutcome(root, view.doc) } }
+  return { update () { if (!root.hidden && stale) { renderOutcome(root, view.doc); stale = false } } }
 }
