@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 
 import anyio
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -20,10 +21,8 @@ from starlette.routing import Route, WebSocketRoute
 
 from ..config import Settings
 from ..errors import CloseError, VmvSyncError
-from ..export import chat_json
 from ..ids import WORKSHOP_ID_RE, is_workshop_id
 from ..protocol import EMPTY_UPDATE
-from ..schema import read_workshop
 from ..storage import Directory, Store, open_store, token_secret
 from .api import api_routes, authorize, error_response
 from .auth import AccessRegistry, TokenIssuer, load_secret
@@ -35,7 +34,7 @@ from .logs import AccessLog
 from .manager import RoomManager
 from .metrics import Metrics
 from .openapi import openapi_routes
-from .ops import ops_routes, state_at
+from .ops import chat_of_update, ops_routes, state_at
 from .web import web_routes
 from .webhooks import Webhooks, WebhookTaps
 
@@ -124,10 +123,11 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             if room.last_seq == 0 and room.doc.get_update() == EMPTY_UPDATE:  # like /export
                 return JSONResponse({"error": f"workshop {workshop_id} has no content"}, status_code=404)
             body = room.derived.state.to_json()
-            if request.query_params.get("messages") in ("1", "true"):  # the chat, in display order
-                body["messages"] = chat_json(read_workshop(room.doc))
+            chat = room.doc.get_update() if request.query_params.get("messages") in ("1", "true") else None
         finally:
             manager.release(room)
+        if chat is not None:  # the chat in display order, read in a worker thread (a long chat)
+            body["messages"] = await anyio.to_thread.run_sync(chat_of_update, chat)
         return JSONResponse(body)
 
     app = Starlette(

@@ -35,9 +35,10 @@ from starlette.routing import BaseRoute, Route
 
 from ..derived import compute_state
 from ..errors import CloseError, ServerError, VmvSyncError
-from ..export import export_json, export_markdown
+from ..export import chat_json, export_json, export_markdown
 from ..ids import ID_RULE, is_workshop_id
 from ..protocol import EMPTY_UPDATE
+from ..schema import read_workshop
 from ..storage import Store, StoredUpdate
 from .api import authorize, error_response
 from .context import server_context
@@ -53,6 +54,7 @@ __all__ = (
     "doc_from_updates",
     "load_updates_at",
     "EXPORT_FORMATS",
+    "chat_of_update",
 )
 
 logger = logging.getLogger(__name__)
@@ -177,6 +179,15 @@ async def state_at(request: Request, workshop_id: str, at: str) -> Response:
 
     body = await anyio.to_thread.run_sync(build)
     return JSONResponse(body, headers={"x-vmv-as-of": repr(moment)})
+
+
+def chat_of_update(update: bytes) -> list[dict[str, Any]]:
+    """The chat of a document (as one update) in display order, for ``/state?messages=1``.
+
+    Runs in a worker thread on plain bytes, like the export: reading thousands of
+    messages out of a pycrdt document takes long enough to stall the event loop.
+    """
+    return chat_json(read_workshop(doc_from_updates([update])))
 
 
 async def _current_update(request: Request, workshop_id: str) -> tuple[bytes, int]:
