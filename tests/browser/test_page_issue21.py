@@ -410,3 +410,22 @@ async def test_a_late_message_slots_in_above_and_the_reader_keeps_their_place(se
     await expect(fay.locator("#messages li").first).to_contain_text("written offline, early", timeout=T)
     assert await fay.evaluate(visible) == before
     await close(ctx_f, ctx_b)
+
+
+async def test_a_token_the_server_stops_accepting_goes_to_the_join_form(server_factory: Any, browser: Any) -> None:
+    """The page opened with a good token; the server comes back with another secret (4401 on
+    reconnect). On main the whole workshop stayed on screen under a red line until a reload."""
+    server = server_factory(args=(), env={"VMV_SECRET": "a" * 40})
+    made = create(server)
+    wid = made["workshop_id"]
+    ctx, fay = await new_page(browser, "fay")
+    await open_as(fay, server, wid, made["token"])
+    server.env["VMV_SECRET"] = "b" * 40
+    server.restart()
+    await expect(fay.locator("#join-name")).to_be_visible(timeout=3 * T)
+    await expect(fay.locator("#conn")).to_contain_text("Your access to this workshop is not valid")
+    assert await fay.evaluate("document.body.dataset.joined") == "false"
+    await expect(fay.locator("#chat-pane")).to_be_hidden()
+    # the stopped view's timers (typing, every 250 ms) run on without page errors
+    await wait_js(fay, "new Promise((ok) => setTimeout(() => ok(true), 300))")
+    await close(ctx)
