@@ -13,7 +13,7 @@ import pytest
 
 from vmv_sync import errors
 from vmv_sync.server.httperrors import RateLimited, http_status
-from vmv_sync.server.httplimits import Buckets
+from vmv_sync.server.ratelimits import Buckets
 
 SECRET = "test-secret-" + "h" * 32
 AUTH = {"VMV_SECRET": SECRET}

@@ -36,7 +36,7 @@ from .auth import new_id
 from .connection import Principal
 from .context import server_context
 from .httperrors import BadRequest, InvalidField, NotFound, error_response
-from .httplimits import client_key, http_limits
+from .ratelimits import client_key, http_limits
 from .workshops import create_workshop as create_new_workshop
 from .workshops import join_link
 

@@ -29,7 +29,7 @@ from .auth import AccessRegistry, TokenIssuer, load_secret
 from .context import ServerContext, server_context
 from .endpoint import WorkshopSocket, bad_workshop_id
 from .external_auth import ExternalTokens
-from .httplimits import http_middleware
+from .httpguard import http_middleware
 from .logs import AccessLog
 from .manager import RoomManager
 from .metrics import Metrics

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from ..config import Settings
 from ..errors import TooManyMessages
 from .limits import RateLimiter
+from .tokenbucket import TokenBucket
 
 __all__ = ("Budget", "Budgets")
 
@@ -40,29 +41,24 @@ class WorkMeter:
     balance is negative.
     """
 
-    __slots__ = ("rate", "burst", "_balance", "_stamp", "_clock")
+    __slots__ = ("_bucket", "_clock")
 
     def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate = rate
-        self.burst = burst
         self._clock = clock
-        self._balance = burst
-        self._stamp = clock()
+        self._bucket = TokenBucket(rate, burst, clock())
 
     @property
     def balance(self) -> float:
-        now = self._clock()
-        self._balance = min(self.burst, self._balance + (now - self._stamp) * self.rate)
-        self._stamp = now
-        return self._balance
+        return self._bucket.refill(self._clock())
 
     def charge(self, seconds: float) -> None:
-        self._balance = self.balance - seconds
+        self._bucket.charge(self._clock(), seconds)
 
     def check(self) -> None:
         balance = self.balance
         if balance < 0:
-            wait = -balance / self.rate if self.rate > 0 else float("inf")
+            rate = self._bucket.rate
+            wait = -balance / rate if rate > 0 else float("inf")
             raise TooManyMessages(
                 f"your edits cost more than your share of the server's time; wait {wait:.0f} s and reconnect"
             )

@@ -1,6 +1,6 @@
 """Client addresses: whom a limit counts, and which proxies may say who the client is.
 
-One rule for every limit keyed by address (the HTTP rate limits in httplimits.py and
+One rule for every limit keyed by address (the HTTP rate limits in ratelimits.py and
 the transport's per-address connection cap in transport.py), so the two never count
 one host under two keys:
 

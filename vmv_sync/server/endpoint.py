@@ -42,9 +42,10 @@ from .connection import Connection
 from .containers import ensure_for
 from .context import ServerContext, server_context
 from .limits import check_size
+from .originpolicy import origin_allowed
 from .rooms import Room
 
-__all__ = ("WorkshopSocket", "origin_allowed", "bad_workshop_id")
+__all__ = ("WorkshopSocket", "bad_workshop_id")
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class WorkshopSocket:
         if not is_workshop_id(workshop_id):
             await websocket.send_denial_response(bad_workshop_id())
             return
-        if not origin_allowed(websocket, settings):
+        if not origin_allowed(websocket.headers, settings):
             await websocket.send_denial_response(
                 PlainTextResponse("this Origin may not open workshops on this server", status_code=403)
             )
@@ -139,20 +140,6 @@ class _Channel:
 def bad_workshop_id() -> Response:
     """The 400 answer to a workshop id outside the contract's rule."""
     return PlainTextResponse(f"invalid workshop id: {ID_RULE}", status_code=400)
-
-
-def origin_allowed(websocket: WebSocket, settings: Settings) -> bool:
-    """Cross-site WebSocket hijacking check: a browser's Origin must be ours or allowed.
-
-    Clients that send no Origin (Python, Node) are judged by their token alone.
-    """
-    origin = websocket.headers.get("origin")
-    if origin is None:
-        return True
-    if origin in settings.allowed_origins or "*" in settings.allowed_origins:
-        return True
-    host = websocket.headers.get("host", "")
-    return origin in (f"http://{host}", f"https://{host}")
 
 
 async def _authenticate(context: ServerContext, websocket: WebSocket, workshop_id: str) -> Principal:

@@ -65,7 +65,7 @@ class PayloadTooLarge(MessageTooLarge):
 
 
 class BodyTimeout(MalformedMessage):
-    """A body that did not arrive within :data:`BODY_TIMEOUT` seconds (408)."""
+    """A body that did not arrive within :data:`~vmv_sync.server.bodyreader.BODY_TIMEOUT` seconds (408)."""
 
     http_status = 408
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from ..errors import MessageTooLarge, TooManyMessages
+from .tokenbucket import TokenBucket
 
 __all__ = ("RateLimiter", "check_size")
 
@@ -14,22 +15,15 @@ def check_size(frame: bytes | str, limit: int) -> None:
         raise MessageTooLarge(f"message of {len(frame)} bytes is over the {limit} byte limit")
 
 
-class RateLimiter:
+class RateLimiter(TokenBucket):
     """A token bucket: ``rate`` messages per second on average, bursts up to ``burst``."""
 
-    __slots__ = ("rate", "burst", "_tokens", "_stamp")
+    __slots__ = ()
 
     def __init__(self, rate: float, burst: int) -> None:
-        self.rate = rate
-        self.burst = float(burst)
-        self._tokens = float(burst)
-        self._stamp = time.monotonic()
+        super().__init__(rate, burst, time.monotonic())
 
     def hit(self, cost: float = 1.0, what: str = "messages") -> None:
         """Take ``cost`` tokens; raise TooManyMessages (4429) when the bucket is empty."""
-        now = time.monotonic()
-        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-        self._stamp = now
-        if self._tokens < cost:
+        if self.take(time.monotonic(), cost):
             raise TooManyMessages(f"more than {self.rate:g} {what} per second; slow down and reconnect")
-        self._tokens -= cost

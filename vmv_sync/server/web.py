@@ -36,7 +36,7 @@ def _find_web_dir() -> Path:
 WEB_DIR = _find_web_dir()
 
 _MARKER = "<!--BUNDLE-MISSING-->"
-#: no inline style: the Content-Security-Policy (server/httplimits.py) allows
+#: no inline style: the Content-Security-Policy (server/securityheaders.py) allows
 #: styles only from /static, and without the bundle there is no stylesheet either
 _MISSING = (
     '<p class="bundle-missing" role="alert"><strong>The page\'s script bundle is missing: run '
