@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from vmv_sync import schema
-from vmv_sync.server.ops import HistoryUnavailable, parse_at, updates_at
+from vmv_sync.history import HistoryUnavailable, parse_at, updates_at
 from vmv_sync.storage import StoredUpdate
 
 from .conftest import ROOT
@@ -159,3 +159,12 @@ async def test_export_and_history_views_need_the_workshop_token(server_factory) 
         report = (await http.get(f"/workshops/{wid}/export", params={"token": token})).json()
         assert report["title"] == "Locked" and report["catalogue"] == ["Trust"]
         assert (await http.get("/metrics")).status_code == 200  # like /healthz: no token
+
+
+def test_stored_parts_is_the_snapshot_then_the_updates() -> None:
+    from vmv_sync.history import stored_parts
+    from vmv_sync.storage import StoredDoc
+
+    assert stored_parts(StoredDoc(b"s", (b"a", b"b"), 3)) == [b"s", b"a", b"b"]
+    assert stored_parts(StoredDoc(None, (b"a",), 1)) == [b"a"]
+    assert stored_parts(StoredDoc(None, (), 0)) == []

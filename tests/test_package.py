@@ -20,9 +20,10 @@ ALLOWED = {
     "derived": {"errors", "schema", "derived"},
     "presence": {"errors", "schema"},
     "export": {"errors", "schema", "derived"},
+    "history": {"errors", "storage"},
     "client": {"errors", "ids", "config", "protocol", "storage", "schema", "derived", "presence", "client"},
-    "server": {"errors", "ids", "config", "protocol", "storage", "schema", "derived", "presence", "server", "export"},
-    "cli": {"errors", "ids", "config", "protocol", "storage", "schema", "derived", "server", "export"},
+    "server": {"errors", "ids", "config", "protocol", "storage", "schema", "derived", "presence", "server", "export", "history"},
+    "cli": {"errors", "ids", "config", "protocol", "storage", "schema", "derived", "server", "export", "history"},
 }
 
 
@@ -128,7 +129,7 @@ def _modules_after(statement: str) -> set[str]:
 
 def test_importing_a_leaf_does_not_load_the_web_stack() -> None:
     """``import vmv_sync.storage`` (and protocol, schema) loads neither server nor client."""
-    for leaf in ("vmv_sync.storage", "vmv_sync.protocol", "vmv_sync.schema", "vmv_sync.presence"):
+    for leaf in ("vmv_sync.storage", "vmv_sync.protocol", "vmv_sync.schema", "vmv_sync.presence", "vmv_sync.history"):
         loaded = _modules_after(f"import {leaf}")
         heavy = {m for m in loaded if m.split(".")[0] in WEB_STACK}
         assert not heavy, f"import {leaf} loaded {sorted(heavy)}"

@@ -255,7 +255,7 @@ class _Moment(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
         if isinstance(value, float):
             return value
-        from .server.ops import parse_at
+        from .history import parse_at
 
         try:
             return parse_at(str(value))
@@ -291,7 +291,7 @@ async def _open(path: Path) -> Any:
 
 async def _updates(store: Any, workshop_id: str, at: float | None) -> list[bytes]:
     """The stored updates that rebuild a workshop, now or as of ``at``."""
-    from .server.ops import updates_at
+    from .history import stored_parts, updates_at
 
     if at is not None:
         base, updates = await store.history(workshop_id)
@@ -301,7 +301,7 @@ async def _updates(store: Any, workshop_id: str, at: float | None) -> list[bytes
     stored = await store.load(workshop_id)
     if stored.last_seq == 0 and stored.snapshot is None:
         raise click.ClickException(f"no workshop {workshop_id!r} in the database")
-    return ([stored.snapshot] if stored.snapshot else []) + list(stored.updates)
+    return stored_parts(stored)
 
 
 def _check_id(workshop_id: str) -> str:
@@ -354,7 +354,7 @@ def export(workshop_id: str, fmt: str, out: Path | None, at: float | None, db: P
       vmv-sync export Ab3xYz --format md --out smith-family.md
     """
     from .export import dumps_export, export_json, export_markdown
-    from .server.ops import doc_from_updates
+    from .history import doc_from_updates
 
     path = _db_path(db)
     _check_id(workshop_id)
@@ -428,8 +428,8 @@ def inspect(workshop_id: str, at: float | None, db: Path | None) -> None:
     With --at, the document is rebuilt from the stored updates as of that moment, as
     long as compaction has kept them (VMV_HISTORY_SECONDS sets the window).
     """
+    from .history import doc_from_updates
     from .schema import bind_roots
-    from .server.ops import doc_from_updates
 
     path = _db_path(db)
     _check_id(workshop_id)
@@ -463,7 +463,7 @@ def compact(workshop_id: str | None, keep_history: float | None, db: Path | None
     Safe while the server runs: only updates already in the new snapshot are deleted,
     and the server keeps appending after them.
     """
-    from .server.ops import doc_from_updates
+    from .history import doc_from_updates, stored_parts
 
     settings = _settings(db=db, history_seconds=keep_history)
     path = _db_path(settings.db)
@@ -479,8 +479,7 @@ def compact(workshop_id: str | None, keep_history: float | None, db: Path | None
                 if stored.update_count == 0:
                     skipped += 1
                     continue
-                parts = ([stored.snapshot] if stored.snapshot else []) + list(stored.updates)
-                snapshot = doc_from_updates(parts).get_update()
+                snapshot = doc_from_updates(stored_parts(stored)).get_update()
                 await store.compact(wid, snapshot, stored.last_seq, keep_history_seconds=settings.history_seconds)
                 done += 1
                 folded += stored.update_count

@@ -34,7 +34,8 @@ from .logs import AccessLog
 from .manager import RoomManager
 from .metrics import Metrics
 from .openapi import openapi_routes
-from .ops import chat_of_update, ops_routes, state_at
+from .ops import ops_routes
+from .stateviews import chat_of_update, state_at
 from .web import web_routes
 from .webhooks import Webhooks, WebhookTaps
 

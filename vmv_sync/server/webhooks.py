@@ -46,13 +46,13 @@ from anyio.abc import TaskGroup
 
 from ..config import Settings
 from ..errors import ConfigError
+from ..history import doc_from_updates, stored_parts
 from ..schema import read_workshop
 from ..schema.records import WorkshopData
 from ..storage import Store
 from .auth import AccessRegistry
 from .dblock import database_file
 from .manager import RoomManager
-from .ops import doc_from_updates
 from .webhook_outbox import Cursor, Outbox
 
 __all__ = ("Webhooks", "WatchedStore", "WebhookTaps", "sign", "summarize", "changes")
@@ -209,8 +209,7 @@ class Webhooks:
             data, seq = read_workshop(room.doc), room.last_seq
         else:
             stored = await store.load(workshop_id)
-            parts = ([stored.snapshot] if stored.snapshot else []) + list(stored.updates)
-            data, seq = read_workshop(doc_from_updates(parts)), stored.last_seq
+            data, seq = read_workshop(doc_from_updates(stored_parts(stored))), stored.last_seq
         removed = set(await registry.load_revoked(workshop_id))
         cursor = await self.outbox.cursor(workshop_id)
         old = cursor.summary if cursor else {}
