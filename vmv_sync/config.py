@@ -208,6 +208,20 @@ class Settings:
     webhook_timeout: float = setting(10.0, minimum=0.1, maximum=300.0)
     #: the longest wait between two attempts of one event (backoff doubles up to it)
     webhook_max_backoff: float = setting(600.0, minimum=0.1)
+    # -- several processes (docs/scaling.md, vmv_sync/server/cluster/)
+    #: Redis URL (redis://host:6379/0); set, the server is one node of a cluster that
+    #: shares the store (PostgreSQL) with other processes; None: one process, as before
+    redis_url: str | None = setting(None, repr=False)
+    #: this process's name in the cluster; None: ``{hostname}-{pid}``
+    node_id: str | None = None
+    #: prefix of every Redis key this cluster uses (several clusters may share one Redis)
+    cluster_prefix: str = "vmv"
+    #: a workshop owner's lease, in seconds: a dead or paused owner is replaced after it
+    #: (failover within 5 s needs <= 3); renewed every quarter of it
+    cluster_lease_seconds: float = setting(2.5, minimum=0.5, maximum=60.0)
+    #: entries kept per workshop stream in Redis (approximately): a relay further behind
+    #: than this fills the gap from the store
+    cluster_stream_length: int = setting(10_000, minimum=100)
 
     def __post_init__(self) -> None:
         if isinstance(self.db, os.PathLike):  # Settings(db=Path(...)) and path flags keep working

@@ -57,6 +57,9 @@ class Connection:
     (the app counts them for ``/metrics``).
     """
 
+    #: a client of another server process, seen by the workshop's owner (cluster/owner.py)
+    remote = False
+
     def __init__(
         self,
         workshop_id: str,

@@ -14,13 +14,14 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import AsyncExitStack
+from typing import Protocol
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from ..config import Settings
 from ..errors import CloseError, GoingAway, ServerError, StorageError
-from ..storage import Store
+from ..storage import StaleEpoch, Store
 from .budgets import Budgets
 from .rooms import Room
 
@@ -32,15 +33,30 @@ logger = logging.getLogger(__name__)
 _UNHEALTHY_FOR = 30.0
 
 
+class RoomMaker(Protocol):
+    """Decides, for several processes, which kind of room serves a workshop (server/cluster/)."""
+
+    async def new_room(self, workshop_id: str) -> Room:
+        """The owner's room if this process takes the workshop's lease, else a relay."""
+        ...
+
+    def revoked(self, workshop_id: str, participant_id: str) -> None:
+        """Tell the other processes to close a removed participant's sockets."""
+        ...
+
+
 class RoomManager:
     """Loads rooms on first use, unloads them when idle, flushes them on shutdown.
 
     Used as ``async with RoomManager(store, settings) as manager:``.
     """
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings, cluster: RoomMaker | None = None) -> None:
         self.store = store
         self.settings = settings
+        #: None on a single process (the default); else makes owner or relay rooms
+        self.cluster = cluster
+        self._deciding: dict[str, anyio.Event] = {}
         self.rooms: dict[str, Room] = {}
         #: every participant's budgets; they outlive connections and rooms (budgets.py)
         self.budgets = Budgets(settings)
@@ -87,11 +103,16 @@ class RoomManager:
             await room.stop()
         self.rooms.clear()
 
-    def close_participant(self, workshop_id: str, participant_id: str, error: CloseError) -> int:
-        """Close every open connection of one participant; returns how many.
+    def close_participant(
+        self, workshop_id: str, participant_id: str, error: CloseError, *, broadcast: bool = True
+    ) -> int:
+        """Close every open connection of one participant; returns how many (here).
 
-        Also drops what the participant held of the workshop's budgets.
+        Also drops what the participant held of the workshop's budgets. With several
+        processes, ``broadcast`` tells the others to do the same at once.
         """
+        if broadcast and self.cluster is not None:
+            self.cluster.revoked(workshop_id, participant_id)
         self.budgets.forget(workshop_id, participant_id)
         room = self.rooms.get(workshop_id)
         if room is None:
@@ -112,7 +133,13 @@ class RoomManager:
                 raise ServerError("the server is not accepting workshops (shutting down)")
             room = self.rooms.get(workshop_id)
             if room is None:
-                room = Room(workshop_id, self.store, self.settings)
+                if self.cluster is None:
+                    room = Room(workshop_id, self.store, self.settings)
+                else:
+                    made = await self._cluster_room(workshop_id)
+                    if made is None:
+                        continue  # another caller decided meanwhile: take its room
+                    room = made
                 self.rooms[workshop_id] = room
                 room.refs += 1
                 try:
@@ -136,6 +163,20 @@ class RoomManager:
             return room
         raise ServerError(f"workshop {workshop_id} is being unloaded; try again")
 
+    async def _cluster_room(self, workshop_id: str) -> Room | None:
+        """The cluster's room for a workshop; None when another caller was deciding it."""
+        assert self.cluster is not None
+        deciding = self._deciding.get(workshop_id)
+        if deciding is not None:
+            await deciding.wait()
+            return None
+        self._deciding[workshop_id] = event = anyio.Event()
+        try:
+            return await self.cluster.new_room(workshop_id)
+        finally:
+            del self._deciding[workshop_id]
+            event.set()
+
     def release(self, room: Room) -> None:
         room.refs -= 1
         if room.refs == 0 and self._tg is not None and not room.closing:
@@ -154,7 +195,7 @@ class RoomManager:
             logger.error("workshop=%s room task failed", room.workshop_id, exc_info=exc)
         finally:
             failure = room.failure or room.load_error
-            if failure is not None:
+            if failure is not None and not isinstance(failure, StaleEpoch):  # a successor owns it: not a fault
                 kind = "storage" if isinstance(failure, StorageError) else type(failure).__name__
                 self.last_failure = (time.monotonic(), f"{room.workshop_id}: {kind}")
             if room.failure is not None:

@@ -9,12 +9,13 @@ relayed, but not re-checked or re-stored.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Union
+from typing import Protocol, Union
 
 from .connection import Connection
 
-__all__ = ("FromClient", "FromServer", "Origin", "Incoming")
+__all__ = ("FromClient", "FromServer", "Origin", "Incoming", "RoomLink")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,3 +48,30 @@ class Incoming:
     @property
     def conn(self) -> Connection | None:
         return self.origin.conn if isinstance(self.origin, FromClient) else None
+
+
+class RoomLink(Protocol):
+    """What ties an owner's room to other server processes (server/cluster/owner.py).
+
+    ``None`` on a single process: the room then never calls any of this.
+    """
+
+    async def run(self) -> None:
+        """Run the link's tasks for as long as the room runs."""
+        ...
+
+    async def append(self, updates: Sequence[bytes], claims: Mapping[int, str] | None) -> int:
+        """The room's commit, fenced by the owner's epoch."""
+        ...
+
+    def committed(self, last_seq: int, applied: Sequence[Incoming]) -> None:
+        """A batch is committed and relayed here: publish it for the other processes."""
+        ...
+
+    def awareness(self, frames: Sequence[bytes]) -> None:
+        """Awareness changes sent to this room's peers: publish them too."""
+        ...
+
+    def sync_answered(self, conn: Connection, seq: int) -> None:
+        """A remote peer's sync step 1 is due, holding everything up to ``seq``."""
+        ...

@@ -63,7 +63,7 @@ from .fanout import relay
 from .guard import WriteGuard
 from .integrity import check_integrable
 from .loading import integrate
-from .origins import FromClient, FromServer, Incoming, Origin
+from .origins import FromClient, FromServer, Incoming, Origin, RoomLink
 
 __all__ = ("Room", "FromClient", "FromServer", "Origin")
 
@@ -136,6 +136,8 @@ class Room:
         self.closing = False
         self._tg: anyio.abc.TaskGroup | None = None
         self.guard: WriteGuard | None = None
+        #: set when other processes share the workshop and this room owns it
+        self.link: RoomLink | None = None
 
     # -- lifecycle -------------------------------------------------------------
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -155,6 +157,8 @@ class Room:
                 async with anyio.create_task_group() as tg:
                     self._tg = tg
                     tg.start_soon(self._awareness_loop)
+                    if self.link is not None:
+                        tg.start_soon(self.link.run)
                     self._maybe_compact()  # a long tail loaded: fold it before the next load
                     await self._pipeline()
                     tg.cancel_scope.cancel()
@@ -225,6 +229,16 @@ class Room:
         self.closing = True
         self._inbox_send.close()
         await self.stopped.wait()
+
+    def end(self, error: CloseError) -> None:
+        """Stand down without waiting: close every connection with ``error``, finish what is queued.
+
+        What is still queued is committed if the store accepts it (a cluster owner whose
+        lease lapsed: the fence refuses it once a successor has claimed the workshop).
+        """
+        self.closing = True
+        self.fail_all(error)
+        self._inbox_send.close()
 
     # -- peers -----------------------------------------------------------------
     def add(self, conn: Connection) -> None:
@@ -349,9 +363,12 @@ class Room:
             self._claims_due = False
             updates = [item.update for item in applied]
             try:
-                self.last_seq = await self.store.append(
-                    self.workshop_id, updates, claims=self.client_ids.take_pending() or None
-                )
+                if self.link is None:
+                    self.last_seq = await self.store.append(
+                        self.workshop_id, updates, claims=self.client_ids.take_pending() or None
+                    )
+                else:
+                    self.last_seq = await self.link.append(updates, self.client_ids.take_pending() or None)
             except StorageError as exc:
                 for edit in edits:
                     edit.error = edit.error or exc
@@ -362,6 +379,8 @@ class Room:
             self.stored_bytes += size
             if applied:
                 relay(self.connections.values(), applied)
+                if self.link is not None:
+                    self.link.committed(self.last_seq, applied)
         for edit in edits:
             edit.done.set()
         for item in batch:
@@ -374,6 +393,10 @@ class Room:
         conn = request.conn
         conn.sync_pending = False
         if conn.closed:
+            return
+        if conn.remote:  # its relay answers from its replica once it holds last_seq
+            if self.link is not None:
+                self.link.sync_answered(conn, self.last_seq)
             return
         started = time.perf_counter()
         conn.enqueue(encode_sync_step2(self.doc.get_update(request.state_vector)))
@@ -505,6 +528,8 @@ class Room:
 
     def _flush_awareness(self) -> None:
         frames = self.awareness.take_changes()
+        if frames and self.link is not None:
+            self.link.awareness(frames)
         # Sent to every peer, the sender included: y-websocket providers count any
         # received message as a sign of life, and a lone client must not time out.
         for frame in frames:
