@@ -111,7 +111,8 @@ def workshop_create(title: str, name: str, values: tuple[str, ...], url: str | N
     """
     from pycrdt import Doc
 
-    from .server.auth import AccessRegistry, TokenIssuer
+    from .server.auth import AccessRegistry
+    from .server.tokens import TokenIssuer
     from .server.workshops import create_workshop
     from .storage import open_store, token_secret
 
@@ -158,7 +159,8 @@ def workshop_create(title: str, name: str, values: tuple[str, ...], url: str | N
 @click.option("--secret", default=None, help="Token secret [env VMV_SECRET; default: the one beside the database].")
 def workshop_token(workshop_id: str, name: str, role: str, participant_id: str | None, ttl: float | None, db: Path | None, secret: str | None) -> None:
     """Print a token for one participant of a workshop (for bots, tests and scripts)."""
-    from .server.auth import TokenIssuer, new_id
+    from .ids import new_id
+    from .server.tokens import TokenIssuer
 
     settings = _settings(db=db, secret=secret)
     pid = participant_id or new_id("p-")
@@ -216,8 +218,9 @@ def participant_remove(workshop_id: str, participant_id: str, url: str | None, d
     database, for the next start. What the participant picked, rated and voted
     still counts (docs/web.md, "Removing people").
     """
-    from .server.auth import AccessRegistry, TokenIssuer
+    from .server.auth import AccessRegistry
     from .server.removal import remove_participant
+    from .server.tokens import TokenIssuer
 
     settings = _settings(db=db, secret=secret)
     base = (url or f"http://{settings.host}:{settings.port}").rstrip("/")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from vmv_sync.client import Backoff, WorkshopClient
-from vmv_sync.server.auth import TokenIssuer
+from vmv_sync.server.tokens import TokenIssuer
 
 pytestmark = pytest.mark.anyio
 

@@ -81,7 +81,8 @@ def test_state_of_an_unknown_workshop_is_404_like_export(server_factory: Any) ->
     """On main, /state answered 200 with an empty state where /export answered 404."""
     server = server_factory(args=())
     made = httpx.post(server.url + "/api/workshops", json={"title": "T", "name": "Fay"}, timeout=10).json()
-    from vmv_sync.server.auth import TokenIssuer, load_secret
+    from vmv_sync.server.secret import load_secret
+    from vmv_sync.server.tokens import TokenIssuer
 
     secret = load_secret(None, server.db.parent)
     token = TokenIssuer(secret).issue("NOPE", "p-x", "X", "facilitator")

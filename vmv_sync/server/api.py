@@ -31,8 +31,7 @@ from starlette.routing import BaseRoute, Route
 
 from .. import schema
 from ..errors import Forbidden, Unauthenticated, VmvSyncError
-from ..ids import ID_RULE, WORKSHOP_ID_RE
-from .auth import new_id
+from ..ids import ID_RULE, WORKSHOP_ID_RE, new_id
 from .connection import Principal
 from .context import server_context
 from .httperrors import BadRequest, InvalidField, NotFound, error_response

@@ -25,7 +25,7 @@ from ..ids import WORKSHOP_ID_RE, is_workshop_id
 from ..protocol import EMPTY_UPDATE
 from ..storage import Directory, Store, open_store, token_secret
 from .api import api_routes, authorize, error_response
-from .auth import AccessRegistry, TokenIssuer, load_secret
+from .auth import AccessRegistry
 from .context import ServerContext, server_context
 from .endpoint import WorkshopSocket, bad_workshop_id
 from .external_auth import ExternalTokens
@@ -35,7 +35,9 @@ from .manager import RoomManager
 from .metrics import Metrics
 from .openapi import openapi_routes
 from .ops import ops_routes
+from .secret import load_secret
 from .stateviews import chat_of_update, state_at
+from .tokens import TokenIssuer
 from .web import web_routes
 from .webhooks import Webhooks, WebhookTaps
 

@@ -1,57 +1,31 @@
-"""Tokens, the secret, and the access registry (invite codes, revocations).
+"""Who may come in: the principal a request speaks for, and the access registry.
 
-A token is a JWT signed with HS256 (contract section 6): ``sub`` participant id,
-``name``, ``role``, ``wid`` workshop id, ``exp``, ``iat``. Only HS256 is accepted,
-so an ``alg: none`` or RS/HS confusion token fails verification. Removing a
-participant revokes every token it holds: the registry remembers revoked
-participant ids per workshop, checked at connect and on every frame.
+Every door (the WebSocket upgrade, every HTTP endpoint) asks
+:meth:`AccessRegistry.authenticate`: the token's principal (tokens.py signs and
+verifies them, external_auth.py checks an embedding application's), unless that
+participant was removed. Removing a participant revokes every token it holds: the
+registry remembers revoked participant ids per workshop, checked at connect and on
+every frame. The registry also keeps each workshop's invite code; both live in the
+store (``vmv_sync.storage.Directory``), so every server process on it sees them.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import secrets
-import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import jwt
-
-from ..errors import Forbidden, Unauthenticated
-from ..schema import ROLES
+from ..errors import Unauthenticated
 from ..storage import Directory, open_store
 
-__all__ = ("Principal", "TokenIssuer", "AccessRegistry", "load_secret", "WorkshopAccess", "new_id")
+if TYPE_CHECKING:  # tokens.py makes Principals: imported for the annotation only
+    from .tokens import TokenIssuer
 
-logger = logging.getLogger(__name__)
+__all__ = ("Principal", "AccessRegistry", "WorkshopAccess")
 
 _T = TypeVar("_T")
-
-_ALGORITHM = "HS256"
-#: a participant token lasts a workshop and a follow-up: 30 days
-DEFAULT_TTL = 30 * 24 * 3600.0
-
-
-def load_secret(secret: str | None, data_dir: Path) -> str:
-    """The configured secret, or the one kept in ``data_dir/secret.key`` (made once, 0600)."""
-    if secret:
-        return secret
-    path = data_dir / "secret.key"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        pass
-    value = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(value + "\n")
-    logger.info("generated a new token secret in %s", path)
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,68 +40,6 @@ class Principal:
     @property
     def authenticated(self) -> bool:
         return self.role is not None
-
-
-class ExternalVerifier(Protocol):
-    """Tokens signed by the embedding application (external_auth.py, docs/auth.md)."""
-
-    def accepts(self, token: str) -> bool: ...
-
-    async def verify(self, token: str, workshop_id: str) -> Principal: ...
-
-
-class TokenIssuer:
-    """Signs and verifies workshop tokens with one HS256 secret.
-
-    ``external`` also accepts tokens signed by the embedding application: those its
-    ``accepts`` claims (by their header's algorithm) are checked by it instead.
-    """
-
-    def __init__(self, secret: str, *, ttl: float = DEFAULT_TTL, external: ExternalVerifier | None = None) -> None:
-        if len(secret) < 16:
-            raise ValueError("the token secret must be at least 16 characters")
-        self._secret = secret
-        self.ttl = ttl
-        self.external = external
-
-    def issue(self, workshop_id: str, participant_id: str, name: str, role: str, *, ttl: float | None = None) -> str:
-        if role not in ROLES:
-            raise ValueError(f"unknown role {role!r}")
-        now = int(time.time())
-        claims = {
-            "sub": participant_id,
-            "name": name,
-            "role": role,
-            "wid": workshop_id,
-            "iat": now,
-            "exp": now + int(self.ttl if ttl is None else ttl),
-            "jti": uuid.uuid4().hex,
-        }
-        return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
-
-    def verify(self, token: str | None, workshop_id: str) -> Principal:
-        """The principal a token names; 4401 if it is not valid, 4403 for another workshop."""
-        if not token:
-            raise Unauthenticated("a token is required: pass it as the 'token' query parameter")
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                self._secret,
-                algorithms=[_ALGORITHM],
-                options={"require": ["sub", "role", "wid", "exp", "iat"]},
-            )
-        except jwt.ExpiredSignatureError as exc:
-            raise Unauthenticated("the token has expired; ask the facilitator for a new link") from exc
-        except jwt.InvalidTokenError as exc:
-            raise Unauthenticated("the token is not valid") from exc
-        role = claims.get("role")
-        sub = claims.get("sub")
-        if role not in ROLES or not isinstance(sub, str) or not sub:
-            raise Unauthenticated("the token's role or subject is not valid")
-        if claims.get("wid") != workshop_id:
-            raise Forbidden("this token opens another workshop")
-        name = claims.get("name")
-        return Principal(sub, name if isinstance(name, str) else sub, role, workshop_id)
 
 
 @dataclass(frozen=True)
@@ -203,11 +115,6 @@ class AccessRegistry:
         if self.is_revoked(workshop_id, principal.participant_id):
             raise Unauthenticated("this participant was removed from the workshop")
         return principal
-
-
-def new_id(prefix: str = "") -> str:
-    """A random workshop or participant id within the contract's ``[A-Za-z0-9_-]``."""
-    return prefix + secrets.token_urlsafe(9).replace("-", "x").replace("_", "y")
 
 
 def _invite_code() -> str:

@@ -14,9 +14,10 @@ from typing import Any
 from ..config import Settings
 from ..errors import ServerError
 from ..storage import Store
-from .auth import AccessRegistry, TokenIssuer
+from .auth import AccessRegistry
 from .manager import RoomManager
 from .metrics import Metrics
+from .tokens import TokenIssuer
 
 __all__ = ("ServerContext", "server_context")
 

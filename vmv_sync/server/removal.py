@@ -21,7 +21,8 @@ import anyio
 import anyio.to_thread
 
 from ..errors import VmvSyncError
-from .auth import AccessRegistry, TokenIssuer
+from .auth import AccessRegistry
+from .tokens import TokenIssuer
 
 __all__ = ("Removal", "server_answers", "facilitator_of", "remove_participant")
 

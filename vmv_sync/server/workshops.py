@@ -17,7 +17,9 @@ from typing import Any
 from pycrdt import Doc
 
 from .. import schema
-from .auth import AccessRegistry, TokenIssuer, new_id
+from ..ids import new_id
+from .auth import AccessRegistry
+from .tokens import TokenIssuer
 
 __all__ = ("NewWorkshop", "create_workshop", "join_link")
 
