@@ -52,7 +52,7 @@ from ..protocol import (
 )
 from ..protocol.update import UpdateSummary, is_panic, summarize_update
 from ..schema import ROOTS
-from ..storage import Store
+from ..storage import StaleEpoch, Store
 from .admission import check_quota, check_work
 from .awareness import RoomAwareness
 from .clientids import ClientIds
@@ -174,7 +174,10 @@ class Room:
             exc = exc.exceptions[0]
         self.failure = exc
         self.closing = True
-        logger.error("workshop=%s room failed; its connections reconnect and it loads again", self.workshop_id, exc_info=exc)
+        if isinstance(exc, StaleEpoch):  # not a fault: another process took the workshop over
+            logger.warning("workshop=%s %s; its connections reconnect", self.workshop_id, exc)
+        else:
+            logger.error("workshop=%s room failed; its connections reconnect and it loads again", self.workshop_id, exc_info=exc)
         self.fail_all(ServerError("the workshop failed on the server; reconnect"))
         self._inbox_send.close()
         # Server edits still queued would wait forever; client updates are dropped
