@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -20,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from ..config import Settings
-from ..errors import CloseError, VmvSyncError
+from ..errors import CloseError, ConfigError, VmvSyncError
 from ..ids import WORKSHOP_ID_RE, is_workshop_id
 from ..protocol import EMPTY_UPDATE
 from ..storage import Directory, Store, open_store, token_secret
@@ -44,6 +45,20 @@ from .webhooks import Webhooks, WebhookTaps
 __all__ = ("create_app", "WORKSHOP_ID_RE")
 
 logger = logging.getLogger(__name__)
+
+
+async def _cluster(stack: contextlib.AsyncExitStack, settings: Settings, store: Store) -> Any:
+    """With ``redis_url``, this process is a node of a cluster (server/cluster/, docs/scaling.md).
+
+    Entered before the room manager, so it stops after every room has released its lease.
+    """
+    if not settings.redis_url:
+        return None
+    from .cluster import Cluster  # imported only here: one process never loads Redis
+
+    if not hasattr(store, "claim_epoch"):
+        raise ConfigError("several processes need a store with fencing epochs (postgresql://...)")
+    return await stack.enter_async_context(Cluster(settings, store))  # type: ignore[arg-type]
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> Starlette:
@@ -72,9 +87,10 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             secret = settings.secret or (
                 await token_secret(directory, folder) if directory else load_secret(None, settings.data_path)
             )
+            cluster = await _cluster(stack, settings, the_store)  # None: one process (the default)
             watched = metrics.instrument(the_store)
             manager = await stack.enter_async_context(
-                RoomManager(webhooks.watch(watched) if webhooks else watched, settings)
+                RoomManager(webhooks.watch(watched) if webhooks else watched, settings, cluster=cluster)
             )
             context = ServerContext(
                 settings=settings,
@@ -87,6 +103,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
                 metrics=metrics,
             )
             app.state.context = context
+            if cluster is not None:
+                cluster.attach(manager, context.registry)
             if webhooks is not None:
                 await stack.enter_async_context(webhooks.running(manager, context.registry, the_store))
             app.state.started.set()
