@@ -71,9 +71,11 @@ def main(ctx: click.Context, log_level: str | None) -> None:
     "--forwarded-allow-ips", default=None, metavar="ADDRS",
     help="Comma-separated proxy addresses/networks whose X-Forwarded-For is believed [env VMV_FORWARDED_ALLOW_IPS; default none].",
 )
+@click.option("--redis", "redis_url", default=None, metavar="URL", help="Redis URL: run as one of several processes sharing the store (docs/scaling.md) [env VMV_REDIS_URL; default none: one process].")
+@click.option("--node-id", default=None, help="This process's name in the cluster [env VMV_NODE_ID; default HOST-PID].")
 def serve(
     host: str | None, port: int | None, db: str | None, data_dir: Path | None, secret: str | None, no_auth: bool,
-    log_format: str | None, forwarded_allow_ips: str | None,
+    log_format: str | None, forwarded_allow_ips: str | None, redis_url: str | None = None, node_id: str | None = None,
 ) -> None:
     """Start the sync server (same as `python server.py`)."""
     try:
@@ -84,7 +86,7 @@ def serve(
     proxies = None if forwarded_allow_ips is None else tuple(p.strip() for p in forwarded_allow_ips.split(",") if p.strip())
     settings = _settings(
         host=host, port=port, db=db, data_dir=data_dir, secret=secret, auth=False if no_auth else None,
-        log_format=log_format, forwarded_allow_ips=proxies,
+        log_format=log_format, forwarded_allow_ips=proxies, redis_url=redis_url, node_id=node_id,
     )
     run(settings)
 
