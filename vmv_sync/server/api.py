@@ -34,12 +34,12 @@ from ..errors import Forbidden, Unauthenticated, VmvSyncError
 from ..ids import ID_RULE, WORKSHOP_ID_RE, new_id
 from .connection import Principal
 from .context import server_context
-from .httperrors import BadRequest, InvalidField, NotFound, error_response
+from .httperrors import BadRequest, InvalidField, NotFound, error_response, invalid_workshop_id
 from .ratelimits import client_key, http_limits
 from .workshops import create_workshop as create_new_workshop
 from .workshops import join_link
 
-__all__ = ("api_routes", "request_token", "authorize", "error_response", "MAX_VALUES", "MAX_NAME", "MAX_TITLE")
+__all__ = ("api_routes", "request_token", "authorize", "MAX_VALUES", "MAX_NAME", "MAX_TITLE")
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def _values(body: dict[str, Any]) -> list[str]:
 def _workshop_id(request: Request) -> str:
     workshop_id: str = request.path_params["workshop_id"]
     if not _ID.fullmatch(workshop_id):
-        raise BadRequest(f"invalid workshop id: {ID_RULE}")
+        raise invalid_workshop_id()
     return workshop_id
 
 

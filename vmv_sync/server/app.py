@@ -25,11 +25,12 @@ from ..errors import CloseError, ConfigError, VmvSyncError
 from ..ids import WORKSHOP_ID_RE, is_workshop_id
 from ..protocol import EMPTY_UPDATE
 from ..storage import Directory, Store, open_store, token_secret
-from .api import api_routes, authorize, error_response
+from .api import api_routes, authorize
 from .auth import AccessRegistry
 from .context import ServerContext, server_context
-from .endpoint import WorkshopSocket, bad_workshop_id
+from .endpoint import WorkshopSocket
 from .external_auth import ExternalTokens
+from .httperrors import bad_workshop_id, error_response
 from .httpguard import http_middleware
 from .logs import AccessLog
 from .manager import RoomManager

@@ -21,13 +21,13 @@ from collections.abc import Coroutine
 from typing import Any, cast
 
 import anyio
-from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from ..config import Settings
 from ..errors import (
     CloseError,
+    Forbidden,
     GoingAway,
     MalformedMessage,
     ServerError,
@@ -35,17 +35,18 @@ from ..errors import (
     Unauthenticated,
     VmvSyncError,
 )
-from ..ids import ID_RULE, is_workshop_id
+from ..ids import is_workshop_id
 from ..schema import bind_roots, participant_entries_missing
 from .auth import Principal
 from .connection import Connection
 from .containers import ensure_for
 from .context import ServerContext, server_context
+from .httperrors import bad_workshop_id, error_response
 from .limits import check_size
 from .originpolicy import origin_allowed
 from .rooms import Room
 
-__all__ = ("WorkshopSocket", "bad_workshop_id")
+__all__ = ("WorkshopSocket",)
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class WorkshopSocket:
             return
         if not origin_allowed(websocket.headers, settings):
             await websocket.send_denial_response(
-                PlainTextResponse("this Origin may not open workshops on this server", status_code=403)
+                error_response(Forbidden("this Origin may not open workshops on this server"))
             )
             return
         await websocket.accept()
@@ -135,11 +136,6 @@ class _Channel:
                 with contextlib.suppress(Exception):
                     await self._send({"type": "websocket.close", "code": error.code, "reason": error.reason[:120]})
                 # drain() ends when the peer's close reply (or the disconnect) comes in
-
-
-def bad_workshop_id() -> Response:
-    """The 400 answer to a workshop id outside the contract's rule."""
-    return PlainTextResponse(f"invalid workshop id: {ID_RULE}", status_code=400)
 
 
 async def _authenticate(context: ServerContext, websocket: WebSocket, workshop_id: str) -> Principal:

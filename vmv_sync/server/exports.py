@@ -17,14 +17,16 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ..errors import CloseError, VmvSyncError
+from ..errors import VmvSyncError
 from ..export import export_json, export_markdown
-from ..history import HistoryUnavailable, doc_from_updates, load_updates_at, parse_at
-from ..ids import ID_RULE, is_workshop_id
+from ..history import doc_from_updates
+from ..ids import is_workshop_id
 from ..protocol import EMPTY_UPDATE
-from .api import authorize, error_response
+from .api import authorize
 from .context import server_context
+from .httperrors import BadRequest, NotFound, Unavailable, bad_workshop_id, error_response
 from .report import render_report, report_css
+from .stateviews import moment_param, updates_as_of
 
 __all__ = ("export_routes", "EXPORT_FORMATS")
 
@@ -33,58 +35,48 @@ logger = logging.getLogger(__name__)
 EXPORT_FORMATS = ("json", "md", "html")
 
 
-def _error(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status)
-
-
-
-def _bad_id(workshop_id: str) -> bool:
-    return not is_workshop_id(workshop_id)
-
-
-
 async def _current_update(request: Request, workshop_id: str) -> tuple[bytes, int]:
     """The live document of a workshop as one update, and its last stored seq."""
     manager = server_context(request).manager
-    room = await manager.acquire(workshop_id)
+    try:
+        room = await manager.acquire(workshop_id)
+    except VmvSyncError as exc:
+        raise Unavailable(str(exc)) from exc
     try:
         return room.doc.get_update(), room.last_seq
     finally:
         manager.release(room)
 
 
+async def _parts(request: Request, workshop_id: str, as_of: float | None) -> list[bytes]:
+    """The updates to export: the live document, or the stored ones as of ``as_of``."""
+    if as_of is not None:
+        parts = await updates_as_of(request, workshop_id, as_of)
+        if not parts:
+            raise NotFound(f"workshop {workshop_id} had no content at {as_of}")
+        return parts
+    update, last_seq = await _current_update(request, workshop_id)
+    if last_seq == 0 and update == EMPTY_UPDATE:
+        raise NotFound(f"workshop {workshop_id} has no content")
+    return [update]
+
+
 async def export(request: Request) -> Response:
     """``GET /workshops/{id}/export?format=json|md[&at=T]``."""
     workshop_id = request.path_params["workshop_id"]
-    if _bad_id(workshop_id):
-        return _error(400, f"invalid workshop id: {ID_RULE}")
-    try:
-        await authorize(request, workshop_id)
-    except CloseError as exc:
-        return error_response(exc)
+    if not is_workshop_id(workshop_id):
+        return bad_workshop_id()
     # /report is the printable outcome (server/report.py): /export?format=html
     kind = "html" if request.url.path.endswith("/report") else request.query_params.get("format", "json")
-    if kind not in EXPORT_FORMATS:
-        return _error(400, f"'format' must be one of {', '.join(EXPORT_FORMATS)}, not {kind!r}")
     at_text = request.query_params.get("at")
-    as_of: float | None = None
     try:
-        if at_text is None:
-            update, last_seq = await _current_update(request, workshop_id)
-            if last_seq == 0 and update == EMPTY_UPDATE:
-                return _error(404, f"workshop {workshop_id} has no content")
-            parts = [update]
-        else:
-            as_of = parse_at(at_text)
-            parts = await load_updates_at(server_context(request).store, workshop_id, as_of)
-            if not parts:
-                return _error(404, f"workshop {workshop_id} had no content at {as_of}")
-    except ValueError as exc:
-        return _error(400, str(exc))
-    except HistoryUnavailable as exc:
-        return _error(410, str(exc), earliest=exc.earliest)
+        await authorize(request, workshop_id)
+        if kind not in EXPORT_FORMATS:
+            raise BadRequest(f"'format' must be one of {', '.join(EXPORT_FORMATS)}, not {kind!r}", "format")
+        as_of = None if at_text is None else moment_param(at_text)
+        parts = await _parts(request, workshop_id, as_of)
     except VmvSyncError as exc:
-        return _error(503, str(exc))
+        return error_response(exc)
     exported_at = time.time()
 
     def build() -> str | dict[str, Any]:

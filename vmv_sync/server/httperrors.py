@@ -1,9 +1,13 @@
-"""HTTP errors: the one place that turns any of the package's errors into a status.
+"""HTTP errors: the one place that turns any of the package's errors into a status and a body.
 
+Every HTTP refusal of the server is :func:`error_response`'s JSON body,
+``{"error": sentence, "code"?, "field"?, "limit"?, "retry_after"?, "earliest"?}``.
 The API's own refusals are :class:`~vmv_sync.errors.CloseError` subclasses, so a
 client sees the same close code (``"code"`` in the JSON body) whether a rule
 stopped its WebSocket or its HTTP request; each names its HTTP status, and the
-errors shared with the WebSocket (tokens, write rules) map by close code.
+errors shared with the WebSocket (tokens, write rules) map by close code. A
+workshop id outside the contract's rule gets one answer everywhere, the WebSocket
+upgrade included: :func:`bad_workshop_id`.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from typing import Any
 from starlette.responses import JSONResponse
 
 from ..errors import CloseError, MalformedMessage, MessageTooLarge, TooManyMessages, VmvSyncError
+from ..history import HistoryUnavailable
+from ..ids import ID_RULE
 
 __all__ = (
     "BadRequest",
@@ -23,8 +29,11 @@ __all__ = (
     "BodyTimeout",
     "RateLimited",
     "NotFound",
+    "Unavailable",
     "error_response",
     "http_status",
+    "invalid_workshop_id",
+    "bad_workshop_id",
 )
 
 
@@ -90,6 +99,12 @@ class NotFound(VmvSyncError):
         self.reason = reason
 
 
+class Unavailable(VmvSyncError):
+    """The server cannot serve this now: the store failed, or the workshop could not be opened (503)."""
+
+    http_status = 503
+
+
 #: close codes (contract section 2 and extensions) -> HTTP status, for errors
 #: raised by code the WebSocket shares with HTTP (tokens, write rules, limits)
 _STATUS = {4400: 400, 4401: 401, 4403: 403, 4408: 408, 4409: 503, 4413: 413, 4429: 429, 1001: 503, 1011: 500}
@@ -100,6 +115,8 @@ def http_status(error: VmvSyncError) -> int:
     status = getattr(error, "http_status", None)
     if isinstance(status, int):
         return status
+    if isinstance(error, HistoryUnavailable):
+        return 410
     if isinstance(error, CloseError):
         return _STATUS.get(error.code, 400 if 4000 <= error.code < 5000 else 500)
     return 500
@@ -109,7 +126,8 @@ def error_response(error: VmvSyncError) -> JSONResponse:
     """The JSON answer to ``error``: ``{"error": sentence, "code"?, "field"?, "limit"?}``.
 
     ``code`` is the close code a WebSocket would have been closed with (so a client
-    handles both the same way); ``field`` names the input to correct.
+    handles both the same way); ``field`` names the input to correct; a moment before
+    the kept history (410) says the ``earliest`` one kept (``null``: none).
     """
     body: dict[str, Any] = {"error": getattr(error, "reason", None) or str(error)}
     if isinstance(error, CloseError):
@@ -120,6 +138,8 @@ def error_response(error: VmvSyncError) -> JSONResponse:
     limit = getattr(error, "limit", None)
     if limit is not None:
         body["limit"] = limit
+    if isinstance(error, HistoryUnavailable):
+        body["earliest"] = error.earliest
     headers: dict[str, str] = {}
     if isinstance(error, RateLimited):
         headers["retry-after"] = str(error.retry_after)
@@ -127,3 +147,18 @@ def error_response(error: VmvSyncError) -> JSONResponse:
     if isinstance(error, (PayloadTooLarge, BodyTimeout)):
         headers["connection"] = "close"  # uvicorn then closes instead of reading on
     return JSONResponse(body, status_code=http_status(error), headers=headers)
+
+
+def invalid_workshop_id() -> BadRequest:
+    """The refusal of a workshop id outside the contract's rule (400, close code 4400)."""
+    return BadRequest(f"invalid workshop id: {ID_RULE}")
+
+
+def bad_workshop_id() -> JSONResponse:
+    """The answer to a workshop id outside the contract's rule, on every route.
+
+    Example:
+        >>> bad_workshop_id().status_code
+        400
+    """
+    return error_response(invalid_workshop_id())

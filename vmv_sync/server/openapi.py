@@ -121,7 +121,7 @@ def openapi_document() -> dict[str, Any]:
             "responses": {"101": {"description": "upgraded; refusals close with 44xx codes (docs/security.md)"}}}},
         "/": {"get": {"summary": "The web page: create or join", "responses": {"200": _text("page", "text/html")}}},
         "/w/{workshop_id}": {"get": {"summary": "The web page of one workshop", "parameters": [_workshop_param()],
-                                     "responses": {"200": _text("page", "text/html"), "400": _text("bad id")}}},
+                                     "responses": {"200": _text("page", "text/html"), **_errors(400)}}},
         "/web/config": {"get": {"summary": "What the page needs to know (auth on, bundle built)",
                                 "responses": {"200": _json("config")}}},
         "/sw.js": {"get": {"summary": "The page's service worker", "responses": {

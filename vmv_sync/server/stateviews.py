@@ -6,7 +6,8 @@
   it makes never leave that thread), so a long history does not stall the event loop;
 - :func:`chat_of_update` reads the chat for ``?messages=1`` the same way.
 
-The live handler, which calls both, is in app.py.
+The live handler, which calls both, is in app.py; the export (exports.py) reads
+history through :func:`moment_param` and :func:`updates_as_of` too.
 """
 
 from __future__ import annotations
@@ -23,13 +24,31 @@ from ..export import chat_json
 from ..history import HistoryUnavailable, doc_from_updates, load_updates_at, parse_at
 from ..schema import read_workshop
 from .context import server_context
+from .httperrors import BadRequest, Unavailable, error_response
 
-__all__ = ("state_at", "chat_of_update")
+__all__ = ("state_at", "chat_of_update", "moment_param", "updates_as_of")
 
 
-def _error(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status)
+def moment_param(text: str) -> float:
+    """The ``at`` query parameter as unix seconds; :class:`BadRequest` (400) if it is none."""
+    try:
+        return parse_at(text)
+    except ValueError as exc:
+        raise BadRequest(str(exc), "at") from exc
 
+
+async def updates_as_of(request: Request, workshop_id: str, moment: float) -> list[bytes]:
+    """The stored updates that rebuild the workshop as of ``moment``.
+
+    Raises :class:`~vmv_sync.history.HistoryUnavailable` (410) when the moment
+    predates the kept history, :class:`Unavailable` (503) when the store fails.
+    """
+    try:
+        return await load_updates_at(server_context(request).store, workshop_id, moment)
+    except HistoryUnavailable:
+        raise
+    except VmvSyncError as exc:
+        raise Unavailable(str(exc)) from exc
 
 
 async def state_at(request: Request, workshop_id: str, at: str) -> Response:
@@ -39,15 +58,10 @@ async def state_at(request: Request, workshop_id: str, at: str) -> Response:
     (with ``earliest``) when ``T`` predates the kept history.
     """
     try:
-        moment = parse_at(at)
-    except ValueError as exc:
-        return _error(400, str(exc))
-    try:
-        parts = await load_updates_at(server_context(request).store, workshop_id, moment)
-    except HistoryUnavailable as exc:
-        return _error(410, str(exc), earliest=exc.earliest)
+        moment = moment_param(at)
+        parts = await updates_as_of(request, workshop_id, moment)
     except VmvSyncError as exc:
-        return _error(503, str(exc))
+        return error_response(exc)
 
     def build() -> dict[str, Any]:
         return compute_state(doc_from_updates(parts)).to_json()

@@ -17,7 +17,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ..ids import ID_RULE, is_workshop_id
+from ..ids import is_workshop_id
+from .httperrors import bad_workshop_id
 
 __all__ = ("WEB_DIR", "web_routes")
 
@@ -85,9 +86,7 @@ def web_routes(web_dir: Path = WEB_DIR) -> list[BaseRoute]:
 
     async def workshop(request: Request) -> Response:
         if not is_workshop_id(request.path_params["workshop_id"]):
-            return PlainTextResponse(
-                f"invalid workshop id: {ID_RULE}", status_code=400
-            )
+            return bad_workshop_id()
         return _page("workshop.html", web_dir)
 
     async def config(request: Request) -> Response:
