@@ -53,6 +53,11 @@ logger = logging.getLogger(__name__)
 _OWNER_CHECK = 0.5
 
 
+def _link(room: Room) -> OwnerLink:
+    assert isinstance(room.link, OwnerLink)
+    return room.link
+
+
 def default_node_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -74,8 +79,6 @@ class Cluster:
         self.registry: AccessRegistry | None = None
         self._tg: TaskGroup | None = None
         self._control = self.bus.key("control", "all")
-        #: monotonic time of the last successful renewal round
-        self._renewed = time.monotonic()
 
     @property
     def manager(self) -> RoomManager:
@@ -176,19 +179,19 @@ class Cluster:
                 await self.leases.beat()
                 held = await self.leases.renew([r.workshop_id for r in owned])
             except REDIS_ERRORS as exc:
-                if time.monotonic() - self._renewed > ttl * 0.8:
-                    for room in owned:
+                for room in owned:
+                    if _link(room).renewed_at < started - ttl * 0.8:
                         room.end(Moved(f"this server lost Redis ({type(exc).__name__}); reconnect"))
                 continue
-            if started - self._renewed > ttl * 0.8:
-                # we were away (paused, starved) for most of a lease: a successor may be
-                # working, and a renewal that succeeds now proves nothing about the gap
-                held = [False] * len(owned)
-            self._renewed = started
             for room, ok in zip(owned, held, strict=True):
-                if not ok:
-                    logger.warning("workshop=%s lease lost; the room stands down", room.workshop_id)
-                    room.end(Moved("the workshop moved to another server process; reconnect"))
+                link = _link(room)
+                # a renewal that succeeds after most of a lease without one (the process was
+                # paused or starved) proves nothing about the gap: a successor may have worked
+                if ok and started - link.renewed_at <= ttl * 0.8:
+                    link.renewed_at = started
+                    continue
+                logger.warning("workshop=%s lease lost; the room stands down", room.workshop_id)
+                room.end(Moved("the workshop moved to another server process; reconnect"))
 
     async def _owner_check_loop(self) -> None:
         while True:

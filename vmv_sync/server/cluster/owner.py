@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -101,6 +102,8 @@ class OwnerLink:
         self.epoch = epoch
         self._in_after = in_after
         self.remotes: dict[tuple[str, int], RemoteConnection] = {}
+        #: monotonic time the lease was last known to be ours (taken just before this link)
+        self.renewed_at = time.monotonic()
         self._outbox_send, self._outbox = anyio.create_memory_object_stream[_Entry](math.inf)
         bus = cluster.bus
         self._out_key = bus.key("out", room.workshop_id)
@@ -181,7 +184,10 @@ class OwnerLink:
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
                 await self._flush()  # closes queued for relays (a stand-down, a shutdown)
-                await self.cluster.leases.release(self.room.workshop_id)
+                try:
+                    await self.cluster.leases.release(self.room.workshop_id)
+                except REDIS_ERRORS:
+                    pass  # it lapses by itself
 
     async def _flush(self) -> None:
         entries: list[_Entry] = []

@@ -286,7 +286,11 @@ class RelayRoom(Room):
                     fields[b"d"] = data
                 entries.append((self._in_key, fields))
             try:
-                await bus.add(entries)
+                try:
+                    await bus.add(entries)
+                except REDIS_ERRORS:
+                    await anyio.sleep(0.05)  # once more: a pooled connection may predate a Redis restart
+                    await bus.add(entries)
             except REDIS_ERRORS as exc:
                 # frames that may never reach the owner: their senders must resend them
                 self.stand_down(Moved(f"lost the way to the workshop's owner ({type(exc).__name__}); reconnect"))
