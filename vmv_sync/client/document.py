@@ -28,7 +28,7 @@ from pycrdt import Doc, get_state, merge_updates
 from ..derived import DerivedState, DerivedTracker
 from ..errors import ClientError
 from ..protocol import decode_state_vector
-from ..schema import InvalidAction, Message, Roots, WorkshopData, bind_roots, read_workshop
+from ..schema import ChatMessage, InvalidAction, Roots, WorkshopData, bind_roots, read_workshop
 from .capture import EditCapture
 from .events import ChangeHub
 from .intents import Intent, apply_intent, container_of, missing, validate_on_scratch
@@ -153,7 +153,7 @@ class LiveDocument:
         return self._tracker.state
 
     @property
-    def messages(self) -> tuple[Message, ...]:
+    def messages(self) -> tuple[ChatMessage, ...]:
         if self._messages is None:
             raise ClientError("the client is closed (or not entered)")
         return self._messages.messages

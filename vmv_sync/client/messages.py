@@ -14,8 +14,8 @@ from typing import Any
 
 from pycrdt import Array, Subscription
 
-from ..schema import Message
-from ..schema.parse import parse_message
+from ..schema import ChatMessage
+from ..schema.parse import parse_chat_message
 
 __all__ = ("MessageLog",)
 
@@ -29,9 +29,9 @@ class MessageLog:
 
     def __init__(self, array: Array[Any]) -> None:
         self._array = array
-        self._items: list[Message | None] = []
+        self._items: list[ChatMessage | None] = []
         self._stale = True
-        self._cache: tuple[Message, ...] | None = None
+        self._cache: tuple[ChatMessage, ...] | None = None
         self._subscription: Subscription | None = array.observe_deep(self._on_events)
 
     def _on_events(self, events: list[Any]) -> None:
@@ -51,15 +51,15 @@ class MessageLog:
                 elif "delete" in op:
                     del self._items[index : index + op["delete"]]
                 elif "insert" in op:
-                    parsed = [parse_message(item)[0] for item in op["insert"]]
+                    parsed = [parse_chat_message(item)[0] for item in op["insert"]]
                     self._items[index:index] = parsed
                     index += len(parsed)
 
     @property
-    def messages(self) -> tuple[Message, ...]:
+    def messages(self) -> tuple[ChatMessage, ...]:
         if self._stale:
             with self._array.doc.transaction():
-                self._items = [parse_message(item)[0] for item in self._array]
+                self._items = [parse_chat_message(item)[0] for item in self._array]
             self._stale = False
             self._cache = None
         if self._cache is None:

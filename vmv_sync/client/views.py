@@ -14,7 +14,7 @@ import time
 from ..derived import BallotTally, DerivedState, ValueStat
 from ..derived.chat import ordered_messages
 from ..presence import Cursor, PresenceState, cursors, typing_users
-from ..schema import Message, Participant, Progress, WorkshopData
+from ..schema import ChatMessage, Participant, Progress, WorkshopData
 from .document import LiveDocument
 from .presence import AwarenessTable
 
@@ -64,7 +64,7 @@ class WorkshopViews:
         return stage if isinstance(stage, str) else None
 
     @property
-    def messages(self) -> tuple[Message, ...]:
+    def messages(self) -> tuple[ChatMessage, ...]:
         """Chat messages in display order (vmv_sync.derived.chat; the log is kept current incrementally)."""
         return ordered_messages(self._document.messages)
 

@@ -17,7 +17,7 @@ docs/client.md "Chat order"):
   order of writing, and a message that arrives late (written offline) slots in where
   it was written;
 - a message without ``hlc`` (a contract v1 writer) counts with ``floor(sent_at * 1000)``
-  (:attr:`Message.clock <vmv_sync.schema.Message.clock>`);
+  (:attr:`ChatMessage.clock <vmv_sync.schema.ChatMessage.clock>`);
 - ties are broken by author, then id, compared by code point (ids are unique, so the
   order is total).
 
@@ -25,9 +25,9 @@ The web page and the browser client package apply the identical rule
 (``web/client/src/chat.js``); tests/webclient checks that both give the same order.
 
 Example:
-    >>> from vmv_sync.schema import Message
-    >>> late = Message(id="b", author="ann", text="2", sent_at=10.0, stage="vision", hlc=12_000)
-    >>> early = Message(id="a", author="bob", text="1", sent_at=11.0, stage="vision")
+    >>> from vmv_sync.schema import ChatMessage
+    >>> late = ChatMessage(id="b", author="ann", text="2", sent_at=10.0, stage="vision", hlc=12_000)
+    >>> early = ChatMessage(id="a", author="bob", text="1", sent_at=11.0, stage="vision")
     >>> [m.text for m in ordered_messages([late, early])]
     ['1', '2']
 """
@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from vmv_sync.schema.records import Message
+from vmv_sync.schema.records import ChatMessage
 
 __all__ = ("HLC_FIELD", "order_key", "ordered_messages")
 
@@ -44,11 +44,11 @@ __all__ = ("HLC_FIELD", "order_key", "ordered_messages")
 HLC_FIELD = "hlc"
 
 
-def order_key(message: Message) -> tuple[int, str, str]:
+def order_key(message: ChatMessage) -> tuple[int, str, str]:
     """``(clock, author, id)``: the display order's sort key."""
     return (message.clock, message.author, message.id)
 
 
-def ordered_messages(messages: Iterable[Message]) -> tuple[Message, ...]:
+def ordered_messages(messages: Iterable[ChatMessage]) -> tuple[ChatMessage, ...]:
     """The messages in display order (pure: the same messages give the same order everywhere)."""
     return tuple(sorted(messages, key=order_key))

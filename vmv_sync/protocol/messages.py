@@ -19,6 +19,9 @@ __all__ = (
     "MSG_AWARENESS",
     "MSG_QUERY_AWARENESS",
     "MSG_SAVED",
+    "SYNC_STEP1",
+    "SYNC_STEP2",
+    "SYNC_UPDATE",
     "SyncStep1",
     "SyncStep2",
     "SyncUpdate",
@@ -41,9 +44,10 @@ MSG_QUERY_AWARENESS = 3
 #: vmv-sync extension: "your updates up to N are committed to disk".
 MSG_SAVED = 100
 
-_STEP1 = 0
-_STEP2 = 1
-_UPDATE = 2
+#: sub-types of a sync message (the second var-uint of its frame)
+SYNC_STEP1 = 0
+SYNC_STEP2 = 1
+SYNC_UPDATE = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,11 +101,11 @@ def parse_message(frame: bytes) -> Message:
     if kind == MSG_SYNC:
         sub = reader.read_var_uint()
         payload = reader.read_var_bytes()
-        if sub == _STEP1:
+        if sub == SYNC_STEP1:
             message = SyncStep1(payload)
-        elif sub == _STEP2:
+        elif sub == SYNC_STEP2:
             message = SyncStep2(payload)
-        elif sub == _UPDATE:
+        elif sub == SYNC_UPDATE:
             message = SyncUpdate(payload)
         else:
             raise MalformedMessage(f"unknown sync message type {sub}")
@@ -122,15 +126,15 @@ _SYNC = write_var_uint(MSG_SYNC)
 
 
 def encode_sync_step1(state_vector: bytes) -> bytes:
-    return _SYNC + write_var_uint(_STEP1) + write_var_bytes(state_vector)
+    return _SYNC + write_var_uint(SYNC_STEP1) + write_var_bytes(state_vector)
 
 
 def encode_sync_step2(update: bytes) -> bytes:
-    return _SYNC + write_var_uint(_STEP2) + write_var_bytes(update)
+    return _SYNC + write_var_uint(SYNC_STEP2) + write_var_bytes(update)
 
 
 def encode_sync_update(update: bytes) -> bytes:
-    return _SYNC + write_var_uint(_UPDATE) + write_var_bytes(update)
+    return _SYNC + write_var_uint(SYNC_UPDATE) + write_var_bytes(update)
 
 
 def encode_awareness(update: bytes) -> bytes:

@@ -179,7 +179,7 @@ def _next_clock(messages: Any, sent_at: float) -> int:
     """The ``hlc`` of a message written at ``sent_at`` after ``messages`` (a hybrid logical clock).
 
     ``max(wall clock, largest clock followed + 1)``, in ms; a message's clock is its
-    ``hlc``, else ``floor(sent_at * 1000)`` (``Message.clock``). Reads only those two
+    ``hlc``, else ``floor(sent_at * 1000)`` (``ChatMessage.clock``). Reads only those two
     fields of each message (about 15 us each), not the whole record.
     """
     own = math.floor(sent_at * 1000)

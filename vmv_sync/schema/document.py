@@ -23,8 +23,8 @@ from vmv_sync.schema.parse import (
     parse_ballot,
     parse_ballot_votes,
     parse_catalogue,
+    parse_chat_message,
     parse_keyed,
-    parse_message,
     parse_meta,
     parse_participant,
     parse_progress,
@@ -32,7 +32,7 @@ from vmv_sync.schema.parse import (
     parse_selection,
     parse_text,
 )
-from vmv_sync.schema.records import Message, WorkshopData
+from vmv_sync.schema.records import ChatMessage, WorkshopData
 from vmv_sync.schema.stages import Stage
 
 __all__ = (
@@ -203,16 +203,16 @@ def participant_entries_missing(roots: Roots, pid: str) -> bool:
     )
 
 
-def _read_messages(messages: Array[Any]) -> tuple[tuple[Message, ...], int]:
+def _read_messages(messages: Array[Any]) -> tuple[tuple[ChatMessage, ...], int]:
     """Messages in array order; a repeated id keeps its first message and counts the rest."""
-    kept: list[Message] = []
+    kept: list[ChatMessage] = []
     seen: set[str] = set()
     skipped = 0
     # One pass in yrs: indexing an Array walks it from the start, so iterating one
     # (pycrdt's iterator indexes) is quadratic: 72k messages took 26.5 s to export
     # (issue 19, finding 5). Each message comes back as a dict of its fields.
     for item in json.loads(str(messages)) if len(messages) else ():
-        message, _ = parse_message(item)
+        message, _ = parse_chat_message(item)
         if message is None or message.id in seen:
             skipped += 1
             continue

@@ -25,8 +25,8 @@ from vmv_sync.schema.records import (
     BALLOT_KINDS,
     ROLES,
     Ballot,
+    ChatMessage,
     Choice,
-    Message,
     Participant,
     Progress,
     Rating,
@@ -37,7 +37,7 @@ __all__ = (
     "as_int",
     "as_float",
     "parse_participant",
-    "parse_message",
+    "parse_chat_message",
     "parse_clock",
     "MAX_CLOCK",
     "parse_selection",
@@ -102,7 +102,7 @@ def parse_participant(value: object) -> tuple[Participant | None, int]:
     return Participant(name=name, role=str(role), joined_at=joined_at), 0
 
 
-def parse_message(value: object) -> tuple[Message | None, int]:
+def parse_chat_message(value: object) -> tuple[ChatMessage | None, int]:
     """A ``messages`` item: Map ``{id, author, text, sent_at, stage}`` (or its fields as a dict)."""
     f = value if isinstance(value, dict) else _fields(value)
     if f is None:
@@ -118,7 +118,7 @@ def parse_message(value: object) -> tuple[Message | None, int]:
         or not is_stage(stage)
     ):
         return None, 1
-    return Message(id=mid, author=author, text=text, sent_at=sent_at, stage=str(stage), hlc=parse_clock(f.get("hlc"))), 0
+    return ChatMessage(id=mid, author=author, text=text, sent_at=sent_at, stage=str(stage), hlc=parse_clock(f.get("hlc"))), 0
 
 
 #: the largest clock a JavaScript number holds exactly (Number.MAX_SAFE_INTEGER)

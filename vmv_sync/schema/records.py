@@ -20,7 +20,7 @@ __all__ = (
     "BALLOT_KINDS",
     "Choice",
     "Participant",
-    "Message",
+    "ChatMessage",
     "Ballot",
     "Rating",
     "Progress",
@@ -47,7 +47,7 @@ class Participant:
 
 
 @dataclass(frozen=True)
-class Message:
+class ChatMessage:
     """One chat message of ``messages``."""
 
     id: str
@@ -107,7 +107,7 @@ class WorkshopData:
 
     meta: dict[str, Any] = field(default_factory=dict)
     participants: dict[str, Participant] = field(default_factory=dict)
-    messages: tuple[Message, ...] = ()
+    messages: tuple[ChatMessage, ...] = ()
     selections: dict[str, dict[str, float]] = field(default_factory=dict)
     values: tuple[str, ...] = ()
     ballots: dict[str, Ballot] = field(default_factory=dict)

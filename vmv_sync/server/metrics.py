@@ -34,6 +34,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ..errors import CloseError, SlowConsumer
+from ..protocol import (
+    MSG_AWARENESS,
+    MSG_QUERY_AWARENESS,
+    MSG_SAVED,
+    MSG_SYNC,
+    SYNC_STEP1,
+    SYNC_STEP2,
+    SYNC_UPDATE,
+)
 from ..storage import Store, StoredDoc, StoredUpdate, WorkshopInfo
 
 __all__ = ("Metrics", "InstrumentedStore", "frame_kind", "FRAME_KINDS")
@@ -49,8 +58,8 @@ FRAME_KINDS: tuple[str, ...] = (
     "saved",
     "other",
 )
-_SYNC_KINDS = {0: "sync_step1", 1: "sync_step2", 2: "update"}
-_TOP_KINDS = {1: "awareness", 3: "query_awareness", 100: "saved"}
+_SYNC_KINDS = {SYNC_STEP1: "sync_step1", SYNC_STEP2: "sync_step2", SYNC_UPDATE: "update"}
+_TOP_KINDS = {MSG_AWARENESS: "awareness", MSG_QUERY_AWARENESS: "query_awareness", MSG_SAVED: "saved"}
 
 #: commit latencies from a fast SSD (sub-ms) to a struggling disk (seconds)
 _COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -69,7 +78,7 @@ def frame_kind(frame: bytes) -> str:
     if not frame:
         return "other"
     top = frame[0]
-    if top == 0:
+    if top == MSG_SYNC:
         return _SYNC_KINDS.get(frame[1], "other") if len(frame) > 1 else "other"
     return _TOP_KINDS.get(top, "other")
 
