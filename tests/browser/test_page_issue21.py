@@ -65,6 +65,7 @@ async def seed_content(fay: Page, bob: Page) -> None:
         await page.evaluate("for (const [v, i, p] of [['Courage', 5, 2], ['Honesty', 4, 4], ['Trust', 3, 1]]) vmv.client.rateValue(v, i, p)")
         await page.evaluate("vmv.client.setDraft('Our draft: ' + 'kindness and courage '.repeat(12))")
         await page.evaluate("(t) => vmv.client.postMessage(t)", LONG_CHAT)
+    await wait_js(bob, "vmv.doc.getMap('votes').has('b-long')")  # the ballot reached Bob's replica
     await bob.evaluate("(o) => vmv.client.castVote('b-long', o)", LONG_OPTION)
     for page in (fay, bob):
         await wait_js(page, "vmv.client.pendingCount === 0")
