@@ -16,7 +16,7 @@ import websockets
 from pycrdt import Text
 
 from vmv_sync.protocol import encode_awareness, encode_awareness_update, encode_sync_step1, encode_sync_update
-from vmv_sync.server.awareness import FRAME_BYTES, FRAME_ENTRIES, RoomAwareness
+from vmv_sync.server.presence_table import FRAME_BYTES, FRAME_ENTRIES, RoomAwareness
 
 from ..test_auth import AUTH_ENV, make_workshop
 from ..yclient import YClient, big_updates, connect_slow

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .awareness import AwarenessEntry, decode_awareness_update, encode_awareness_update, merge_awareness_payloads
+from .awareness_update import AwarenessEntry, decode_awareness_update, encode_awareness_update, merge_awareness_payloads
 from .messages import (
     MSG_AWARENESS,
     MSG_QUERY_AWARENESS,

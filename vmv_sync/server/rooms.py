@@ -54,7 +54,6 @@ from ..protocol.update import UpdateSummary, is_panic, summarize_update
 from ..schema import ROOTS
 from ..storage import StaleEpoch, Store
 from .admission import check_quota, check_work
-from .awareness import RoomAwareness
 from .clientids import ClientIds
 from .compaction import Compactor
 from .connection import Connection
@@ -64,6 +63,7 @@ from .guard import WriteGuard
 from .integrity import check_integrable
 from .loading import integrate
 from .origins import FromClient, FromServer, Incoming, Origin, RoomLink
+from .presence_table import RoomAwareness
 
 __all__ = ("Room", "FromClient", "FromServer", "Origin")
 

@@ -1,4 +1,8 @@
-"""The room's awareness table: presence the server controls.
+"""The room's presence table (its awareness states): presence the server controls.
+
+Not to be confused with the awareness wire payload (protocol/awareness_update.py),
+the state schema of contract section 5 (vmv_sync/presence.py) or the client's own
+table (client/presence.py).
 
 Unlike a relay, the server keeps the latest state of every client id, knows which
 connection announced it, and is the one that removes it: at once when that

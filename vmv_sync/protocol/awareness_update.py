@@ -1,5 +1,8 @@
 """The awareness update payload (y-protocols/awareness), decoded with validation.
 
+The bytes inside an awareness message (protocol/messages.py); what a state says is
+vmv_sync/presence.py's, the server's table of states server/presence_table.py's.
+
 A payload is ``n`` entries of (client id, clock, JSON state or ``null``). The
 server must never forward invalid JSON, so decoding parses every state and
 rejects anything that is not a JSON object or ``null``.

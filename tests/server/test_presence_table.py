@@ -1,4 +1,4 @@
-"""In-process tests of :class:`vmv_sync.server.awareness.RoomAwareness`, the room's presence table.
+"""In-process tests of :class:`vmv_sync.server.presence_table.RoomAwareness`, the room's presence table.
 
 Connections are real :class:`Connection` objects on a recording channel. Time: the
 registry reads ``time.monotonic`` through its module's ``time`` reference, which the
@@ -15,10 +15,10 @@ import pytest
 
 from vmv_sync.errors import Forbidden, MessageTooLarge, TooManyMessages
 from vmv_sync.protocol import Awareness, AwarenessEntry, decode_awareness_update, encode_awareness_update, parse_message
-from vmv_sync.server import awareness as awareness_module
+from vmv_sync.server import presence_table as awareness_module
 from vmv_sync.server.auth import Principal
-from vmv_sync.server.awareness import FRAME_BYTES, FRAME_ENTRIES, RoomAwareness
 from vmv_sync.server.connection import Connection
+from vmv_sync.server.presence_table import FRAME_BYTES, FRAME_ENTRIES, RoomAwareness
 
 from .test_room import RecordingChannel
 
