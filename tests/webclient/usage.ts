@@ -1,6 +1,6 @@
 // Type-checked (tsc --noEmit) against web/client/index.d.ts by test_client_package.py: the
 // package's documented usage compiles, and misuse does not.
-import { WorkshopClient, STAGES, type StatusEvent, type DerivedState, type Stage, memoryStorage } from '@vmv-sync/client'
+import { WorkshopClient, STAGES, type StatusEvent, type DerivedState, type Stage, type Message, memoryStorage, orderedMessages } from '@vmv-sync/client'
 
 declare const token: string
 declare const WS: any
@@ -15,11 +15,13 @@ client.editMission(0, { insert: 'We ' })
 const id: string = client.postMessage('hello', { stage: 'values-select' })
 const state: DerivedState = client.derived
 const first: Stage = STAGES[0]
-const n: number = client.pendingCount + state.values.length + client.valueStats.length
+const n: number = client.pendingCount + client.pendingEdits + state.values.length + client.valueStats.length
+const chat: Message[] = orderedMessages(client.messages)
+const clock: number | null = chat.length ? chat[0].hlc : null
 client.presence.moveCaret('mission', client.doc.getText('mission'), 0, 3)
 void client.waitSaved(5000).then(() => client.destroy())
 // @ts-expect-error scores are numbers
 client.rateValue('Honesty', '5', 2)
 // @ts-expect-error not a stage
 client.setStage('lunch')
-console.log(picked, id, first, n)
+console.log(picked, id, first, n, clock)
