@@ -159,12 +159,14 @@ async def stored_doc(db: str, workshop_id: str) -> Any:
     return doc
 
 
-def client(node: ServerProcess, workshop_id: str, token: str) -> Any:
-    """A Python client of ``node`` with an in-memory replica and a quick reconnect."""
+def client(node: ServerProcess | str, workshop_id: str, token: str) -> Any:
+    """A Python client of ``node`` (or of a ``ws://host:port`` base) with an in-memory
+    replica and a quick reconnect."""
     from vmv_sync.client import Backoff, WorkshopClient
     from vmv_sync.storage import MemoryStore
 
-    return WorkshopClient(node.ws_base, workshop_id, token=token, store=MemoryStore(), backoff=Backoff(base=0.2, cap=1.0))
+    base = node if isinstance(node, str) else node.ws_base
+    return WorkshopClient(base, workshop_id, token=token, store=MemoryStore(), backoff=Backoff(base=0.2, cap=1.0))
 
 
 def run_quiet(cmd: list[str]) -> subprocess.CompletedProcess[str]:
