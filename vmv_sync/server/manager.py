@@ -23,6 +23,7 @@ from ..config import Settings
 from ..errors import CloseError, GoingAway, ServerError, StorageError
 from ..storage import StaleEpoch, Store
 from .budgets import Budgets
+from .ratelimits import Buckets
 from .rooms import Room
 
 __all__ = ("RoomManager",)
@@ -43,6 +44,19 @@ class RoomMaker(Protocol):
     def revoked(self, workshop_id: str, participant_id: str) -> None:
         """Tell the other processes to close a removed participant's sockets."""
         ...
+
+    @property
+    def guesses(self) -> SharedGuessLimit:
+        """Wrong invite codes per workshop, counted over every process."""
+        ...
+
+
+class SharedGuessLimit(Protocol):
+    """A per-workshop bucket shared by the processes; ``local`` decides when it cannot be reached."""
+
+    async def take(self, workshop_id: str, local: Buckets) -> None: ...
+
+    async def refund(self, workshop_id: str, local: Buckets) -> None: ...
 
 
 class RoomManager:

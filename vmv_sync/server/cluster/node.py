@@ -37,6 +37,7 @@ from ...storage import StoreBackend
 from ..rooms import Room
 from .bus import REDIS_ERRORS, Bus, follow
 from .errors import Moved
+from .guesses import SharedGuesses
 from .lease import HEARTBEAT_EVERY, Leases
 from .owner import OwnerLink
 from .relay import RelayRoom
@@ -75,6 +76,8 @@ class Cluster:
         self.node = settings.node_id or default_node_id()
         self.bus = Bus(settings.redis_url, settings.cluster_prefix, self.node, settings.cluster_stream_length)
         self.leases = Leases(self.bus, settings.cluster_lease_seconds)
+        #: wrong invite codes per workshop, counted over the cluster (a security limit)
+        self.guesses = SharedGuesses(self.bus, settings.invite_guess_rate, settings.invite_guess_burst)
         self._manager: RoomManager | None = None
         self.registry: AccessRegistry | None = None
         self._tg: TaskGroup | None = None
