@@ -24,6 +24,9 @@ async def test_the_lifespan_publishes_one_context_and_takes_it_back(tmp_path) ->
         assert isinstance(context, ServerContext)
         assert context.settings is settings and context.store is store
         assert context.manager.rooms == {} and app.state.started.is_set()
+        async with context.room("w1") as room:  # held for the block, released after it
+            assert context.manager.rooms["w1"] is room and room.refs == 1
+        assert room.refs == 0
 
         class Request:  # what endpoints pass: anything with ``.app``
             pass

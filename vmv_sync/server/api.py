@@ -163,14 +163,10 @@ async def create_workshop(request: Request) -> Response:
     except VmvSyncError as exc:
         return error_response(exc)
     context = server_context(request)
-    manager = context.manager
 
     async def write(workshop_id: str, edit: Any) -> None:
-        room = await manager.acquire(workshop_id)
-        try:
+        async with context.room(workshop_id) as room:
             await room.edit(edit)
-        finally:
-            manager.release(room)
 
     try:
         created = await create_new_workshop(
@@ -214,31 +210,28 @@ async def join_workshop(request: Request) -> Response:
         guesser = f"{workshop_id} {address}"
         suspect = limits.address_guesses.spent(guesser)
         limits.address_guesses.take(guesser)
+        context = server_context(request)
+        shared = context.manager.cluster.guesses if context.manager.cluster else None  # several processes
         if suspect:
-            limits.guesses.take(workshop_id)
+            await shared.take(workshop_id, limits.guesses) if shared else limits.guesses.take(workshop_id)
     except VmvSyncError as exc:
         return error_response(exc)
-    context = server_context(request)
     access = await context.registry.get(workshop_id)
     if access is None or not secrets.compare_digest(access.invite_code.encode(), code.encode()):
         logger.info("workshop=%s join refused: wrong invite code", workshop_id)
         if not suspect:  # a first wrong guess from this address counts for the workshop too
             try:
-                limits.guesses.take(workshop_id)
+                await shared.take(workshop_id, limits.guesses) if shared else limits.guesses.take(workshop_id)
             except VmvSyncError:
                 pass
         return error_response(Forbidden("unknown workshop or wrong invite code"))
     limits.address_guesses.refund(guesser)
     if suspect:
-        limits.guesses.refund(workshop_id)
+        await shared.refund(workshop_id, limits.guesses) if shared else limits.guesses.refund(workshop_id)
     participant_id = new_id("p-")
-    manager = context.manager
-    room = await manager.acquire(workshop_id)
-    try:
+    async with context.room(workshop_id) as room:
         now = time.time()
         await room.edit(lambda doc: schema.add_participant(doc, participant_id, name, role, now=now))
-    finally:
-        manager.release(room)
     token = context.tokens.issue(workshop_id, participant_id, name, role)
     logger.info("workshop=%s participant=%s joined as %s", workshop_id, participant_id, role)
     return JSONResponse(
@@ -293,8 +286,7 @@ async def invite(request: Request) -> Response:
             raise NotFound("this workshop has no invite code")
     except VmvSyncError as exc:
         return error_response(exc)
-    code = access.invite_code
-    return JSONResponse({"workshop_id": workshop_id, "invite_code": code, "join_link": join_link(workshop_id, code)})
+    return _invite_answer(workshop_id, access.invite_code)
 
 
 async def rotate_invite(request: Request) -> Response:
@@ -308,6 +300,10 @@ async def rotate_invite(request: Request) -> Response:
     except VmvSyncError as exc:
         return error_response(exc)
     logger.info("workshop=%s invite code rotated", workshop_id)
+    return _invite_answer(workshop_id, code)
+
+
+def _invite_answer(workshop_id: str, code: str) -> JSONResponse:
     return JSONResponse({"workshop_id": workshop_id, "invite_code": code, "join_link": join_link(workshop_id, code)})
 
 

@@ -8,6 +8,8 @@ with :func:`server_context`, which fails clearly before start-up or after shutdo
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +19,7 @@ from ..storage import Store
 from .auth import AccessRegistry
 from .manager import RoomManager
 from .metrics import Metrics
+from .rooms import Room
 from .tokens import TokenIssuer
 
 __all__ = ("ServerContext", "server_context")
@@ -32,6 +35,18 @@ class ServerContext:
     tokens: TokenIssuer
     registry: AccessRegistry
     metrics: Metrics
+
+    @asynccontextmanager
+    async def room(self, workshop_id: str) -> AsyncIterator[Room]:
+        """The workshop's loaded room, held for the block and released after it.
+
+        Raises what :meth:`RoomManager.acquire` raises (the workshop could not be loaded).
+        """
+        room = await self.manager.acquire(workshop_id)
+        try:
+            yield room
+        finally:
+            self.manager.release(room)
 
 
 def server_context(app_or_request: Any) -> ServerContext:

@@ -37,15 +37,11 @@ EXPORT_FORMATS = ("json", "md", "html")
 
 async def _current_update(request: Request, workshop_id: str) -> tuple[bytes, int]:
     """The live document of a workshop as one update, and its last stored seq."""
-    manager = server_context(request).manager
     try:
-        room = await manager.acquire(workshop_id)
+        async with server_context(request).room(workshop_id) as room:
+            return room.doc.get_update(), room.last_seq
     except VmvSyncError as exc:
         raise Unavailable(str(exc)) from exc
-    try:
-        return room.doc.get_update(), room.last_seq
-    finally:
-        manager.release(room)
 
 
 async def _parts(request: Request, workshop_id: str, as_of: float | None) -> list[bytes]:

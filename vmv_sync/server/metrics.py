@@ -34,15 +34,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ..errors import CloseError, SlowConsumer
-from ..protocol import (
-    MSG_AWARENESS,
-    MSG_QUERY_AWARENESS,
-    MSG_SAVED,
-    MSG_SYNC,
-    SYNC_STEP1,
-    SYNC_STEP2,
-    SYNC_UPDATE,
-)
+from ..protocol import MSG_AWARENESS, MSG_QUERY_AWARENESS, MSG_SAVED, MSG_SYNC, SYNC_STEP1, SYNC_STEP2, SYNC_UPDATE
 from ..storage import Store, StoredDoc, StoredUpdate, WorkshopInfo
 
 __all__ = ("Metrics", "InstrumentedStore", "frame_kind", "FRAME_KINDS")
