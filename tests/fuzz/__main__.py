@@ -3,6 +3,7 @@
     .venv/bin/python -m tests.fuzz server  --frames 5000000 [--seed N] [--auth]
     .venv/bin/python -m tests.fuzz parsers --frames 2000000 [--seed N]
     .venv/bin/python -m tests.fuzz atheris -max_total_time=3600 [libFuzzer flags, corpus dir]
+    .venv/bin/python -m tests.fuzz cost --frames 300 [--seed N] [--size 5000]
 """
 
 from __future__ import annotations
@@ -99,15 +100,20 @@ def main(argv: list[str]) -> int:
         atheris_main([sys.argv[0], *argv[1:]])
         return 0
     parser = argparse.ArgumentParser(prog="python -m tests.fuzz", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("target", choices=("server", "parsers"))
+    parser.add_argument("target", choices=("server", "parsers", "cost"))
     parser.add_argument("--frames", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=int(time.time()))
     parser.add_argument("--auth", action="store_true", help="server: attack as a participant with authentication on")
+    parser.add_argument("--size", type=int, default=3000, help="cost: messages in the document first")
     parser.add_argument("--deadline", type=float, default=24 * 3600.0, help="server: stop sending after this many seconds")
     args = parser.parse_args(argv)
     print(f"seed {args.seed}", flush=True)
     if args.target == "parsers":
         return _parsers(args.frames, args.seed)
+    if args.target == "cost":
+        from .cost import main as cost_main
+
+        return cost_main(args.frames, args.seed, args.size)
     return anyio.run(_server, args.frames, args.seed, args.auth, args.deadline)
 
 
