@@ -65,7 +65,8 @@ from vmv_sync.protocol import Awareness as AwarenessMessage
 from vmv_sync.protocol.varint import write_var_uint
 from vmv_sync.schema import ROOTS, InvalidAction, Roots, bind_roots, normalize_value_name
 from vmv_sync.server import integrity
-from vmv_sync.server.connection import Connection, Principal
+from vmv_sync.server.auth import Principal
+from vmv_sync.server.connection import Connection
 from vmv_sync.server.containers import ensure_for
 from vmv_sync.server.rooms import Room
 from vmv_sync.storage import MemoryStore, SQLiteStore, Store

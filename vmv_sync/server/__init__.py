@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .app import create_app
-from .connection import Connection, Principal
+from .auth import Principal
+from .connection import Connection
 from .manager import RoomManager
 from .origins import FromClient, FromServer, Origin
 from .rooms import Room

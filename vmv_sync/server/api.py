@@ -32,7 +32,7 @@ from starlette.routing import BaseRoute, Route
 from .. import schema
 from ..errors import Forbidden, Unauthenticated, VmvSyncError
 from ..ids import ID_RULE, WORKSHOP_ID_RE, new_id
-from .connection import Principal
+from .auth import Principal
 from .context import server_context
 from .httperrors import BadRequest, InvalidField, NotFound, error_response, invalid_workshop_id
 from .ratelimits import client_key, http_limits

@@ -21,7 +21,7 @@ from ..protocol import decode_state_vector
 from ..protocol.update import UpdateSummary, is_panic, summarize_update
 from ..schema import ROOTS
 from ..schema.ownership import Change, check_change
-from .connection import Principal
+from .auth import Principal
 
 __all__ = ("WriteGuard",)
 

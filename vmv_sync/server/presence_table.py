@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from ..errors import ClientIdTaken, Forbidden, MessageTooLarge, TooManyMessages
 from ..presence import supersedes
 from ..protocol import AwarenessEntry, encode_awareness, encode_awareness_update
-from .connection import Connection, Principal
+from .auth import Principal
+from .connection import Connection
 
 __all__ = ("RoomAwareness", "check_awareness_identity", "FRAME_ENTRIES", "FRAME_BYTES")
 
