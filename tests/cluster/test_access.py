@@ -79,3 +79,20 @@ async def test_typing_and_cursors_cross_both_ways(cluster: Cluster) -> None:
         closed = time.monotonic()
         await fay.wait_for(lambda: ann["participant_id"] not in fay.online_participants, 5)
         assert time.monotonic() - closed < 1.0
+
+
+async def test_wrong_invite_codes_are_counted_over_the_cluster(cluster: Cluster) -> None:
+    env = {"VMV_INVITE_GUESS_RATE": "1", "VMV_INVITE_GUESS_BURST": "3"}
+    a = cluster.start("a", env=env)
+    b = cluster.start("b", env=env)
+    wid = create_workshop(a)["workshop_id"]
+
+    def guess(node: object) -> int:
+        url = f"{node.url}/api/workshops/{wid}/join"  # type: ignore[attr-defined]
+        return httpx.post(url, json={"invite_code": "WRONG234", "name": "Eve"}, timeout=10).status_code
+
+    # two wrong codes on each process: per process that is within the burst of 3,
+    # over the cluster it is not
+    assert [guess(a), guess(b), guess(a)] == [403, 403, 403]
+    assert guess(b) == 429
+    assert guess(a) == 429

@@ -33,7 +33,8 @@ import anyio
 
 from ...errors import CloseError, MalformedMessage, TooManyMessages, Unauthenticated
 from ...schema import bind_roots, participant_entries_missing
-from ..connection import Connection, Principal
+from ..auth import Principal
+from ..connection import Connection
 from ..containers import ensure_for
 from ..origins import Incoming
 from .bus import REDIS_ERRORS, follow
