@@ -221,7 +221,7 @@ class Settings:
     cluster_lease_seconds: float = setting(2.5, minimum=0.5, maximum=60.0)
     #: entries kept per workshop stream in Redis (approximately): a relay further behind
     #: than this fills the gap from the store
-    cluster_stream_length: int = setting(10_000, minimum=100)
+    cluster_stream_length: int = setting(1000, minimum=100)
 
     def __post_init__(self) -> None:
         if isinstance(self.db, os.PathLike):  # Settings(db=Path(...)) and path flags keep working
