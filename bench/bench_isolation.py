@@ -9,7 +9,12 @@ just under the frame limit (1 MiB) of 4,500 chat messages each (about 0.95 MB), 
 Figures: the quiet workshop's saved latency p50/p99/max in both phases, and the
 heavy updates' own saved latency. Writes bench/results/isolation.json.
 
-    .venv/bin/python -m bench.bench_isolation [--seconds 8] [--heavy 12] [--rounds 3 --before /tmp/old-checkout]
+``--attack stall`` (issue 19, finding 1) sends instead, after growing the other
+workshop to 4,000 messages, updates of 3,000 messages from new devices each (legal:
+the author is the sender), reconnecting after each refusal; ``--attack heavy`` is the
+original. Results go to isolation-<attack>.json.
+
+    .venv/bin/python -m bench.bench_isolation [--attack heavy|stall] [--seconds 8] [--heavy 12] [--rounds 3 --before /tmp/old-checkout]
 """
 
 from __future__ import annotations
@@ -94,6 +99,25 @@ class Sender:
                 await self.acked.wait()
 
 
+def stall_updates(count: int, per_update: int = 3000, author: str = "h") -> list[bytes]:
+    """Updates of ``per_update`` messages, each from a new device's empty replica."""
+    import random
+
+    from pycrdt import merge_updates
+
+    out: list[bytes] = []
+    for u in range(count):
+        parts = []
+        for i in range(per_update):
+            doc: Doc = Doc(client_id=random.randrange(1, 2**32))
+            doc.get("messages", type=Array).append(
+                Map({"id": f"s{u}-{i}", "author": author, "text": "hello world", "sent_at": 1.0, "stage": "values-select"})
+            )
+            parts.append(doc.get_update())
+        out.append(merge_updates(*parts))
+    return out
+
+
 def heavy_updates(count: int, per_update: int = 4500, author: str = "h") -> list[bytes]:
     doc: Doc = Doc()
     messages = doc.get("messages", type=Array)
@@ -128,35 +152,59 @@ async def quiet_phase(url: str, seconds: float, author: str) -> list[float]:
     return quiet.latencies
 
 
-async def main_async(seconds: float, heavy_count: int, ours_root: Path | None = None) -> dict[str, object]:
+async def main_async(
+    seconds: float, heavy_count: int, ours_root: Path | None = None, attack: str = "heavy"
+) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         server = start_server("ours", Path(tmp), ours_root=ours_root, auth=True, env={"VMV_SECRET": SECRET})
         try:
             quiet_a, quiet_b, heavy_w = [await new_workshop(f"http://{server.host}:{server.port}") for _ in range(3)]
             # the sync step 1 travels before the doc is known: a fresh doc syncs first
             alone = await quiet_phase(server.ws_url(quiet_a[0]) + f"?token={quiet_a[2]}", seconds, quiet_a[1])
-            updates = heavy_updates(heavy_count, author=heavy_w[1])
+            heavy_url = server.ws_url(heavy_w[0]) + f"?token={heavy_w[2]}"
+            if attack == "stall":
+                grow = heavy_updates(1, per_update=4000, author=heavy_w[1])
+                grower = Sender(heavy_url, heavy_w[1])
+
+                async def grow_body(ws, s: Sender) -> None:  # type: ignore[no-untyped-def]
+                    await s.send(ws, grow[0])
+                    await s.wait_acked(120)
+
+                await grower.run(grow_body)
+                updates = stall_updates(heavy_count, author=heavy_w[1])
+            else:
+                updates = heavy_updates(heavy_count, author=heavy_w[1])
             sizes = [len(u) for u in updates]
-            heavy = Sender(server.ws_url(heavy_w[0]) + f"?token={heavy_w[2]}", heavy_w[1])
+            heavy = Sender(heavy_url, heavy_w[1])
             during: list[float] = []
 
             heavy_close: list[object] = []
 
+            pending = list(updates)
+
             async def heavy_body(ws, s: Sender) -> None:  # type: ignore[no-untyped-def]
                 try:
-                    for update in updates:
-                        await s.send(ws, update)
+                    while pending:
+                        await s.send(ws, pending.pop(0))
                         await s.wait_acked(120)
                 except websockets.ConnectionClosed as closed:
                     heavy_close.append(closed.rcvd.code if closed.rcvd else None)
 
             async def heavy_run() -> None:
-                try:
-                    await heavy.run(heavy_body)
-                except* websockets.ConnectionClosed as group:
-                    first = group.exceptions[0]
-                    assert isinstance(first, websockets.ConnectionClosed)
-                    heavy_close.append(first.rcvd.code if first.rcvd else None)
+                # the stall attacker reconnects after each refusal (a fresh Sender each time)
+                nonlocal heavy
+                for _ in range(len(updates) if attack == "stall" else 1):
+                    try:
+                        await heavy.run(heavy_body)
+                    except* websockets.ConnectionClosed as group:
+                        first = group.exceptions[0]
+                        assert isinstance(first, websockets.ConnectionClosed)
+                        heavy_close.append(first.rcvd.code if first.rcvd else None)
+                    if not pending:
+                        break
+                    saved = heavy.latencies
+                    heavy = Sender(heavy_url, heavy_w[1])
+                    heavy.latencies.extend(saved)
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(heavy_run)
@@ -168,7 +216,9 @@ async def main_async(seconds: float, heavy_count: int, ours_root: Path | None = 
         "heavy_update_bytes_median": statistics.median(sizes),
         "heavy_updates_offered": len(updates),
         "heavy_updates_saved": len(heavy.latencies),
+        "attack": attack,
         "heavy_closed_with": heavy_close[0] if heavy_close else None,
+        "heavy_closes": len(heavy_close),
         "heavy_saved_ms_p50": round(_pct(heavy.latencies, 0.5) * 1000, 1),
         "heavy_saved_ms_max": round(max(heavy.latencies, default=float("nan")) * 1000, 1),
         "quiet_alone_ms": {q: round(_pct(alone, v) * 1000, 2) for q, v in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))},
@@ -180,6 +230,7 @@ async def main_async(seconds: float, heavy_count: int, ours_root: Path | None = 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--attack", choices=("heavy", "stall"), default="heavy")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--heavy", type=int, default=24)
     parser.add_argument("--rounds", type=int, default=1, help="alternate --before and this checkout this many times")
@@ -188,12 +239,13 @@ def main() -> None:
     runs: dict[str, list[dict[str, object]]] = {"this": [], "before": []}
     for _ in range(args.rounds):
         if args.before is not None:
-            runs["before"].append(anyio.run(main_async, args.seconds, args.heavy, args.before))
-        runs["this"].append(anyio.run(main_async, args.seconds, args.heavy, None))
+            runs["before"].append(anyio.run(main_async, args.seconds, args.heavy, args.before, args.attack))
+        runs["this"].append(anyio.run(main_async, args.seconds, args.heavy, None, args.attack))
     result: dict[str, object] = {"runs": runs}
     print(json.dumps(result, indent=2))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    path = RESULTS if args.attack == "heavy" else RESULTS.with_name(f"isolation-{args.attack}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
