@@ -194,3 +194,72 @@ async def test_announced_claims_are_bounded_per_participant() -> None:
             codes.append(peer.code)
         assert codes[:5] == [None] * 5 and 4429 in codes[5:], codes
         assert len(room.client_ids) <= 1 + 5 + 1  # the server's own id, five claims
+
+
+async def test_compaction_gives_quota_back_so_editing_text_never_fills_a_workshop() -> None:
+    """Finding 4: the quota counted every appended byte and never subtracted what compaction
+    removed; typing and deleting text tripped it with little stored."""
+    from pycrdt import Text
+
+    store = MemoryStore()
+    await seed_workshop(store)
+    room = Room(WID, store, Settings(auth=True, workshop_quota_bytes=400_000, compact_bytes=50_000))
+    async with running(room):
+        writer = Peer(room, principal("f1", "facilitator"))
+        await writer.join()
+        for round_ in range(40):  # 40 x 20 kB written and deleted: 800 kB appended in all
+            def add(doc: Doc[Any]) -> None:
+                doc.get("mission", type=Text).insert(0, "w" * 20_000)
+
+            def drop(doc: Doc[Any]) -> None:
+                del doc.get("mission", type=Text)[0:20_000]
+
+            await writer.send(encode_sync_update(writer.edit(add)))
+            await writer.send(encode_sync_update(writer.edit(drop)))
+            await settle(room)
+            assert writer.code is None, (round_, writer.reason)
+        stored = await store.load(WID)
+        assert room.stored_bytes == len(stored.snapshot or b"") + stored.update_bytes
+        assert room.stored_bytes < 400_000
+
+
+async def test_a_log_that_is_costly_to_integrate_is_compacted_while_still_small() -> None:
+    """Finding 1: costly updates stayed uncompacted, so every later load paid for them again."""
+    store = MemoryStore()
+    await seed_workshop(store)
+    settings_ = Settings(auth=True, max_update_work=10**12, compact_work_seconds=0.02)
+    room = Room(WID, store, settings_)
+    async with running(room):
+        writer = Peer(room, principal("p1"))
+        await writer.join()
+        await grown(room, writer, 2000)
+        for _ in range(3):
+            attacker = Peer(room, principal("p2"))
+            await attacker.join()
+            await attacker.send(encode_sync_update(from_fresh_ids(800, "p2")))
+            await settle(room)
+        for _ in range(100):  # the compaction runs as a task of the room: wait for it
+            if (await store.load(WID)).snapshot is not None:
+                break
+            await settle(room)
+    stored = await store.load(WID)
+    assert stored.snapshot is not None and stored.update_count < 5, stored.update_count
+    reloaded = Room(WID, store, settings_)
+    async with running(reloaded):
+        assert len(reloaded.doc.get("messages", type=Array)) == 2000 + 3 * 800
+
+
+def test_reading_a_long_chat_is_linear() -> None:
+    """Finding 5: the export read messages by index (quadratic: 72k messages took 26.5 s)."""
+    from vmv_sync.schema import read_workshop
+
+    doc: Doc[Any] = Doc()
+    messages = doc.get("messages", type=Array)
+    with doc.transaction():
+        for i in range(40_000):
+            messages.append(message(i, "p1"))
+    started = time.perf_counter()
+    data = read_workshop(doc)
+    spent = time.perf_counter() - started
+    assert len(data.messages) == 40_000
+    assert spent < 2.0, spent  # about 0.2 s; the quadratic read took about 4.6 s

@@ -6,6 +6,7 @@ in count and time. Limits are lowered through the real VMV_* variables.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -171,3 +172,31 @@ async def test_the_workshop_storage_quota_refuses_further_growth(server_factory)
         assert len(str(b.doc.get("mission", type=Text))) > 150_000
     async with httpx.AsyncClient(base_url=server.url) as http:
         assert (await http.get("/healthz")).status_code == 200
+
+
+async def test_participants_cannot_shut_the_facilitator_out_of_their_workshop(server_factory) -> None:
+    """Issue 19, finding 6: 25 join tokens held a workshop's 500 connections and shut the
+    facilitator out. Participants now stop short of the cap; the rest is the facilitator's."""
+    server = server_factory(
+        env={
+            **AUTH_ENV,
+            "VMV_MAX_CONNECTIONS_PER_WORKSHOP": "6",
+            "VMV_FACILITATOR_CONNECTION_RESERVE": "2",
+            "VMV_MAX_CONNECTIONS_PER_PARTICIPANT": "2",
+        },
+        args=(),
+    )
+    ws = await make_workshop(server, "Ann", "Bob", "Cid")
+    codes: list[int | None] = []
+    async with contextlib.AsyncExitStack() as stack:  # closed last in, first out
+        for name in ("Ann", "Ann", "Bob", "Bob", "Cid", "Cid"):
+            client = await stack.enter_async_context(YClient(ws.url(ws.members[name])))
+            with anyio.fail_after(10):
+                while not (client.synced.is_set() or client.closed.is_set()):
+                    await anyio.sleep(0.01)
+            codes.append(client.close_code if client.closed.is_set() else None)
+        assert codes[:4] == [None] * 4 and codes[4:] == [4429, 4429], codes
+        # the facilitator still gets in, twice
+        for _ in range(2):
+            async with YClient(ws.url(ws.facilitator)) as fay:
+                await fay.synced.wait()
