@@ -36,7 +36,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 
 from .clientaddr import address_key, is_loopback_key
 
-__all__ = ("ConnectionGate", "TransportLimits", "protocol_classes", "peer_key", "is_loopback")
+__all__ = ("ConnectionGate", "TransportLimits", "protocol_classes", "peer_key")
 
 logger = logging.getLogger(__name__)
 
@@ -66,14 +66,8 @@ def peer_key(transport: BaseTransport) -> str:
     """The client address a connection is counted under: the TCP peer, keyed by
     :func:`~vmv_sync.server.clientaddr.address_key` (as the HTTP rate limits key it)."""
     peer = transport.get_extra_info("peername")
-    if not (isinstance(peer, tuple) and peer):
-        return ""  # a Unix socket or an unknown peer: all share one key
-    return address_key(str(peer[0]))
-
-
-def is_loopback(key: str) -> bool:
-    """Whether a :func:`peer_key` is a loopback address (a proxy or a user on this host)."""
-    return is_loopback_key(key)
+    # a Unix socket or an unknown peer: all share one key ("unknown", as for HTTP)
+    return address_key(str(peer[0]) if isinstance(peer, tuple) and peer else None)
 
 
 class ConnectionGate:
@@ -224,7 +218,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         peer = peer_key(transport)
         limits = self.limits
-        if not limits.gate.admit(peer, per_address_cap=limits.cap_loopback or not is_loopback(peer)):
+        if not limits.gate.admit(peer, per_address_cap=limits.cap_loopback or not is_loopback_key(peer)):
             # Refused before uvicorn sees it: not in server_state.connections, no
             # parser callbacks (the transport stops reading once closed).
             self._refused = True
