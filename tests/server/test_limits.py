@@ -200,3 +200,34 @@ async def test_participants_cannot_shut_the_facilitator_out_of_their_workshop(se
         for _ in range(2):
             async with YClient(ws.url(ws.facilitator)) as fay:
                 await fay.synced.wait()
+
+
+async def test_a_participants_connections_share_one_byte_budget(server_factory) -> None:
+    """Issue 19, findings 4 and 7: byte budgets were per connection, so 16 connections (or a
+    reconnect, with its fresh burst) multiplied them: one participant pushed 15.3 MB/s of
+    awareness to every peer. Now a participant's connections draw on one budget."""
+    server = server_factory(
+        env={**AUTH_ENV, "VMV_RATE_BYTES": "65536", "VMV_RATE_BYTES_BURST": "1048576"}, args=()
+    )
+    ws = await make_workshop(server, "Ann")
+    state = json.dumps({"user": {"id": ws.members["Ann"].pid, "name": "Ann"}, "pad": "x" * 8000})
+    codes: list[int | None] = []
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(YClient(ws.url(ws.members["Ann"]))) for _ in range(4)]
+        for client in clients:
+            await client.synced.wait()
+        for index, client in enumerate(clients):
+            cid = 9000 + index
+            # 60 x 8 kB = 480 kB per connection: under the 1 MiB burst alone, 1.9 MB together
+            for clock in range(1, 61):
+                if client.closed.is_set():
+                    break
+                try:
+                    await client.send_raw(encode_awareness(encode_awareness_update([(cid, clock, state)])))
+                except websockets.ConnectionClosed:
+                    break
+        with anyio.fail_after(15):  # one of them is closed once the shared budget runs out
+            while not any(client.closed.is_set() for client in clients):
+                await anyio.sleep(0.02)
+        codes = [client.close_code if client.closed.is_set() else None for client in clients]
+    assert 4429 in codes, codes
