@@ -21,8 +21,9 @@ export type ConnectionStatus = 'connecting' | 'connected' | 'offline' | 'refused
  * too-large: 4413.
  */
 export type RefusalKind = 'unauthorized' | 'revoked' | 'forbidden' | 'client-id-taken' | 'too-large'
-export interface Refusal { kind: RefusalKind, code: number, reason: string, clientId: number | null }
-export interface StatusEvent { status: ConnectionStatus, kind?: RefusalKind, code?: number, reason?: string, clientId?: number | null }
+/** `edit`: the refusal is about this replica's edits (4413, or 4403 about a write): recover with discardUnsaved(). */
+export interface Refusal { kind: RefusalKind, code: number, reason: string, clientId: number | null, edit: boolean }
+export interface StatusEvent { status: ConnectionStatus, kind?: RefusalKind, code?: number, reason?: string, clientId?: number | null, edit?: boolean }
 
 /** Storage-like (localStorage, sessionStorage, or memoryStorage()). */
 export interface KeyValueStorage {
@@ -209,6 +210,11 @@ export class WorkshopClient extends ObservableV2<WorkshopClientEvents> {
 
   /** After a client-id-taken refusal: the replica minus that id's writes (local replica rewritten). */
   freshReplica (): Promise<Uint8Array>
+  /**
+   * After a refusal of this replica's edits (refusal.edit): close (no reconnect), delete the
+   * local replica and forget the unsaved count and held intents; then open a new WorkshopClient.
+   */
+  discardUnsaved (): Promise<void>
   destroy (): void
 }
 
@@ -226,6 +232,8 @@ export interface WorkshopData {
 export function decodeToken (token: string): { sub: string, name: string, role: Role, wid?: string, exp?: number, [k: string]: unknown }
 export function replicaName (workshopId: string, participantId: string): string
 export function classifyClose (code: number, reason?: string): RefusalKind | null
+/** Whether a refusal of `kind` with `reason` is about this replica's edits (Refusal.edit). */
+export function refusesEdit (kind: RefusalKind, reason?: string): boolean
 export const MESSAGE_SAVED: 100
 export const INTENT_ORIGIN: unique symbol
 export const CLIENT_ID_TAKEN_PREFIX: 'client id taken:'
@@ -247,6 +255,14 @@ export function defaultStorage (): KeyValueStorage
 
 export class MissingContainer extends Error { root: string; key: string }
 export class InvalidAction extends Error {}
+/** A message or text over its limit; nothing is written. `limit` and `length` in characters. */
+export class TooLong extends InvalidAction { what: 'message' | 'text'; limit: number; length: number }
+/** The longest chat message in characters (= vmv_sync.schema.MAX_MESSAGE_CHARS). */
+export const MAX_MESSAGE_CHARS: 4000
+/** The longest mission, vision or draft in characters (= vmv_sync.schema.MAX_TEXT_CHARS). */
+export const MAX_TEXT_CHARS: 100000
+/** Characters as Python's len() counts them (code points). */
+export function charCount (s: string): number
 export const SCHEMA_VERSION: number
 export function roots (doc: Y.Doc): {
   meta: Y.Map<unknown>, participants: Y.Map<unknown>, messages: Y.Array<unknown>, selections: Y.Map<unknown>,
@@ -285,6 +301,9 @@ export const actions: {
   editVision (doc: Y.Doc, index: number, del?: number, ins?: string): void
   MissingContainer: typeof MissingContainer
   InvalidAction: typeof InvalidAction
+  TooLong: typeof TooLong
+  MAX_MESSAGE_CHARS: 4000
+  MAX_TEXT_CHARS: 100000
   SCHEMA_VERSION: number
 }
 

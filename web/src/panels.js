@@ -5,6 +5,7 @@
 import { actions as act, STAGES, STAGE_TITLES, bindTextarea, resolveCaret, colorFor } from '@vmv-sync/client'
 import { h, setText, syncList } from './dom.js'
 import { caretOverlay } from './carets.js'
+import { holdLimit } from './limits.js'
 
 const people = (n) => `${n} ${n === 1 ? 'person' : 'people'} selected`
 const pct = (p) => `${p.toFixed(1)}%`
@@ -164,10 +165,13 @@ function historyButtons (field) {
  * the text (a participant's draft) has not arrived: typing is then kept as an
  * intent by the client, and the binding starts when the text is there.
  */
-function boundEditor (root, ctx, { id, label, field, rows, getText, setHeld }) {
-  const area = h('textarea.editor', { id, rows, 'aria-label': label })
-  const tools = historyButtons(id.replace(/-editor$/, ''))
-  root.append(area, tools.el)
+function boundEditor (root, ctx, { id, label, field, rows, getText, setHeld, what }) {
+  const base = id.replace(/-editor$/, '')
+  const area = h('textarea.editor', { id, rows, 'aria-label': label, 'aria-describedby': `${base}-limit` })
+  const tools = historyButtons(base)
+  const note = h('p.limit-note', { id: `${base}-limit`, 'aria-live': 'polite', hidden: true })
+  root.append(area, note, tools.el)
+  const checkLimit = holdLimit(area, note, what) // maxlength + the sentence once the box is full
   const overlay = caretOverlay(area)
   let unbind = null
   let ytext = null
@@ -192,6 +196,7 @@ function boundEditor (root, ctx, { id, label, field, rows, getText, setHeld }) {
     area,
     update (c) {
       if (!unbind) bind()
+      checkLimit() // remote edits fill the box too
       area.readOnly = c.readOnly()
       tools.undo.disabled = !unbind || !unbind.undoManager.canUndo()
       tools.redo.disabled = !unbind || !unbind.undoManager.canRedo()
@@ -216,7 +221,7 @@ function boundEditor (root, ctx, { id, label, field, rows, getText, setHeld }) {
 
 function missionDraft (root, ctx) {
   const editor = boundEditor(root, ctx, {
-    id: 'draft-editor', label: 'Your mission draft', field: `draft:${ctx.me.id}`, rows: 6,
+    id: 'draft-editor', label: 'Your mission draft', field: `draft:${ctx.me.id}`, rows: 6, what: 'draft',
     getText: () => act.draftOf(ctx.doc, ctx.me.id),
     setHeld: (text) => ctx.client.setDraft(text)
   })
@@ -241,7 +246,7 @@ function sharedText (rootName) {
   return (root, ctx) => {
     const label = rootName === 'mission' ? 'The shared mission statement' : 'The shared vision statement'
     const editor = boundEditor(root, ctx, {
-      id: `${rootName}-editor`, label, field: rootName, rows: 8, getText: () => act.roots(ctx.doc)[rootName]
+      id: `${rootName}-editor`, label, field: rootName, rows: 8, what: rootName, getText: () => act.roots(ctx.doc)[rootName]
     })
     editor.area.classList.add('shared')
     let drafts = null

@@ -5,7 +5,7 @@
 // acknowledgement behind the state line, actions held as intents until the
 // server's containers arrive, remote carets and undo in the shared texts.
 
-import { Y, WorkshopClient, STAGES, STAGE_TITLES, deriveState, isStage, actions as act, colorFor } from '@vmv-sync/client'
+import { Y, WorkshopClient, STAGES, STAGE_TITLES, deriveState, isStage, actions as act, colorFor, TooLong } from '@vmv-sync/client'
 import { IndexeddbPersistence } from 'y-indexeddb'
 import { h, setText, syncList } from './dom.js'
 import { buildPanel, renderBallots } from './panels.js'
@@ -13,6 +13,7 @@ import { lockRemoved, removeCell, updateRemove, watchInvite } from './people.js'
 import { bindInvite, loadInvite, renderInvite, setInvite } from './invite.js'
 import { renderMessages } from './chatview.js'
 import { bindOutcome } from './outcome.js'
+import { DISCARD_TIMEOUT_MS, discardLabel, holdLimit, limitSentence, refusalSentence } from './limits.js'
 import {
   apiJoin, forgetToken, rememberConfig, resolveIdentity, saveName, saveToken, savedInvite, savedName, serverConfig
 } from './identity.js'
@@ -129,6 +130,7 @@ class WorkshopView {
     client.on('refused', (r) => this.onRefused(r))
     client.whenLoaded.then(() => this.schedule())
     this.bindChat()
+    this.bindRefusal()
     this.bindCursor()
     this.bindBallotForm()
     this.bindInvite()
@@ -232,6 +234,9 @@ class WorkshopView {
     const n = c.pendingCount
     const kept = plural(c.pendingEdits, 'change') // edits a person would count, not transactions
     if (this.recovering) return 'Resetting this device\'s copy of the workshop…'
+    if (this.discardProblem) return this.discardProblem
+    if (this.discarding) return 'Dropping the changes the server did not save…'
+    if (c.refusal && c.refusal.edit) return refusalSentence(c.refusal)
     if (c.refusal) {
       const lostNote = n ? ` ${kept} made here cannot be saved.` : ''
       switch (c.refusal.kind) {
@@ -314,6 +319,50 @@ class WorkshopView {
     this.renderInvite()
     this.outcome.update()
     if (this.removed) lockRemoved(this)
+    this.renderRefusal()
+  }
+
+  // -- a refusal of this device's edits (4413, 4403 about a write): limits.js ----------
+
+  bindRefusal () {
+    $('refusal-discard').addEventListener('click', () => this.discardUnsaved())
+  }
+
+  /** The one way out of an edit refusal: shown while it lasts (the sentence is in the state line). */
+  renderRefusal () {
+    const r = this.client.refusal
+    const box = $('refusal')
+    box.hidden = !(r && r.edit) || Boolean(this.discardProblem)
+    if (box.hidden) return
+    setText($('refusal-text'), 'Everything the server has already saved stays; only what this device could not save is dropped.')
+    const button = $('refusal-discard')
+    setText(button, discardLabel(this.client.pendingEdits))
+    button.disabled = Boolean(this.discarding)
+  }
+
+  /**
+   * Drop what the server refused, and every other change it has not saved: the
+   * client deletes the IndexedDB replica and forgets counts and intents; the reload
+   * then syncs a fresh Y.Doc from the server. Nothing refused is ever sent again.
+   */
+  async discardUnsaved () {
+    if (this.discarding) return
+    const edits = this.client.pendingEdits
+    this.discarding = true
+    this.schedule()
+    let timer
+    const blocked = new Promise((resolve) => { timer = setTimeout(() => resolve('blocked'), DISCARD_TIMEOUT_MS) })
+    const outcome = await Promise.race([this.client.discardUnsaved().then(() => 'done', (err) => { console.error(err); return 'failed' }), blocked])
+    clearTimeout(timer)
+    if (outcome !== 'done') {
+      // another tab of this workshop keeps the local replica open (its deletion waits for it)
+      this.discardProblem = 'The changes kept on this device could not be dropped while this workshop is open in another tab: close its other tabs, then reload this page.'
+      this.schedule()
+      return
+    }
+    sessionStorage.setItem(`vmv.note.${this.wid}`,
+      `${edits ? `${plural(edits, 'unsaved change')} made here were dropped` : 'The unsaved changes made here were dropped'}; this page shows the workshop as the server has it.`)
+    location.reload()
   }
 
   renderPeople () {
@@ -387,6 +436,8 @@ class WorkshopView {
 
   bindChat () {
     const input = $('chat-input')
+    const note = $('chat-limit')
+    const checkLimit = holdLimit(input, note, 'message')
     input.addEventListener('input', () => {
       if (input.value) this.presence.typing()
       else this.presence.stopTyping()
@@ -395,8 +446,16 @@ class WorkshopView {
       e.preventDefault()
       const text = input.value.trim()
       if (!text || this.ctx.readOnly()) return
-      this.client.postMessage(text, { stage: this.view })
+      try {
+        this.client.postMessage(text, { stage: this.view })
+      } catch (err) {
+        if (!(err instanceof TooLong)) throw err
+        note.textContent = limitSentence('message') // kept in the box: nothing was sent
+        note.hidden = false
+        return
+      }
       input.value = ''
+      checkLimit()
       this.presence.stopTyping()
     })
   }

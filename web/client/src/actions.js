@@ -21,6 +21,9 @@ import * as Y from 'yjs'
 import { normalizeValueName, sortedKeys, tidyValueName } from './names.js'
 import { STAGES, isStage } from './derived.js'
 import { nextClock } from './chat.js'
+import { MAX_MESSAGE_CHARS, MAX_TEXT_CHARS, charCount } from './limits.js'
+
+export { MAX_MESSAGE_CHARS, MAX_TEXT_CHARS }
 
 export const SCHEMA_VERSION = 1
 const now = () => Date.now() / 1000
@@ -53,6 +56,20 @@ export class MissingContainer extends Error {
 /** An action the arguments or the document do not allow (InvalidAction in Python). */
 export class InvalidAction extends Error {
   constructor (message) { super(message); this.name = 'InvalidAction' }
+}
+
+/**
+ * A message or text over its limit (limits.js, the Python schema's numbers): nothing
+ * is written. `limit` and `length` are in characters; `what` is 'message' or 'text'.
+ */
+export class TooLong extends InvalidAction {
+  constructor (what, limit, length, message) {
+    super(message)
+    this.name = 'TooLong'
+    this.what = what
+    this.limit = limit
+    this.length = length
+  }
 }
 
 const mapOf = (fields) => {
@@ -104,6 +121,10 @@ export function addParticipant (doc, pid, name, role = 'participant') {
 
 export function postMessage (doc, pid, text, stage, messageId) {
   if (typeof text !== 'string' || !text.trim()) throw new InvalidAction('a message must not be blank')
+  if (text.length > MAX_MESSAGE_CHARS && charCount(text) > MAX_MESSAGE_CHARS) {
+    const n = charCount(text)
+    throw new TooLong('message', MAX_MESSAGE_CHARS, n, `a chat message may hold ${MAX_MESSAGE_CHARS} characters, not ${n}; split it or shorten it`)
+  }
   const r = roots(doc)
   const id = messageId || crypto.randomUUID().replace(/-/g, '')
   const msgStage = isStage(stage) ? stage : (isStage(r.meta.get('stage')) ? r.meta.get('stage') : STAGES[0])
@@ -274,8 +295,21 @@ export function draftOf (doc, pid) {
   return draft instanceof Y.Text ? draft : null
 }
 
+/** Python's edit_text rule: an edit that grows a text past MAX_TEXT_CHARS is refused (shrinking is not). */
+function checkTextLength (text, index, del, ins) {
+  if (!ins || text.length - del + ins.length <= MAX_TEXT_CHARS) return // UTF-16 units >= characters
+  const current = text.toString()
+  const removed = charCount(current.slice(index, index + del))
+  const added = charCount(ins)
+  const length = charCount(current) - removed + added
+  if (added > removed && length > MAX_TEXT_CHARS) {
+    throw new TooLong('text', MAX_TEXT_CHARS, length, `the text would be ${length} characters long, over the limit of ${MAX_TEXT_CHARS}; shorten it`)
+  }
+}
+
 function editText (text, index, del, ins) {
   if (!Number.isInteger(index) || index < 0 || index > text.length) throw new InvalidAction('index out of range')
+  checkTextLength(text, index, Math.min(del, text.length - index), ins)
   text.doc.transact(() => {
     if (del) text.delete(index, Math.min(del, text.length - index))
     if (ins) text.insert(index, ins)

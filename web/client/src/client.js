@@ -20,6 +20,7 @@ import { countEdits, kindOf, uniqueKind } from './edits.js'
 import { IntentQueue, defaultStorage } from './intents.js'
 import { Presence, colorFor, cursorsOf, onlineOf, typingOf } from './presence.js'
 import { normalizeValueName, sortedKeys, tidyValueName } from './names.js'
+import { MAX_TEXT_CHARS, charCount } from './limits.js'
 
 export const MESSAGE_SAVED = 100
 /** Origin of the transactions that apply held intents. */
@@ -48,6 +49,18 @@ export function classifyClose (code, reason = '') {
   if (code === 4403) return reason.startsWith(CLIENT_ID_TAKEN_PREFIX) ? 'client-id-taken' : 'forbidden'
   if (code === 4413) return 'too-large'
   return null
+}
+
+/**
+ * Whether a refusal is about this replica's edits (an update the server would not
+ * take), so that dropping the unsaved edits lets later ones save: 4413 for an update
+ * over the message limit, too costly to place, or past a storage quota, and 4403 for
+ * a write the rules forbid. Not about an edit: the token (4403 another workshop), the
+ * awareness state (4403 'user', 4413 its size), a client id taken (its own recovery).
+ */
+export function refusesEdit (kind, reason = '') {
+  if (kind !== 'too-large' && kind !== 'forbidden') return false
+  return !/awareness|token/i.test(reason)
 }
 
 function isEmptyUpdate (u) { return u.length === 2 && u[0] === 0 && u[1] === 0 }
@@ -134,7 +147,7 @@ export class WorkshopClient extends ObservableV2 {
       const kind = event ? classifyClose(event.code, event.reason) : null
       if (kind) {
         const m = kind === 'client-id-taken' ? /(\d+)/.exec(event.reason.slice(CLIENT_ID_TAKEN_PREFIX.length)) : null
-        this.refusal = { kind, code: event.code, reason: event.reason, clientId: m ? Number(m[1]) : null }
+        this.refusal = { kind, code: event.code, reason: event.reason, clientId: m ? Number(m[1]) : null, edit: refusesEdit(kind, event.reason) }
         this.emit('refused', [this.refusal])
       }
       this._updateStatus()
@@ -360,7 +373,16 @@ export class WorkshopClient extends ObservableV2 {
   }
 
   setProgress (stage, completed = null) { act.setProgress(this.doc, this.participantId, stage, completed) }
-  setDraft (text) { const pid = this.participantId; this._act('setDraft', [pid, text], () => act.setDraft(this.doc, pid, text)) }
+  setDraft (text) {
+    const pid = this.participantId
+    if (!act.hasContainer(this.doc, 'drafts', pid) && typeof text === 'string' && charCount(text) > MAX_TEXT_CHARS) {
+      // refused before it is held as an intent, as act.setDraft refuses it once the draft is here
+      const n = charCount(text)
+      throw new act.TooLong('text', MAX_TEXT_CHARS, n, `the text would be ${n} characters long, over the limit of ${MAX_TEXT_CHARS}; shorten it`)
+    }
+    this._act('setDraft', [pid, text], () => act.setDraft(this.doc, pid, text))
+  }
+
   editDraft (index, { delete: del = 0, insert = '' } = {}) {
     const pid = this.participantId
     this._act('editDraft', [pid, index, del, insert], () => act.editDraft(this.doc, pid, index, del, insert))
@@ -458,6 +480,25 @@ export class WorkshopClient extends ObservableV2 {
     this.intents.clear()
     try { this.storage.removeItem(`vmv.unsaved.${this._key}`) } catch { /* */ }
     return update
+  }
+
+  /**
+   * After a refusal of this replica's edits (`refusal.edit`: 4413, or 4403 about a
+   * write): drop every change the server has not saved, so nothing refused is sent
+   * again. Closes this client (no reconnect), deletes the local replica (the
+   * persistence's database, e.g. IndexedDB) and forgets the unsaved count and the
+   * held intents. The caller then opens a new WorkshopClient (a fresh Y.Doc, so a
+   * fresh client id), which syncs the workshop as the server has it; later edits save.
+   */
+  async discardUnsaved () {
+    const persistence = this.persistence
+    this.destroy()
+    if (persistence && typeof persistence.clearData === 'function') await persistence.clearData()
+    this.intents.clear()
+    try {
+      this.storage.removeItem(`vmv.unsaved.${this._key}`)
+      this.storage.removeItem(`vmv.unsavedKinds.${this._key}`)
+    } catch { /* storage unavailable */ }
   }
 
   destroy () {

@@ -1,10 +1,11 @@
 // @vmv-sync/client: the browser (and Node) client of vmv-sync over the stock Yjs stack.
 export * as Y from 'yjs'
 export {
-  WorkshopClient, decodeToken, replicaName, classifyClose, MESSAGE_SAVED, INTENT_ORIGIN, CLIENT_ID_TAKEN_PREFIX
+  WorkshopClient, decodeToken, replicaName, classifyClose, refusesEdit, MESSAGE_SAVED, INTENT_ORIGIN, CLIENT_ID_TAKEN_PREFIX
 } from './client.js'
 export * as actions from './actions.js'
-export { MissingContainer, InvalidAction, roots, SCHEMA_VERSION } from './actions.js'
+export { MissingContainer, InvalidAction, TooLong, roots, SCHEMA_VERSION } from './actions.js'
+export { MAX_MESSAGE_CHARS, MAX_TEXT_CHARS, charCount } from './limits.js'
 export { deriveState, readWorkshop, STAGES, STAGE_TITLES, ROLES, isStage } from './derived.js'
 export { IntentQueue, memoryStorage, defaultStorage, INTENT_KINDS } from './intents.js'
 export {
