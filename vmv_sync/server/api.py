@@ -23,6 +23,7 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -32,7 +33,7 @@ from starlette.routing import BaseRoute, Route
 from .. import schema
 from ..errors import Forbidden, Unauthenticated, VmvSyncError
 from ..ids import ID_RULE, WORKSHOP_ID_RE, new_id
-from .auth import Principal
+from .auth import AccessRegistry, Principal
 from .context import server_context
 from .httperrors import BadRequest, InvalidField, NotFound, error_response, invalid_workshop_id
 from .ratelimits import client_key, http_limits
@@ -278,32 +279,34 @@ async def revoke_participant(request: Request) -> Response:
 
 async def invite(request: Request) -> Response:
     """The invite code and join link, for the facilitator."""
-    try:
-        workshop_id = _workshop_id(request)
-        await _facilitator(request, workshop_id, "see the invite code")
-        access = await server_context(request).registry.get(workshop_id)
-        if access is None:
-            raise NotFound("this workshop has no invite code")
-    except VmvSyncError as exc:
-        return error_response(exc)
-    return _invite_answer(workshop_id, access.invite_code)
+
+    async def current(registry: AccessRegistry, workshop_id: str) -> str | None:
+        access = await registry.get(workshop_id)
+        return None if access is None else access.invite_code
+
+    return await _invite(request, "see the invite code", current)
 
 
 async def rotate_invite(request: Request) -> Response:
     """A fresh invite code for the facilitator; the old code stops working at once."""
+    answer = await _invite(request, "change the invite code", AccessRegistry.rotate)
+    if answer.status_code == 200:
+        logger.info("workshop=%s invite code rotated", request.path_params["workshop_id"])
+    return answer
+
+
+async def _invite(
+    request: Request, action: str, code_of: Callable[[AccessRegistry, str], Awaitable[str | None]]
+) -> Response:
+    """The facilitator's invite answer: ``code_of`` gives the code (None: the workshop has none)."""
     try:
         workshop_id = _workshop_id(request)
-        await _facilitator(request, workshop_id, "change the invite code")
-        code = await server_context(request).registry.rotate(workshop_id)
+        await _facilitator(request, workshop_id, action)
+        code = await code_of(server_context(request).registry, workshop_id)
         if code is None:
             raise NotFound("this workshop has no invite code")
     except VmvSyncError as exc:
         return error_response(exc)
-    logger.info("workshop=%s invite code rotated", workshop_id)
-    return _invite_answer(workshop_id, code)
-
-
-def _invite_answer(workshop_id: str, code: str) -> JSONResponse:
     return JSONResponse({"workshop_id": workshop_id, "invite_code": code, "join_link": join_link(workshop_id, code)})
 
 
