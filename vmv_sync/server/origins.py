@@ -2,9 +2,11 @@
 
 Each step of a room's pipeline says which origins it applies to: a client's update is
 admitted (integrity, client ids, quota, write rules) and acknowledged; the server's own
-edits (joins, creation, containers) are neither checked nor acknowledged. Another
-server process, with its sequence number, is the next origin to come (Redis fan-out):
-relayed, but not re-checked or re-stored.
+edits (joins, creation, containers) are neither checked nor acknowledged. With
+several processes (server/cluster/), a client of another process is still a
+``FromClient``: its connection is a ``RemoteConnection`` on the workshop's owner,
+and what the owner publishes after a commit carries each update's origin as data
+(node, connection) with the senders' counts, never a live object.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ class FromServer:
 
 
 #: Where an update comes from; the pipeline's steps say which origins they apply to.
-#: (Another server process, with its sequence number, is the next one to come.)
 Origin = Union[FromClient, FromServer]
 
 
