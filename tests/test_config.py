@@ -84,6 +84,11 @@ EVERY_FIELD: dict[str, tuple[str, Any]] = {
     "webhook_quiet_seconds": ("2.5", 2.5),
     "webhook_timeout": ("3", 3.0),
     "webhook_max_backoff": ("60", 60.0),
+    "redis_url": ("redis://cache.example:6379/1", "redis://cache.example:6379/1"),
+    "node_id": ("node-a", "node-a"),
+    "cluster_prefix": ("vmv-staging", "vmv-staging"),
+    "cluster_lease_seconds": ("1.5", 1.5),
+    "cluster_stream_length": ("500", 500),
 }
 
 
