@@ -1,0 +1,191 @@
+"""Issue 19, finding 6, on the page: honest large input gets an answer, not a loop.
+
+Headless Chromium against the real server with authentication on. A mission pasted
+under the text limit (100,000 characters) but over the server's frame limit (started
+at 2 KiB here, 1 MiB by default) is refused with 4413: the page stops reconnecting,
+says why in one sentence, and after a reload (IndexedDB still holds the refused edit)
+is refused once more, not in a loop; its one action drops the unsaved edits and later
+edits save. The text boxes hold the Python schema's limits and say so when full.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from playwright.async_api import Page, expect
+
+from tests.browser.test_page_issue16 import T, close, create, join, new_page, open_as, wait_js
+
+pytestmark = pytest.mark.anyio
+
+FRAME_LIMIT = 2048  # bytes: VMV_MAX_MESSAGE_SIZE for the refusal test
+#: the access log's line for each WebSocket closed with 4413 (vmv_sync.access)
+CLOSED_4413 = re.compile(r"\bws /workshops/\S+ status=101 close=4413\b")
+#: the page's y-websocket provider backs off at most this long between attempts (WorkshopClient)
+MAX_BACKOFF_MS = 2500
+
+
+def refusals(server: Any) -> int:
+    return sum(1 for line in list(server.log) if CLOSED_4413.search(line))
+
+
+def export(server: Any, wid: str, token: str) -> dict[str, Any]:
+    r = httpx.get(f"{server.url}/workshops/{wid}/export", params={"token": token}, timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def wait_refusals(server: Any, n: int) -> None:
+    """The server has logged its n-th 4413 close (its access line follows the close)."""
+    with anyio.fail_after(T / 1000):
+        while refusals(server) < n:
+            await anyio.sleep(0.05)
+
+
+async def show_stage(page: Page, n: int, stage: str) -> None:
+    await page.locator("#stages li").nth(n - 1).locator("button").click()
+    await expect(page.locator("#stage-panel")).to_have_attribute("data-stage", stage)
+
+
+async def expect_refused(page: Page) -> None:
+    """The page says why in one sentence and offers one way out; it is not reconnecting."""
+    conn = page.locator("#conn")
+    await expect(conn).to_have_attribute("data-state", "refused", timeout=T)
+    await expect(conn).to_have_text(
+        "The server refused a change made here because it is too large to send (over 2,048 bytes): "
+        "discard the unsaved changes, then make it in smaller parts."
+    )
+    await expect(page.locator("#refusal")).to_be_visible()
+    await expect(page.locator("#refusal-discard")).to_have_text("Discard the unsaved change and reconnect")
+    # y-websocket's own switch: nothing will reconnect (its scheduled setupWS is a no-op)
+    assert await page.evaluate("vmv.provider.shouldConnect === false && vmv.provider.ws === null")
+    assert await page.evaluate("vmv.client.refusal.edit === true && vmv.client.refusal.code === 4413")
+
+
+async def test_refused_paste_is_not_resent_and_discard_lets_later_edits_save(server_factory: Any, browser: Any) -> None:
+    server = server_factory(env={"VMV_MAX_MESSAGE_SIZE": str(FRAME_LIMIT)}, args=())
+    made = create(server)
+    wid = made["workshop_id"]
+    bob = join(server, wid, made["invite_code"], "Bob")
+    ctx, page = await new_page(browser, "bob")
+    await open_as(page, server, wid, bob["token"])
+    await page.fill("#chat-input", "Before the paste")
+    await page.press("#chat-input", "Enter")
+    await wait_js(page, "vmv.client.pendingCount === 0")
+
+    # Paste a mission far under the text limit but over the server's frame limit.
+    await show_stage(page, 5, "mission-final")
+    paste = ("We keep our promises to each other, in small things and large. " * 60)[:3500]
+    assert len(paste) < 100_000 and len(paste.encode()) > FRAME_LIMIT
+    await page.locator("#mission-editor").focus()
+    await page.keyboard.insert_text(paste)
+    await expect_refused(page)
+    await wait_refusals(server, 1)
+    # No loop: watch until the provider's longest backoff has passed on the page's clock
+    # (a reconnect would have re-sent the paste by then), failing at the first new 4413.
+    t0 = await page.evaluate("performance.now()")
+    with anyio.fail_after(T / 1000):
+        while await page.evaluate("performance.now()") < t0 + MAX_BACKOFF_MS + 500:
+            assert refusals(server) == 1, "the refused paste was sent again"
+            assert await page.evaluate("vmv.provider.ws === null")
+            await anyio.sleep(0.1)
+    assert await page.evaluate("vmv.provider.wsUnsuccessfulReconnects") == 1
+    # The state line's sentence is one sentence, the page is read-only meanwhile.
+    assert await page.evaluate("document.body.classList.contains('read-only')")
+
+    # A reload: IndexedDB still holds the refused paste, so it is refused once more, and only once.
+    await page.reload()
+    await expect_refused(page)
+    await wait_refusals(server, 2)
+    assert refusals(server) == 2
+
+    # The one action: drop the unsaved edits, resync from the server.
+    await page.click("#refusal-discard")
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "online", timeout=T)
+    await expect(page.locator("#conn")).to_have_text("online · all changes saved")
+    await expect(page.locator("#refusal")).to_be_hidden()
+    await expect(page.locator("#activity")).to_contain_text(
+        "1 unsaved change made here were dropped; this page shows the workshop as the server has it."
+    )
+    assert await page.evaluate("vmv.doc.getText('mission').toString()") == ""
+    assert await page.evaluate("vmv.client.pendingCount") == 0
+
+    # Later edits save again: a chat message and a short mission, as the server has them.
+    await page.fill("#chat-input", "After the discard")
+    await page.press("#chat-input", "Enter")
+    await show_stage(page, 5, "mission-final")
+    await page.locator("#mission-editor").press_sequentially("We keep our promises.", delay=5)
+    await wait_js(page, "vmv.client.pendingCount === 0 && vmv.client.status === 'connected'")
+    state = httpx.get(
+        f"{server.url}/workshops/{wid}/state", params={"token": made["token"], "messages": "1"}, timeout=10
+    ).json()
+    assert [m["text"] for m in state["messages"]] == ["Before the paste", "After the discard"]
+    assert export(server, wid, made["token"])["mission"] == "We keep our promises."
+    assert refusals(server) == 2  # the paste was never sent again
+    await close(ctx)
+
+
+async def test_text_boxes_hold_the_schema_limits(server_factory: Any, browser: Any) -> None:
+    server = server_factory(args=())
+    made = create(server)
+    wid = made["workshop_id"]
+    bob = join(server, wid, made["invite_code"], "Bob")
+    ctx, page = await new_page(browser, "bob")
+    await open_as(page, server, wid, bob["token"])
+    chat, note = page.locator("#chat-input"), page.locator("#chat-limit")
+    await expect(chat).to_have_attribute("maxlength", "4000")
+    await expect(note).to_be_hidden()
+
+    # A 4,001-character paste: the box holds 4,000 and says why.
+    await chat.focus()
+    await page.keyboard.insert_text("a" * 4001)
+    assert len(await chat.input_value()) == 4000
+    await expect(note).to_be_visible()
+    await expect(note).to_have_text("A message can hold at most 4,000 characters.")
+    await page.press("#chat-input", "Backspace")
+    await expect(note).to_be_hidden()
+
+    # Past the box (a script, an extension): the action refuses, nothing is written or sent.
+    await page.evaluate("document.getElementById('chat-input').value = 'b'.repeat(4001)")
+    await page.click("#chat-form button[type=submit]")
+    await expect(note).to_be_visible()
+    await expect(note).to_have_text("A message can hold at most 4,000 characters.")
+    assert len(await chat.input_value()) == 4001  # kept, to shorten
+    error = await page.evaluate(
+        "(() => { try { vmv.client.postMessage('c'.repeat(4001)); return null }"
+        " catch (e) { return [e.name, e.message, e.limit, e.length] } })()"
+    )
+    assert error == ["TooLong", "a chat message may hold 4000 characters, not 4001; split it or shorten it", 4000, 4001]
+    assert await page.evaluate("vmv.doc.getArray('messages').length") == 0
+    # 4,000 characters are a message
+    await page.fill("#chat-input", "d" * 4000)
+    await page.press("#chat-input", "Enter")
+    await wait_js(page, "vmv.client.pendingCount === 0 && vmv.doc.getArray('messages').length === 1")
+    await expect(note).to_be_hidden()
+
+    # The mission: 100,000 characters, said under the box when full; the action refuses more.
+    await show_stage(page, 5, "mission-final")
+    editor, mnote = page.locator("#mission-editor"), page.locator("#mission-limit")
+    await expect(editor).to_have_attribute("maxlength", "100000")
+    await expect(mnote).to_be_hidden()
+    await editor.focus()
+    await page.keyboard.insert_text("m" * 100_001)
+    assert len(await editor.input_value()) == 100_000
+    await expect(mnote).to_have_text("The mission can hold at most 100,000 characters.")
+    await expect(mnote).to_be_visible()
+    error = await page.evaluate(
+        "(() => { try { vmv.client.editMission(0, { insert: 'x' }); return null }"
+        " catch (e) { return [e.name, e.limit, e.length] } })()"
+    )
+    assert error == ["TooLong", 100_000, 100_001]
+    # a full mission of honest size saves (100 kB, under the 1 MiB frame limit)
+    await wait_js(page, "vmv.client.pendingCount === 0 && vmv.client.status === 'connected'")
+    assert len(export(server, wid, made["token"])["mission"]) == 100_000
+    # the draft box holds the same limit
+    await show_stage(page, 4, "mission-draft")
+    await expect(page.locator("#draft-editor")).to_have_attribute("maxlength", "100000")
+    await close(ctx)
