@@ -11,6 +11,7 @@ edits save. The text boxes hold the Python schema's limits and say so when full.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -66,7 +67,9 @@ async def expect_refused(page: Page) -> None:
     assert await page.evaluate("vmv.client.refusal.edit === true && vmv.client.refusal.code === 4413")
 
 
-async def test_refused_paste_is_not_resent_and_discard_lets_later_edits_save(server_factory: Any, browser: Any) -> None:
+async def test_refused_paste_is_not_resent_and_discard_lets_later_edits_save(
+    server_factory: Any, browser: Any, artifacts: Path
+) -> None:
     server = server_factory(env={"VMV_MAX_MESSAGE_SIZE": str(FRAME_LIMIT)}, args=())
     made = create(server)
     wid = made["workshop_id"]
@@ -102,6 +105,13 @@ async def test_refused_paste_is_not_resent_and_discard_lets_later_edits_save(ser
     await expect_refused(page)
     await wait_refusals(server, 2)
     assert refusals(server) == 2
+    # on a phone the sentence and the button fit the screen
+    await page.set_viewport_size({"width": 390, "height": 844})
+    box = await page.locator("#refusal").bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+    await page.screenshot(path=str(artifacts / "refused-edit-phone.png"))
+    await page.set_viewport_size({"width": 1280, "height": 860})
 
     # The one action: drop the unsaved edits, resync from the server.
     await page.click("#refusal-discard")
