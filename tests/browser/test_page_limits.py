@@ -119,7 +119,7 @@ async def test_refused_paste_is_not_resent_and_discard_lets_later_edits_save(
     await expect(page.locator("#conn")).to_have_text("online · all changes saved")
     await expect(page.locator("#refusal")).to_be_hidden()
     await expect(page.locator("#activity")).to_contain_text(
-        "1 unsaved change made here were dropped; this page shows the workshop as the server has it."
+        "The unsaved change made here was dropped; this page shows the workshop as the server has it."
     )
     assert await page.evaluate("vmv.doc.getText('mission').toString()") == ""
     assert await page.evaluate("vmv.client.pendingCount") == 0
@@ -198,4 +198,48 @@ async def test_text_boxes_hold_the_schema_limits(server_factory: Any, browser: A
     # the draft box holds the same limit
     await show_stage(page, 4, "mission-draft")
     await expect(page.locator("#draft-editor")).to_have_attribute("maxlength", "100000")
+    await close(ctx)
+
+
+
+async def test_discard_with_a_second_tab_of_the_same_participant(server_factory: Any, browser: Any) -> None:
+    """Another tab of the same participant (the same IndexedDB replica) keeps saving, also after a reload.
+
+    y-indexeddb's clearData() deletes the database, which closed the other tab's connection
+    to it: its later updates failed there and stopped its sync (its message never reached the
+    server). The page empties the replica in place instead.
+    """
+    server = server_factory(env={"VMV_MAX_MESSAGE_SIZE": str(FRAME_LIMIT)}, args=())
+    made = create(server)
+    wid = made["workshop_id"]
+    bob = join(server, wid, made["invite_code"], "Bob")
+    ctx, page = await new_page(browser, "bob")
+    await open_as(page, server, wid, bob["token"])
+    other = await ctx.new_page()  # the same participant's second tab: the same IndexedDB replica
+    other.on("pageerror", lambda exc: ctx.errors.append(f"other tab: page error {exc}"))
+    await other.goto(f"{server.url}/w/{wid}")
+    await expect(other.locator("#conn")).to_have_attribute("data-state", "online", timeout=T)
+    await show_stage(page, 5, "mission-final")
+    await page.locator("#mission-editor").focus()
+    await page.keyboard.insert_text("x" * (FRAME_LIMIT + 500))
+    await expect_refused(page)
+    await expect(other.locator("#conn")).to_have_text("online · all changes saved")  # the other tab never had it
+    await page.click("#refusal-discard")
+    await expect(page.locator("#conn")).to_have_text("online · all changes saved", timeout=T)
+    assert await page.evaluate("vmv.doc.getText('mission').toString()") == ""
+    for tab, text in ((page, "Saved from the first tab"), (other, "Saved from the second tab")):
+        await tab.fill("#chat-input", text)
+        await tab.press("#chat-input", "Enter")
+        await wait_js(tab, "vmv.client.pendingCount === 0 && vmv.client.status === 'connected'")
+    got = [m["text"] for m in export(server, wid, made["token"])["messages"]]
+    assert sorted(got) == ["Saved from the first tab", "Saved from the second tab"]
+    # the second tab's replica still works: a reload opens it, and it saves again
+    await other.reload()
+    await expect(other.locator("#conn")).to_have_text("online · all changes saved", timeout=T)
+    assert await other.evaluate("vmv.doc.getText('mission').toString()") == ""
+    await other.fill("#chat-input", "And after its reload")
+    await other.press("#chat-input", "Enter")
+    await wait_js(other, "vmv.client.pendingCount === 0 && vmv.client.status === 'connected'")
+    assert len(export(server, wid, made["token"])["messages"]) == 3
+    assert refusals(server) == 1
     await close(ctx)

@@ -161,7 +161,8 @@ test('an edit over the message limit (4413): refused once, no reconnect; discard
 test('a write the rules forbid (4403) is an edit refusal too; a token for another workshop is not', async () => {
   const j = await join('Flo')
   const counter = countingSocket()
-  const flo = open(j.token, { WebSocket: counter.WebSocket })
+  const persistence = fakePersistence()
+  const flo = open(j.token, { WebSocket: counter.WebSocket, storage: memoryStorage(), persistence: () => persistence })
   await flo.whenSynced(STEP)
   const refused = new Promise((resolve) => flo.on('refused', resolve))
   act.setStage(flo.doc, 'vision') // only the facilitator may write meta
@@ -170,7 +171,11 @@ test('a write the rules forbid (4403) is an edit refusal too; a token for anothe
   assert.equal(refusal.kind, 'forbidden')
   assert.equal(refusal.edit, true)
   await noReconnect(flo, counter)
-  await flo.discardUnsaved()
+  const cleared = []
+  await flo.discardUnsaved({ clearReplica: async (name) => { cleared.push(name) } }) // emptied in place, not deleted
+  assert.deepEqual(cleared, [`vmv-${env.wid}-${j.participant_id}`])
+  assert.equal(persistence.cleared, 0)
+  assert.ok(persistence.destroyed >= 1)
   const again = open(j.token)
   await again.whenSynced(STEP)
   again.postMessage('allowed')

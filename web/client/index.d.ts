@@ -211,10 +211,11 @@ export class WorkshopClient extends ObservableV2<WorkshopClientEvents> {
   /** After a client-id-taken refusal: the replica minus that id's writes (local replica rewritten). */
   freshReplica (): Promise<Uint8Array>
   /**
-   * After a refusal of this replica's edits (refusal.edit): close (no reconnect), delete the
-   * local replica and forget the unsaved count and held intents; then open a new WorkshopClient.
+   * After a refusal of this replica's edits (refusal.edit): close (no reconnect), empty the
+   * local replica (`clearReplica(name)` if given, else the persistence's clearData()) and
+   * forget the unsaved count and held intents; then open a new WorkshopClient.
    */
-  discardUnsaved (): Promise<void>
+  discardUnsaved (opts?: { clearReplica?: ((name: string) => Promise<void>) | null }): Promise<void>
   destroy (): void
 }
 

@@ -11,10 +11,11 @@
 // the package), the client has stopped reconnecting (no edit is re-sent in a loop).
 // The state line says what happened in one sentence, and one button drops the
 // changes the server has not saved (`client.discardUnsaved()`: the IndexedDB replica
-// deleted, intents and counts forgotten) and reloads: a fresh Y.Doc syncs the
+// emptied, intents and counts forgotten) and reloads: a fresh Y.Doc syncs the
 // workshop as the server has it, and later edits save again.
 
 import { MAX_MESSAGE_CHARS, MAX_TEXT_CHARS } from '@vmv-sync/client'
+import * as idb from 'lib0/indexeddb'
 
 const number = (n) => n.toLocaleString('en-GB')
 
@@ -73,5 +74,25 @@ export function discardLabel (edits) {
     : 'Discard unsaved changes and reconnect'
 }
 
-/** How long a blocked IndexedDB deletion (the workshop open in another tab) may take. */
-export const DISCARD_TIMEOUT_MS = 5000
+/**
+ * Empty the IndexedDB replica `name` (y-indexeddb's `updates` store) in place. Not
+ * y-indexeddb's `clearData()`, which deletes the database: another open tab of the
+ * same participant would lose its connection to it (lib0 closes it on the
+ * deletion's versionchange) and with it every later update, its own included.
+ */
+export async function clearReplica (name) {
+  const db = await idb.openDB(name, (d) => idb.createStores(d, [['updates', { autoIncrement: true }], ['custom']]))
+  try {
+    const [updates] = idb.transact(db, ['updates'])
+    await idb.rtop(updates.clear())
+  } finally {
+    db.close()
+  }
+}
+
+/** What Activity says after the reload. */
+export function droppedNote (edits) {
+  const what = edits === 1 ? 'The unsaved change made here was dropped'
+    : edits > 1 ? `${edits} unsaved changes made here were dropped` : 'The unsaved changes made here were dropped'
+  return `${what}; this page shows the workshop as the server has it.`
+}

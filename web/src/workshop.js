@@ -13,7 +13,7 @@ import { lockRemoved, removeCell, updateRemove, watchInvite } from './people.js'
 import { bindInvite, loadInvite, renderInvite, setInvite } from './invite.js'
 import { renderMessages } from './chatview.js'
 import { bindOutcome } from './outcome.js'
-import { DISCARD_TIMEOUT_MS, discardLabel, holdLimit, limitSentence, refusalSentence } from './limits.js'
+import { clearReplica, discardLabel, droppedNote, holdLimit, limitSentence, refusalSentence } from './limits.js'
 import {
   apiJoin, forgetToken, rememberConfig, resolveIdentity, saveName, saveToken, savedInvite, savedName, serverConfig
 } from './identity.js'
@@ -350,20 +350,19 @@ class WorkshopView {
     const edits = this.client.pendingEdits
     this.discarding = true
     this.schedule()
-    let timer
-    const blocked = new Promise((resolve) => { timer = setTimeout(() => resolve('blocked'), DISCARD_TIMEOUT_MS) })
-    const outcome = await Promise.race([this.client.discardUnsaved().then(() => 'done', (err) => { console.error(err); return 'failed' }), blocked])
-    clearTimeout(timer)
-    if (outcome !== 'done') {
-      // another tab of this workshop keeps the local replica open (its deletion waits for it)
-      this.discardProblem = 'The changes kept on this device could not be dropped while this workshop is open in another tab: close its other tabs, then reload this page.'
+    try {
+      // closed for good, the IndexedDB replica emptied, counts and intents forgotten
+      await this.client.discardUnsaved({ clearReplica })
+    } catch (err) {
+      console.error(err)
+      this.discardProblem = 'The changes kept on this device could not be dropped: clear this site\'s data in the browser, then reload this page.'
       this.schedule()
       return
     }
-    sessionStorage.setItem(`vmv.note.${this.wid}`,
-      `${edits ? `${plural(edits, 'unsaved change')} made here were dropped` : 'The unsaved changes made here were dropped'}; this page shows the workshop as the server has it.`)
+    sessionStorage.setItem(`vmv.note.${this.wid}`, droppedNote(edits))
     location.reload()
   }
+
 
   renderPeople () {
     const r = act.roots(this.doc)

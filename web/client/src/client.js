@@ -485,15 +485,27 @@ export class WorkshopClient extends ObservableV2 {
   /**
    * After a refusal of this replica's edits (`refusal.edit`: 4413, or 4403 about a
    * write): drop every change the server has not saved, so nothing refused is sent
-   * again. Closes this client (no reconnect), deletes the local replica (the
-   * persistence's database, e.g. IndexedDB) and forgets the unsaved count and the
-   * held intents. The caller then opens a new WorkshopClient (a fresh Y.Doc, so a
-   * fresh client id), which syncs the workshop as the server has it; later edits save.
+   * again. Closes this client (no reconnect), empties the local replica and forgets
+   * the unsaved count and the held intents. The caller then opens a new
+   * WorkshopClient (a fresh Y.Doc, so a fresh client id), which syncs the workshop as
+   * the server has it; later edits save.
+   *
+   * The replica is emptied by `clearReplica(name)` when given (the page clears its
+   * IndexedDB store in place, so another open tab of the same participant keeps a
+   * working replica), else by the persistence's `clearData()` (y-indexeddb: delete
+   * the database).
    */
-  async discardUnsaved () {
+  async discardUnsaved ({ clearReplica = null } = {}) {
     const persistence = this.persistence
     this.destroy()
-    if (persistence && typeof persistence.clearData === 'function') await persistence.clearData()
+    if (persistence) {
+      if (clearReplica) {
+        await persistence.destroy() // its connection closed before the replica is emptied
+        await clearReplica(replicaName(this.workshopId, this.participantId))
+      } else if (typeof persistence.clearData === 'function') {
+        await persistence.clearData()
+      }
+    }
     this.intents.clear()
     try {
       this.storage.removeItem(`vmv.unsaved.${this._key}`)
