@@ -2,64 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import time
-from collections.abc import Iterator
-
 import anyio
 import pytest
 
-from .conftest import Cluster, client, create_workshop, free_port, join, stored_doc
+from .conftest import Cluster, PrivateRedis, client, create_workshop, join, stored_doc
 from .test_failover import Writer, stored_texts
 
 pytestmark = pytest.mark.anyio
-
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-class PrivateRedis:
-    """A redis-server of this test alone, keeping nothing on disk."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        import redis
-
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                redis.Redis(port=self.port, socket_connect_timeout=0.5).ping()
-                return
-            except redis.RedisError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
-@pytest.fixture
-def private_redis() -> Iterator[PrivateRedis]:
-    if not shutil.which("redis-server") and not shutil.which(REDIS_SERVER):
-        pytest.fail("redis-server is missing: run scripts/services")
-    made = PrivateRedis()
-    made.start()
-    yield made
-    made.kill()
-
 
 async def test_redis_restarted_empty_mid_run(cluster: Cluster, private_redis: PrivateRedis) -> None:
     a = cluster.start("a", redis_url=private_redis.url)
