@@ -243,3 +243,35 @@ async def test_discard_with_a_second_tab_of_the_same_participant(server_factory:
     assert len(export(server, wid, made["token"])["messages"]) == 3
     assert refusals(server) == 1
     await close(ctx)
+
+
+async def test_client_id_recovery_leaves_a_second_tab_saving(server_factory: Any, browser: Any) -> None:
+    """The same in-place emptying for the "client id taken" recovery (freshReplica), which deleted the database."""
+    server = server_factory(args=())
+    made = create(server)
+    wid = made["workshop_id"]
+    ada, bo = join(server, wid, made["invite_code"], "Ada"), join(server, wid, made["invite_code"], "Bo")
+    ctx_a, ada_page = await new_page(browser, "ada")
+    await open_as(ada_page, server, wid, ada["token"])
+    await ada_page.fill("#chat-input", "From Ada")
+    await ada_page.press("#chat-input", "Enter")
+    await wait_js(ada_page, "vmv.client.pendingCount === 0")
+    ada_id = await ada_page.evaluate("vmv.doc.clientID")
+    ctx, page = await new_page(browser, "bo")
+    await open_as(page, server, wid, bo["token"])
+    other = await ctx.new_page()  # Bo's second tab: the same IndexedDB replica
+    other.on("pageerror", lambda exc: ctx.errors.append(f"other tab: page error {exc}"))
+    await other.goto(f"{server.url}/w/{wid}")
+    await expect(other.locator("#conn")).to_have_attribute("data-state", "online", timeout=T)
+    # Bo's first tab writes under Ada's client id: refused (4403), its replica rewritten, reloaded
+    await page.evaluate("(id) => { vmv.doc.clientID = id; vmv.client.postMessage('Under a taken id') }", ada_id)
+    await expect(page.locator("#activity")).to_contain_text("it used an id that belongs to someone else", timeout=T)
+    await expect(page.locator("#conn")).to_have_text("online · all changes saved", timeout=T)
+    assert await page.evaluate("vmv.doc.clientID") != ada_id
+    for tab, text in ((page, "From Bo's first tab"), (other, "From Bo's second tab")):
+        await tab.fill("#chat-input", text)
+        await tab.press("#chat-input", "Enter")
+        await wait_js(tab, "vmv.client.pendingCount === 0 && vmv.client.status === 'connected'")
+    got = [m["text"] for m in export(server, wid, made["token"])["messages"]]
+    assert sorted(got) == ["From Ada", "From Bo's first tab", "From Bo's second tab"]
+    await close(ctx, ctx_a)

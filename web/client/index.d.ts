@@ -208,8 +208,11 @@ export class WorkshopClient extends ObservableV2<WorkshopClientEvents> {
   hideCursor (): void
   colorOf (pid: string): string
 
-  /** After a client-id-taken refusal: the replica minus that id's writes (local replica rewritten). */
-  freshReplica (): Promise<Uint8Array>
+  /**
+   * After a client-id-taken refusal: the replica minus that id's writes (local replica rewritten;
+   * emptied first by `clearReplica(name)` if given, else by the persistence's clearData()).
+   */
+  freshReplica (opts?: { clearReplica?: ((name: string) => Promise<void>) | null }): Promise<Uint8Array>
   /**
    * After a refusal of this replica's edits (refusal.edit): close (no reconnect), empty the
    * local replica (`clearReplica(name)` if given, else the persistence's clearData()) and

@@ -213,7 +213,7 @@ class WorkshopView {
       const lost = this.client.pendingCount
       this.recovering = true
       this.schedule()
-      try { await this.client.freshReplica() } catch (err) { console.error(err) }
+      try { await this.client.freshReplica({ clearReplica }) } catch (err) { console.error(err) } // in place: other tabs keep theirs
       sessionStorage.setItem(`vmv.note.${this.wid}`,
         `The server refused this device's copy: it used an id that belongs to someone else. It was reset${lost ? `; up to ${plural(lost, 'recent change')} made here could not be saved` : ''}.`)
       location.reload()

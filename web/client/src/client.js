@@ -463,14 +463,20 @@ export class WorkshopClient extends ObservableV2 {
    * client id is new). With a persistence factory, the local replica is rewritten
    * to it. Returns the update; the caller opens a new WorkshopClient on it.
    */
-  async freshReplica () {
+  async freshReplica ({ clearReplica = null } = {}) {
     const bad = this.refusal?.clientId ?? this.doc.clientID
     const clock = Y.decodeStateVector(Y.encodeStateVector(this.doc)).get(bad) || 0
     const update = Y.encodeStateAsUpdate(this.doc, Y.encodeStateVector(new Map([[bad, clock]])))
     const persistence = this.persistence
     this.destroy()
-    if (persistence && typeof persistence.clearData === 'function') {
-      await persistence.clearData()
+    if (persistence && (clearReplica || typeof persistence.clearData === 'function')) {
+      // emptied in place by clearReplica(name) when given (see discardUnsaved), else deleted
+      if (clearReplica) {
+        await persistence.destroy()
+        await clearReplica(replicaName(this.workshopId, this.participantId))
+      } else {
+        await persistence.clearData()
+      }
       const fresh = new Y.Doc()
       Y.applyUpdate(fresh, update)
       const again = this._persistenceFactory ? this._persistenceFactory(replicaName(this.workshopId, this.participantId), fresh) : null
