@@ -139,7 +139,7 @@ async def test_refused_paste_is_not_resent_and_discard_lets_later_edits_save(
     await close(ctx)
 
 
-async def test_text_boxes_hold_the_schema_limits(server_factory: Any, browser: Any) -> None:
+async def test_text_boxes_hold_the_schema_limits(server_factory: Any, browser: Any, artifacts: Path) -> None:
     server = server_factory(args=())
     made = create(server)
     wid = made["workshop_id"]
@@ -156,6 +156,7 @@ async def test_text_boxes_hold_the_schema_limits(server_factory: Any, browser: A
     assert len(await chat.input_value()) == 4000
     await expect(note).to_be_visible()
     await expect(note).to_have_text("A message can hold at most 4,000 characters.")
+    await page.screenshot(path=str(artifacts / "chat-limit.png"))
     await page.press("#chat-input", "Backspace")
     await expect(note).to_be_hidden()
 
