@@ -37,7 +37,8 @@ def refusals(server: Any) -> int:
 def export(server: Any, wid: str, token: str) -> dict[str, Any]:
     r = httpx.get(f"{server.url}/workshops/{wid}/export", params={"token": token}, timeout=10)
     assert r.status_code == 200, r.text
-    return r.json()
+    data: dict[str, Any] = r.json()
+    return data
 
 
 async def wait_refusals(server: Any, n: int) -> None:
@@ -200,7 +201,6 @@ async def test_text_boxes_hold_the_schema_limits(server_factory: Any, browser: A
     await show_stage(page, 4, "mission-draft")
     await expect(page.locator("#draft-editor")).to_have_attribute("maxlength", "100000")
     await close(ctx)
-
 
 
 async def test_discard_with_a_second_tab_of_the_same_participant(server_factory: Any, browser: Any) -> None:

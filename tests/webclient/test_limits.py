@@ -70,6 +70,10 @@ def test_declarations_cover_limits_and_discard() -> None:
     node = _node()
     tsc = WEB / "node_modules" / "typescript" / "bin" / "tsc"
     proc = subprocess.run(
-        [node, str(tsc), "-p", str(HERE / "tsconfig.limits.json")], cwd=HERE, capture_output=True, text=True, timeout=120
+        [node, str(tsc), "-p", str(HERE / "tsconfig.limits.json")],
+        cwd=HERE,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
