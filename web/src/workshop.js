@@ -342,7 +342,7 @@ class WorkshopView {
 
   /**
    * Drop what the server refused, and every other change it has not saved: the
-   * client deletes the IndexedDB replica and forgets counts and intents; the reload
+   * client empties the IndexedDB replica and forgets counts and intents; the reload
    * then syncs a fresh Y.Doc from the server. Nothing refused is ever sent again.
    */
   async discardUnsaved () {
@@ -362,7 +362,6 @@ class WorkshopView {
     sessionStorage.setItem(`vmv.note.${this.wid}`, droppedNote(edits))
     location.reload()
   }
-
 
   renderPeople () {
     const r = act.roots(this.doc)
