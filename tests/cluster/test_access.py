@@ -96,3 +96,28 @@ async def test_wrong_invite_codes_are_counted_over_the_cluster(cluster: Cluster)
     assert [guess(a), guess(b), guess(a)] == [403, 403, 403]
     assert guess(b) == 429
     assert guess(a) == 429
+
+
+async def test_a_late_relay_sees_presence_at_once_and_routed_clients_cost_redis_nothing(cluster: Cluster) -> None:
+    import redis
+
+    a = cluster.start("a")
+    b = cluster.start("b")
+    made = create_workshop(a)
+    wid = made["workshop_id"]
+    ann = join(a, wid, made["invite_code"], "Ann")
+    async with client(a, wid, made["token"]) as fay:
+        await fay.post_message("only the owner's clients so far")
+        await fay.wait_saved(10)
+        r = redis.Redis.from_url(cluster.redis_url)
+        try:
+            assert r.xlen(f"{cluster.prefix}:out:{wid}") == 0  # nothing published: nobody elsewhere
+        finally:
+            r.close()
+        started = time.monotonic()
+        async with client(b, wid, ann["token"]) as ann_client:  # b's relay starts now
+            await ann_client.wait_for(lambda: made["participant_id"] in ann_client.online_participants, 5)
+            assert time.monotonic() - started < 3.0  # not after fay's next renewal (15 s)
+            await ann_client.wait_for(lambda: len(ann_client.messages) == 1, 5)
+            await fay.post_message("now published")
+            await ann_client.wait_for(lambda: len(ann_client.messages) == 2, 5)

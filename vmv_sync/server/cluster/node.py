@@ -223,6 +223,8 @@ class Cluster:
             room.remote_close(int(fields[b"c"]), int(fields[b"code"]), fields[b"why"].decode(errors="replace"))
         elif kind == b"r":
             room.edit_replied(fields[b"r"].decode(), fields[b"err"].decode(errors="replace"))
+        elif kind == b"a":
+            room.awareness_frames(fields)
 
     async def _control_loop(self) -> None:
         """Revocations from other nodes; the subscription is re-made after any loss."""

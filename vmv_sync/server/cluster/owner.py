@@ -15,7 +15,12 @@ processes need:
 - **Publication after commit.** Each committed batch goes to the ``out`` stream with
   its sequence numbers, each update's origin (node, connection) and the ``saved``
   counts of remote senders; awareness changes follow the same way. Sync answers and
-  closes go to the one node concerned (``to`` stream).
+  closes go to the one node concerned (``to`` stream). Only while some client is
+  connected through another process: a workshop whose clients all reach its owner
+  (a balancer routing by workshop id) costs Redis nothing per update. When the first
+  remote client arrives, a ``resume`` entry tells relays up to which seq nothing was
+  published (they catch up from the store), and each newly opened remote connection's
+  process gets the room's whole awareness.
 - **Dead nodes.** Remote connections of a node whose heartbeat stopped are removed
   (their presence leaves at once); a clean close arrives as an entry.
 """
@@ -83,6 +88,10 @@ class RemoteConnection(Connection):
         self._link.failed(self, error)
 
 
+def _awareness_fields(frames: Sequence[bytes]) -> Mapping[bytes | str, bytes | str | int]:
+    return {b"k": b"a", b"h": json.dumps([len(f) for f in frames]), b"d": b"".join(frames)}
+
+
 def principal_json(principal: Principal) -> str:
     return json.dumps(
         {"id": principal.participant_id, "name": principal.name, "role": principal.role, "wid": principal.workshop_id}
@@ -118,6 +127,8 @@ class OwnerLink:
 
     def committed(self, last_seq: int, applied: Sequence[Incoming]) -> None:
         """Publish a committed batch: its seqs, each update's origin, remote senders' counts."""
+        if not self.remotes:
+            return  # nobody elsewhere: relays catch up from the store at the next resume
         origins: list[list[Any] | None] = []
         acks: dict[tuple[str, int], int] = {}
         for item in applied:
@@ -140,8 +151,8 @@ class OwnerLink:
 
     def awareness(self, frames: Sequence[bytes]) -> None:
         """Publish the room's coalesced awareness changes to every relay."""
-        header = json.dumps([len(f) for f in frames])
-        self._put((self._out_key, {b"k": b"a", b"h": header, b"d": b"".join(frames)}))
+        if self.remotes:
+            self._put((self._out_key, _awareness_fields(frames)))
 
     def sync_answered(self, conn: Connection, seq: int) -> None:
         """A remote peer's sync step 1 is answered by its relay once it holds ``seq``."""
@@ -281,8 +292,14 @@ class OwnerLink:
     async def _open(self, node: str, conn_id: int, principal: Principal) -> None:
         """A relay's new client: the endpoint's admission rules, counted over the whole cluster."""
         room, settings = self.room, self.cluster.settings
+        if not self.remotes:
+            # publishing starts again: what was committed meanwhile is in the store
+            self._put((self._out_key, {b"k": b"r", b"l": room.last_seq}))
         conn = RemoteConnection(self, node, conn_id, principal)
         self.remotes[(node, conn_id)] = conn
+        frames = room.awareness.full_frames()
+        if frames:  # its process's view of presence may be stale: the whole of it
+            self._direct(node, dict(_awareness_fields(frames)))
         pid = principal.participant_id
         conn.budget = self.cluster.manager.budgets.get(room.workshop_id, pid)
         cap = settings.max_connections_per_workshop

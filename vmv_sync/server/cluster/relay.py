@@ -65,7 +65,7 @@ logger = logging.getLogger(__name__)
 
 _OUTBOX_SIZE = 1024
 #: a sync answer waiting this long for the replica to reach its seq is filled from the store
-_SYNC_PATIENCE = 1.0
+_SYNC_PATIENCE = 0.5
 #: seconds an edit forwarded to the owner may take
 _EDIT_TIMEOUT = 10.0
 
@@ -77,8 +77,12 @@ class _Mirror:
         self.states: dict[int, tuple[int, str]] = {}
 
     def apply(self, frame: bytes) -> None:
+        """Take the frame's entries, unless older than what is held (a snapshot may come late)."""
         message = parse_message(frame)
         for entry in decode_awareness_update(getattr(message, "update", b"\x00")):
+            held = self.states.get(entry.client_id)
+            if held is not None and held[0] > entry.clock:
+                continue
             if entry.state is None:
                 self.states.pop(entry.client_id, None)
             else:
@@ -299,25 +303,35 @@ class RelayRoom(Room):
     async def _patience(self) -> None:
         """Sync answers stuck behind a missed batch are filled from the store."""
         while True:
-            await anyio.sleep(_SYNC_PATIENCE / 2)
+            await anyio.sleep(_SYNC_PATIENCE / 5)
             now = time.monotonic()
             if any(s[1] is not None and s[1] > self.last_seq and now - s[2] > _SYNC_PATIENCE for s in self._syncs.values()):
                 await self._fill_from_store(resend=False)
 
+    def awareness_frames(self, fields: dict[bytes, bytes]) -> None:
+        """Awareness from the owner (its changes, or all of it): mirrored and sent to every client."""
+        data, offset = fields[b"d"], 0
+        for size in json.loads(fields[b"h"]):
+            frame = data[offset : offset + size]
+            offset += size
+            self.mirror.apply(frame)
+            for conn in list(self.connections.values()):
+                conn.enqueue(frame)
+
     async def _on_out(self, fields: dict[bytes, bytes]) -> None:
         kind = fields[b"k"]
-        data = fields[b"d"]
         if kind == b"a":
-            offset = 0
-            for size in json.loads(fields[b"h"]):
-                frame = data[offset : offset + size]
-                offset += size
-                self.mirror.apply(frame)
-                for conn in list(self.connections.values()):
-                    conn.enqueue(frame)
+            self.awareness_frames(fields)
+            return
+        if kind == b"r":
+            # the owner published nothing up to this seq (no client was elsewhere): catch
+            # up from the store; nobody here was waiting for a "saved" from that stretch
+            if int(fields[b"l"]) > self.last_seq:
+                await self._fill_from_store(resend=False)
             return
         if kind != b"b":
             return
+        data = fields[b"d"]
         header = json.loads(fields[b"h"])
         first, last = header["f"], header["l"]
         if first > self.last_seq + 1:
