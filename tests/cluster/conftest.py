@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -49,7 +50,9 @@ class Cluster:
     redis_url: str = REDIS_URL
     nodes: list[ServerProcess] = field(default_factory=list)
 
-    def start(self, name: str, *, redis_url: str | None = None, env: dict[str, str] | None = None) -> ServerProcess:
+    def start(
+        self, name: str, *, redis_url: str | None = None, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    ) -> ServerProcess:
         settings = {
             "VMV_REDIS_URL": redis_url or self.redis_url,
             "VMV_CLUSTER_PREFIX": self.prefix,
@@ -60,7 +63,7 @@ class Cluster:
             "VMV_AWARENESS_TICK": "0.02",
             **(env or {}),
         }
-        node = ServerProcess(self.db, settings, args=())  # type: ignore[arg-type]
+        node = ServerProcess(self.db, settings, args=args)  # type: ignore[arg-type]
         node.start()
         self.nodes.append(node)
         return node
@@ -80,6 +83,38 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
                 else:
                     node._close_output()
             _delete_keys(made.redis_url, prefix)
+
+
+@pytest.fixture
+def sync_cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """``cluster`` for tests that are not async (each hypothesis example runs its own loop)."""
+    import anyio
+
+    made: list[Cluster] = []
+    stop = threading.Event()
+    ready = threading.Event()
+
+    async def hold() -> None:
+        async with fresh_pg_database() as db:
+            made.append(Cluster(db, f"vmvtest{uuid.uuid4().hex[:10]}", tmp_path))
+            ready.set()
+            await anyio.to_thread.run_sync(stop.wait)
+
+    holder = threading.Thread(target=anyio.run, args=(hold,), daemon=True)
+    holder.start()
+    ready.wait(30)
+    cluster = made[0]
+    try:
+        yield cluster
+    finally:
+        for node in cluster.nodes:
+            if node.proc is not None and node.proc.poll() is None:
+                node.kill()
+            else:
+                node._close_output()
+        _delete_keys(cluster.redis_url, cluster.prefix)
+        stop.set()
+        holder.join(30)
 
 
 def _delete_keys(url: str, prefix: str) -> None:
