@@ -40,7 +40,6 @@ from ...protocol import (
     SyncStep1,
     SyncStep2,
     SyncUpdate,
-    decode_awareness_update,
     encode_awareness,
     encode_awareness_update,
     encode_saved,
@@ -49,6 +48,7 @@ from ...protocol import (
     encode_sync_update,
     parse_message,
 )
+from ...protocol.varint import Reader
 from ..connection import Connection
 from ..loading import integrate
 from ..rooms import Room
@@ -77,16 +77,22 @@ class _Mirror:
         self.states: dict[int, tuple[int, str]] = {}
 
     def apply(self, frame: bytes) -> None:
-        """Take the frame's entries, unless older than what is held (a snapshot may come late)."""
+        """Take the frame's entries, unless older than what is held (a snapshot may come late).
+
+        The owner validated every state already: nothing is parsed as JSON here, which
+        would cost every relay the owner's work again for each cursor move.
+        """
         message = parse_message(frame)
-        for entry in decode_awareness_update(getattr(message, "update", b"\x00")):
-            held = self.states.get(entry.client_id)
-            if held is not None and held[0] > entry.clock:
+        reader = Reader(getattr(message, "update", b"\x00"))
+        for _ in range(reader.read_var_uint()):
+            client_id, clock, text = reader.read_var_uint(), reader.read_var_uint(), reader.read_var_string()
+            held = self.states.get(client_id)
+            if held is not None and held[0] > clock:
                 continue
-            if entry.state is None:
-                self.states.pop(entry.client_id, None)
+            if text in ("", "null"):
+                self.states.pop(client_id, None)
             else:
-                self.states[entry.client_id] = (entry.clock, entry.state_json)
+                self.states[client_id] = (clock, text)
 
     def full_frame(self) -> bytes | None:
         if not self.states:
