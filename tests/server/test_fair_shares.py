@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from pycrdt import Array, Doc, Map, merge_updates
 
 from vmv_sync.config import Settings
-from vmv_sync.protocol import encode_awareness, encode_awareness_update, encode_sync_update
+from vmv_sync.protocol import encode_awareness, encode_awareness_update, encode_sync_step1, encode_sync_update
 from vmv_sync.protocol.update import summarize_update
 from vmv_sync.server.budgets import Budgets
 from vmv_sync.storage import MemoryStore
@@ -162,11 +162,16 @@ async def test_refusals_and_expensive_input_are_charged_to_the_sender_who_is_the
         codes = []
         for _ in range(200):  # each refusal rebuilds the guard's shadow: paid by the sender
             rogue = budgeted(Peer(room, principal("p1")), budgets)
-            await rogue.join()
-            forged = rogue.edit(lambda doc: doc.get("meta", type=Map).__setitem__("title", "mine"))
-            await rogue.send(encode_sync_update(forged))
+            room.add(rogue.conn)
+            await rogue.send(encode_sync_step1(rogue.doc.get_state()))  # once over budget: 4429 here
             await settle(room)
+            rogue.catch_up()
+            if rogue.code is None:
+                forged = rogue.edit(lambda doc: doc.get("meta", type=Map).__setitem__("title", "mine"))
+                await rogue.send(encode_sync_update(forged))
+                await settle(room)
             codes.append(rogue.code)
+            room.remove(rogue.conn)
             if rogue.code == 4429:
                 break
         assert codes[0] == 4403 and codes[-1] == 4429, codes

@@ -113,24 +113,19 @@ async def test_sync_step1_floods_are_bounded_by_the_send_queue_bytes(server_fact
         async with await connect_slow(url) as slow:
             for _ in range(150):
                 await slow.send(encode_sync_step1(b"\x00"))
-            # Issue 19: a step 1 that arrives while the same peer's earlier one waits is
-            # covered by it and not answered again, so the flood costs a few encodings of
-            # the document, not 150 (before: 150 answers, closed with 4409 once the
-            # queue's bytes ran out). Either way the server's memory stays bounded.
-            async with YClient(url) as other:  # the workshop is fine; the room has read the flood
-                await other.synced.wait()
-                await edit_and_see(writer, other, "still here")
-            grown = rss_kib(server.proc.pid) - before
-            assert grown < 120 * 1024, f"server grew {grown} KiB"
-            answers = 0
-            with anyio.move_on_after(3):
+            code = None
+            with anyio.fail_after(30):
                 try:
                     while True:
-                        frame = await slow.recv()
-                        answers += frame[:2] == b"\x00\x01"
+                        await slow.recv()
                 except websockets.ConnectionClosed as closed:
-                    assert closed.rcvd is not None and closed.rcvd.code == 4409
-            assert answers < 150
+                    code = closed.rcvd.code if closed.rcvd else None
+            assert code == 4409
+        grown = rss_kib(server.proc.pid) - before
+        assert grown < 120 * 1024, f"server grew {grown} KiB"
+        async with YClient(url) as other:  # the workshop is fine
+            await other.synced.wait()
+            await edit_and_see(writer, other, "still here")
 
 
 async def write_until_refused(url: str, chunks: int = 50) -> tuple[int | None, str, int]:

@@ -92,8 +92,6 @@ class Connection:
         self.awareness_seen = False
         #: number of non-empty updates this connection sent to the room
         self.updates_received = 0
-        #: a sync step 1 of this peer waits in the room's inbox (later ones are covered)
-        self.sync_pending = False
         #: the budgets this connection's input is charged to (its participant's; set by
         #: the endpoint; None in tests that build connections by hand)
         self.budget: Budget | None = None

@@ -125,6 +125,8 @@ class Room:
         self.compactor = Compactor(workshop_id, store, settings)
         self._batch_bytes = 0
         self._batch_work = 0.0
+        #: (state vector asked, document state, answer) of the latest sync step 2
+        self._sync_cache: tuple[bytes, bytes, bytes] | None = None
         self._claims_due = False  # claims made from awareness wait for a commit of their own
         self._inbox_send, self._inbox = anyio.create_memory_object_stream[_Item](_INBOX_SIZE)
         self._awareness_wake = anyio.Event()
@@ -266,12 +268,8 @@ class Room:
             await self._submit(Incoming(FromClient(conn), message.update, conn.updates_received))
         elif isinstance(message, SyncStep1):
             decode_state_vector(message.state_vector)  # undecodable: 4400 for the sender only
-            if conn.sync_pending:
-                # the answer to this peer's earlier request is still to come, and covers
-                # this one (a state vector only grows): answering every one of a flood of
-                # 4-byte requests would encode the whole document each time (issue 19)
-                return
-            conn.sync_pending = True
+            if conn.budget is not None:
+                conn.budget.work.check()  # answers cost the sender's work budget (4429 past it)
             await self._submit(_SyncRequest(conn, message.state_vector))
         elif isinstance(message, Awareness):
             self.awareness.apply(conn, decode_awareness_update(message.update))
@@ -394,18 +392,33 @@ class Room:
     def _answer_sync(self, request: _SyncRequest) -> None:
         """Answer a sync step 1 with the step 2 it asks for; its cost is the peer's."""
         conn = request.conn
-        conn.sync_pending = False
         if conn.closed:
             return
         if conn.remote:  # its relay answers from its replica once it holds last_seq
             if self.link is not None:
                 self.link.sync_answered(conn, self.last_seq)
             return
-        started = time.perf_counter()
-        conn.enqueue(encode_sync_step2(self.doc.get_update(request.state_vector)))
+        conn.enqueue(self._sync_answer(request.state_vector, conn))
         conn.synced = True
+
+    def _sync_answer(self, state_vector: bytes, conn: Connection) -> bytes:
+        """The step 2 for ``state_vector``, encoded once per state of the document.
+
+        A flood of identical requests (4-byte step 1s against a large document, issue
+        19) would otherwise encode the whole document each time: the last answer is
+        kept while the document is unchanged, and every encoding is charged to the
+        work budget of whoever asked (so varied requests end in 4429, not a stall).
+        """
+        state = self.doc.get_state()
+        cached = self._sync_cache
+        if cached is not None and cached[0] == state_vector and cached[1] == state:
+            return cached[2]
+        started = time.perf_counter()
+        answer = encode_sync_step2(self.doc.get_update(state_vector))
         if conn.budget is not None:
             conn.budget.work.charge(time.perf_counter() - started)
+        self._sync_cache = (state_vector, state, answer)
+        return answer
 
     def _admit(self, item: Incoming, sequence_size: int) -> UpdateSummary | None:
         """Check and apply one client update; on refusal close its sender, apply nothing.
