@@ -64,7 +64,7 @@ from vmv_sync.protocol import (
 from vmv_sync.protocol import Awareness as AwarenessMessage
 from vmv_sync.protocol.varint import write_var_uint
 from vmv_sync.schema import ROOTS, InvalidAction, Roots, bind_roots, normalize_value_name
-from vmv_sync.server import integrity
+from vmv_sync.server import clientids
 from vmv_sync.server.auth import Principal
 from vmv_sync.server.connection import Connection
 from vmv_sync.server.containers import ensure_for
@@ -745,7 +745,7 @@ class StarHarness:
             # id, so a run replays (and shrinks) only if that id comes from the seed too.
             server_ids = random.Random(self.seed ^ 0x5EED)
             shim = types.SimpleNamespace(SystemRandom=lambda: server_ids)
-            self._stack.enter_context(mock.patch.object(integrity, "random", shim))
+            self._stack.enter_context(mock.patch.object(clientids, "random", shim))
             settings = Settings(auth=True, compact_updates=25, awareness_timeout=30.0)
             server = ServerNode(portal, store, settings)
             server.start()
