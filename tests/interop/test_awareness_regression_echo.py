@@ -14,7 +14,10 @@ pytestmark = pytest.mark.anyio
 
 async def test_late_echo_after_forget(server_factory: Any) -> None:
     # thousands of ids on one connection: past the default per-connection cap (16), raised here
-    server = server_factory(env={"VMV_SECRET": SECRET, "VMV_MAX_AWARENESS_CLIENTS": "5000"}, args=())
+    # (and past the cap on ids claimed by announcing them, issue 19: 64 by default)
+    server = server_factory(
+        env={"VMV_SECRET": SECRET, "VMV_MAX_AWARENESS_CLIENTS": "5000", "VMV_MAX_ANNOUNCED_CLAIMS": "5000"}, args=()
+    )
     ws = await make_workshop(server, "Ann", "Bob")
     ann, bob = ws.members["Ann"], ws.members["Bob"]
     def url(member: Any) -> str:
