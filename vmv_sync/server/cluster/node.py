@@ -95,6 +95,10 @@ class Cluster:
     async def __aenter__(self) -> Cluster:
         try:
             await self.bus.redis.ping()
+            if await self.bus.redis.exists(self.bus.key("node", self.node)):
+                # a process that just ended (its heartbeat lasts 2 s), or a second process
+                # under the same name: the latter would take the other's messages
+                logger.warning("node id %s was alive a moment ago: each process needs its own --node-id", self.node)
         except REDIS_ERRORS as exc:  # not fatal: the node serves once Redis answers
             logger.warning("Redis does not answer at start (%s); workshops open once it does", exc)
         self._tg = anyio.create_task_group()
