@@ -145,7 +145,7 @@ async def test_an_edit_too_large_for_the_server_is_dropped_reported_and_not_rese
         assert again.pending_count == 0
         await again.wait_connected(10)
         await again.post_message("after the restart")
-        await again.wait_saved(10)
+        await again.wait_saved(10)  # (failed 1 in ~8 runs while recovery confirmed a row parked as pending)
     data = await server_document(server.url, wid, tmp_path / "r.sqlite3", token=created["token"])
     assert [m.text for m in data.messages] == ["before", "after the refused one", "after the restart"]
     assert data.drafts.get(ann["participant_id"], "") == ""

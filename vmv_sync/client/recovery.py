@@ -32,6 +32,8 @@ from typing import Any
 from pycrdt import Doc
 
 from ..errors import CLIENT_ID_TAKEN_PREFIX
+from ..protocol import decode_state_vector
+from ..protocol.update import summarize_update
 from .replica import Row
 
 __all__ = ("Refusal", "Recovery", "Refused", "integrated_prefix", "pinned_row", "is_client_id_refusal", "MAX_FRUITLESS")
@@ -102,6 +104,11 @@ def integrated_prefix(doc: Doc[Any], rows: Sequence[Row]) -> int:
             changes.clear()
             scratch.apply_update(row.update)
             if any(change != b"\x00\x00" for change in changes):
+                return count
+            # A row that depends on something the document lacks also changes nothing:
+            # yrs parks it as pending. It is not on the server (and confirming it would
+            # make every later update of ours depend on it: 4400 on every reconnect).
+            if not summarize_update(row.update).integrated_in(decode_state_vector(scratch.get_state())):
                 return count
         return len(rows)
     finally:
