@@ -121,3 +121,17 @@ async def test_a_late_relay_sees_presence_at_once_and_routed_clients_cost_redis_
             await ann_client.wait_for(lambda: len(ann_client.messages) == 1, 5)
             await fay.post_message("now published")
             await ann_client.wait_for(lambda: len(ann_client.messages) == 2, 5)
+
+
+async def test_a_relay_stopped_cleanly_takes_its_clients_presence_along_at_once(cluster: Cluster) -> None:
+    a = cluster.start("a")
+    b = cluster.start("b")
+    made = create_workshop(a)
+    wid = made["workshop_id"]
+    ann = join(a, wid, made["invite_code"], "Ann")
+    async with client(a, wid, made["token"]) as fay, client(b, wid, ann["token"]):
+        await fay.wait_for(lambda: ann["participant_id"] in fay.online_participants, 10)
+        stopping = time.monotonic()
+        await anyio.to_thread.run_sync(b.stop)  # SIGTERM: a clean shutdown
+        await fay.wait_for(lambda: ann["participant_id"] not in fay.online_participants, 5)
+        assert time.monotonic() - stopping < 1.5

@@ -122,6 +122,11 @@ class Cluster:
         self._tg.cancel_scope.cancel()
         await self._tg.__aexit__(None, None, None)
         with anyio.CancelScope(shield=True):
+            with anyio.move_on_after(1.0):
+                try:  # a clean exit: owners drop what is left of our clients at once
+                    await self.bus.redis.delete(self.bus.key("node", self.node))
+                except REDIS_ERRORS:
+                    pass
             await self.bus.aclose()
 
     # -- which room: owner or relay ---------------------------------------------------

@@ -115,6 +115,7 @@ class RelayRoom(Room):
         self._edits: dict[str, list[Any]] = {}
         self._send, self._outbox = anyio.create_memory_object_stream[tuple[bytes, int, bytes]](_OUTBOX_SIZE)
         self._stop = anyio.Event()
+        self._sent_all = anyio.Event()
         bus = cluster.bus
         self._in_key = bus.key("in", workshop_id)
         self._out_key = bus.key("out", workshop_id)
@@ -147,6 +148,8 @@ class RelayRoom(Room):
                         lambda: follow(self.cluster.bus, self._out_key, after, self._on_out, what=f"workshop={self.workshop_id} out")
                     )
                     await self._stop.wait()
+                    with anyio.move_on_after(1.0):  # the closes of our clients reach the owner
+                        await self._sent_all.wait()
                     tg.cancel_scope.cancel()
             except Exception as exc:
                 self._fail(exc)
@@ -159,14 +162,20 @@ class RelayRoom(Room):
         if self.closing:
             return
         logger.info("workshop=%s relay stands down: %s", self.workshop_id, error.reason)
-        self.closing = True
         self.fail_all(error)
-        self._stop.set()
+        self._finish()
 
     async def stop(self) -> None:
-        self.closing = True
-        self._stop.set()
+        self._finish()
         await self.stopped.wait()
+
+    def _finish(self) -> None:
+        """Tell the owner every client here is gone (presence leaves at once), then stop."""
+        self.closing = True
+        for conn in list(self.connections.values()):
+            self._forward(conn, b"x", b"")
+        self._send.close()  # the sender sends what is queued, then ends
+        self._stop.set()
 
     # -- peers -----------------------------------------------------------------
     def add(self, conn: Connection) -> None:
@@ -281,11 +290,15 @@ class RelayRoom(Room):
         bus = self.cluster.bus
         node = bus.node
         while True:
-            batch = [await self._outbox.receive()]
+            try:
+                batch = [await self._outbox.receive()]
+            except anyio.EndOfStream:
+                self._sent_all.set()
+                return
             while len(batch) < 256:
                 try:
                     batch.append(self._outbox.receive_nowait())
-                except anyio.WouldBlock:
+                except (anyio.WouldBlock, anyio.EndOfStream):
                     break
             entries = []
             for kind, conn_id, data in batch:
