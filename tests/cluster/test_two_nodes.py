@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import anyio
+import httpx
 import pytest
 from pycrdt import Map, Text
 
@@ -47,6 +48,10 @@ async def test_clients_on_two_processes_share_one_workshop(cluster: Cluster) -> 
         assert sorted(m["text"] for m in state(b, wid, token)["messages"]) == ["hello from a", "hello from b"]
     doc = await stored_doc(cluster.db, wid)
     assert str(doc.get("mission", type=Text)) == "We help families"
+    # the owner's fenced commits are counted like a single process's
+    scrape = httpx.get(f"{a.url}/metrics", timeout=10).text
+    committed = [line for line in scrape.splitlines() if line.startswith("vmv_updates_committed_total ")]
+    assert committed and float(committed[0].split()[1]) >= 5
 
 
 async def test_a_write_rule_is_judged_by_the_owner_whichever_process_receives_it(cluster: Cluster) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import (
     CollectorRegistry,
@@ -274,11 +274,15 @@ class InstrumentedStore:
         return await self.inner.load(workshop_id)
 
     async def append(
-        self, workshop_id: str, updates: Sequence[bytes], *, claims: Mapping[int, str] | None = None
+        self, workshop_id: str, updates: Sequence[bytes], *, claims: Mapping[int, str] | None = None,
+        epoch: int | None = None,
     ) -> int:
         started = time.perf_counter()
         try:
-            seq = await self.inner.append(workshop_id, updates, claims=claims)
+            if epoch is None:
+                seq = await self.inner.append(workshop_id, updates, claims=claims)
+            else:  # a cluster owner's fenced commit (server/cluster/owner.py)
+                seq = await cast(Any, self.inner).append(workshop_id, updates, claims=claims, epoch=epoch)
         except Exception:
             self._metrics.store_errors.labels("append").inc()
             raise

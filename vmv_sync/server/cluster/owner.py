@@ -121,8 +121,10 @@ class OwnerLink:
 
     # -- hooks called by the room --------------------------------------------------
     async def append(self, updates: Sequence[bytes], claims: Mapping[int, str] | None) -> int:
-        """The room's commit, fenced by this owner's epoch."""
-        seq: int = await self.cluster.store.append(self.room.workshop_id, updates, claims=claims, epoch=self.epoch)
+        """The room's commit, fenced by this owner's epoch (through the manager's store
+        wrappers, which pass ``epoch`` on: the commit metrics count it)."""
+        store: Any = self.room.store
+        seq: int = await store.append(self.room.workshop_id, updates, claims=claims, epoch=self.epoch)
         return seq
 
     def committed(self, last_seq: int, applied: Sequence[Incoming]) -> None:
