@@ -135,3 +135,25 @@ async def test_a_relay_stopped_cleanly_takes_its_clients_presence_along_at_once(
         await anyio.to_thread.run_sync(b.stop)  # SIGTERM: a clean shutdown
         await fay.wait_for(lambda: ann["participant_id"] not in fay.online_participants, 5)
         assert time.monotonic() - stopping < 1.5
+
+
+async def test_a_participant_s_message_rate_counts_its_connections_on_every_process(cluster: Cluster) -> None:
+    env = {"VMV_RATE_LIMIT": "1", "VMV_RATE_BURST": "20"}
+    a = cluster.start("a", env=env)
+    b = cluster.start("b", env=env)
+    made = create_workshop(a)
+    wid = made["workshop_id"]
+    ann = join(a, wid, made["invite_code"], "Ann")
+    me = {"user": {"id": ann["participant_id"], "name": "Ann", "role": "participant"}}
+    async with YClient(f"{a.ws(wid)}?token={ann['token']}") as on_a, YClient(f"{b.ws(wid)}?token={ann['token']}") as on_b:
+        with anyio.fail_after(10):
+            await on_a.synced.wait()
+            await on_b.synced.wait()
+        # 12 frames on each process: within the burst of 20 for each, not for both together
+        for _ in range(12):
+            await on_a.set_awareness(me)
+            await on_b.set_awareness(me)
+        with anyio.fail_after(10):
+            while on_a.close_code is None and on_b.close_code is None:
+                await anyio.sleep(0.05)
+        assert 4429 in (on_a.close_code, on_b.close_code)

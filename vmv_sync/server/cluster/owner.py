@@ -281,7 +281,13 @@ class OwnerLink:
 
     async def _receive(self, conn: RemoteConnection, frame: bytes) -> None:
         registry = self.cluster.registry
+        budget = conn.budget
         try:
+            if budget is not None:
+                # the participant's rates over every process: the owner's budgets count the
+                # frames of all its connections (the relay counted them for its own too)
+                budget.messages.hit()
+                budget.bytes.hit(len(frame), "bytes")
             if registry is not None and registry.is_revoked(conn.workshop_id, conn.principal.participant_id):
                 raise Unauthenticated("you were removed from this workshop")
             await self.room.receive(conn, frame)
