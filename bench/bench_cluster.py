@@ -162,14 +162,23 @@ class Setup:
         _clean_redis(self.prefix)
 
 
-def run_load(key: str, workdir: Path, *, rooms: int, size: int, cursor_hz: float, warmup: float, measure: float, drain: float) -> dict[str, Any]:
+def run_load(
+    key: str, workdir: Path, *, rooms: int, size: int, cursor_hz: float, warmup: float, measure: float, drain: float
+) -> dict[str, Any]:
     setup = Setup(key, workdir)
     workers: list[subprocess.Popen[str]] = []
     try:
         nodes = setup.start()
         n_workers = 2
         plans: list[dict[str, Any]] = [
-            {"clients": [], "chat_interval": 2.0, "toggle_interval": 5.0, "cursor_hz": cursor_hz, "deflate": False, "seed": i}
+            {
+                "clients": [],
+                "chat_interval": 2.0,
+                "toggle_interval": 5.0,
+                "cursor_hz": cursor_hz,
+                "deflate": False,
+                "seed": i,
+            }
             for i in range(n_workers)
         ]
         gid = 0
@@ -183,7 +192,13 @@ def run_load(key: str, workdir: Path, *, rooms: int, size: int, cursor_hz: float
                     node = nodes[room % len(nodes)]
                 plans[gid % n_workers]["clients"].append({"gid": gid, "room": room, "url": node.ws(wid)})
         for plan in plans:
-            proc = subprocess.Popen([sys.executable, "-m", "bench.loadgen"], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "bench.loadgen"],
+                cwd=ROOT,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             assert proc.stdin is not None
             proc.stdin.write(json.dumps(plan) + "\n")
             proc.stdin.flush()

@@ -109,7 +109,9 @@ async def _main(seconds: float, seed: int) -> None:
                     _delete_keys(redis.url, prefix)
     finally:
         redis.kill()
-    print(f"campaign passed: {result['messages']} messages, {len(result['faults'])} faults: {', '.join(result['faults'])}")
+    print(
+        f"campaign passed: {result['messages']} messages, {len(result['faults'])} faults: {', '.join(result['faults'])}"
+    )
 
 
 def main() -> None:

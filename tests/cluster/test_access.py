@@ -21,7 +21,10 @@ async def test_a_revocation_on_one_process_closes_the_participant_on_the_other(c
     made = create_workshop(a)
     wid = made["workshop_id"]
     ann = join(b, wid, made["invite_code"], "Ann")
-    async with YClient(f"{b.ws(wid)}?token={ann['token']}") as on_b, YClient(f"{a.ws(wid)}?token={ann['token']}") as on_a:
+    async with (
+        YClient(f"{b.ws(wid)}?token={ann['token']}") as on_b,
+        YClient(f"{a.ws(wid)}?token={ann['token']}") as on_a,
+    ):
         with anyio.fail_after(10):
             await on_b.synced.wait()
             await on_a.synced.wait()
@@ -145,7 +148,10 @@ async def test_a_participant_s_message_rate_counts_its_connections_on_every_proc
     wid = made["workshop_id"]
     ann = join(a, wid, made["invite_code"], "Ann")
     me = {"user": {"id": ann["participant_id"], "name": "Ann", "role": "participant"}}
-    async with YClient(f"{a.ws(wid)}?token={ann['token']}") as on_a, YClient(f"{b.ws(wid)}?token={ann['token']}") as on_b:
+    async with (
+        YClient(f"{a.ws(wid)}?token={ann['token']}") as on_a,
+        YClient(f"{b.ws(wid)}?token={ann['token']}") as on_b,
+    ):
         with anyio.fail_after(10):
             await on_a.synced.wait()
             await on_b.synced.wait()

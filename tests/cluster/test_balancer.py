@@ -46,7 +46,9 @@ def cluster_site(ports: list[int], listen: int, folder: Path) -> str:
 
 def nginx_conf(folder: Path, site: str) -> Path:
     (folder / "site.conf").write_text(site)
-    temp = "".join(f"{kind}_temp_path {folder / kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    temp = "".join(
+        f"{kind}_temp_path {folder / kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
     conf = folder / "nginx.conf"
     conf.write_text(
         ("user root;\n" if os.geteuid() == 0 else "")
@@ -100,12 +102,18 @@ async def test_through_nginx_routed_by_workshop_with_a_stock_provider_and_the_py
     nodes = [cluster.start("a", env=env), cluster.start("b", env=env)]
     port = balancer([n.port for n in nodes])
     front = f"http://127.0.0.1:{port}"
-    created = httpx.post(f"{front}/api/workshops", json={"title": "Balanced", "name": "Fay", "values": ["Trust"]}, timeout=10)
+    created = httpx.post(
+        f"{front}/api/workshops", json={"title": "Balanced", "name": "Fay", "values": ["Trust"]}, timeout=10
+    )
     assert created.status_code == 201, created.text
     made = created.json()
     wid = made["workshop_id"]
-    ann = httpx.post(f"{front}/api/workshops/{wid}/join", json={"invite_code": made["invite_code"], "name": "Ann"}, timeout=10).json()
-    bob = httpx.post(f"{front}/api/workshops/{wid}/join", json={"invite_code": made["invite_code"], "name": "Bob"}, timeout=10).json()
+    ann = httpx.post(
+        f"{front}/api/workshops/{wid}/join", json={"invite_code": made["invite_code"], "name": "Ann"}, timeout=10
+    ).json()
+    bob = httpx.post(
+        f"{front}/api/workshops/{wid}/join", json={"invite_code": made["invite_code"], "name": "Bob"}, timeout=10
+    ).json()
     owner = owner_of(cluster.prefix, wid)
     other = next(n for n, name in zip(nodes, "ab", strict=True) if name != owner)
     async with (

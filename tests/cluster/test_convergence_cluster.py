@@ -87,7 +87,9 @@ async def _scenario(nodes: list[ServerProcess], folder: Path, wid: str, plan: li
                     await fresh.synced.wait()
                 target = decode_state_vector(fresh.doc.get_state())
                 for client in clients:
-                    await client.wait_for(lambda c=client, t=target: decode_state_vector(c.doc.get_state()) == t, TIMEOUT)
+                    await client.wait_for(
+                        lambda c=client, t=target: decode_state_vector(c.doc.get_state()) == t, TIMEOUT
+                    )
                 content = _content(fresh.doc)
                 expected = expected or content
                 assert content == expected
@@ -108,8 +110,12 @@ def test_clients_on_two_processes_converge_through_faults(sync_cluster: Cluster)
     nodes = [cluster.start(name, args=("--no-auth",)) for name in ("a", "b")]
     counter = iter(range(10**9))
 
-    @settings(max_examples=EXAMPLES, deadline=None, print_blob=True,
-              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        print_blob=True,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
     @given(plan=steps)
     @example(plan=[("message", 1, "a"), ("offline", 2), ("message", 2, "b"), ("kill",),
                    ("toggle", 0, "Honesty"), ("vote", 1, "A"), ("kill",), ("online", 2),

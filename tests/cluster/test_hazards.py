@@ -29,6 +29,7 @@ async def test_compaction_keeps_what_the_other_process_committed(cluster: Cluste
             await ann_client.wait_saved(15)
     texts = stored_texts(await stored_doc(cluster.db, wid))
     assert {f"A{i}" for i in range(12)} | {f"B{i}" for i in range(12)} <= texts
+
     # the owner compacted (a task after a commit), and nothing of b's clients was lost
     async def snapshots() -> int:
         import asyncpg

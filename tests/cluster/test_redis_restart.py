@@ -10,6 +10,7 @@ from .test_failover import Writer, stored_texts
 
 pytestmark = pytest.mark.anyio
 
+
 async def test_redis_restarted_empty_mid_run(cluster: Cluster, private_redis: PrivateRedis) -> None:
     a = cluster.start("a", redis_url=private_redis.url)
     b = cluster.start("b", redis_url=private_redis.url)

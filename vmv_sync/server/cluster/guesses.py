@@ -65,7 +65,9 @@ class SharedGuesses:
         try:
             shortfall = await self._call(workshop_id, 1)
         except REDIS_ERRORS as exc:
-            logger.warning("workshop=%s guess limit: Redis does not answer (%s); this process's bucket decides", workshop_id, exc)
+            logger.warning(
+                "workshop=%s guess limit: Redis does not answer (%s); this process's bucket decides", workshop_id, exc
+            )
             local.take(workshop_id)
             return
         if shortfall > 0:

@@ -111,10 +111,17 @@ class Cluster:
         self._tg.start_soon(self._renew_loop)
         self._tg.start_soon(self._owner_check_loop)
         self._tg.start_soon(
-            lambda: follow(self.bus, self.bus.key("to", self.node), to_after, self._on_direct, what=f"node={self.node} to")
+            lambda: follow(
+                self.bus, self.bus.key("to", self.node), to_after, self._on_direct, what=f"node={self.node} to"
+            )
         )
         self._tg.start_soon(self._control_loop)
-        logger.info("cluster node %s on Redis (prefix %s, lease %.1f s)", self.node, self.settings.cluster_prefix, self.settings.cluster_lease_seconds)
+        logger.info(
+            "cluster node %s on Redis (prefix %s, lease %.1f s)",
+            self.node,
+            self.settings.cluster_prefix,
+            self.settings.cluster_lease_seconds,
+        )
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -193,7 +193,11 @@ class OwnerLink:
                 tg.start_soon(self._publish)
                 tg.start_soon(self._sweep)
                 await follow(
-                    self.cluster.bus, self._in_key, self._in_after, self._handle, what=f"workshop={self.room.workshop_id} in"
+                    self.cluster.bus,
+                    self._in_key,
+                    self._in_after,
+                    self._handle,
+                    what=f"workshop={self.room.workshop_id} in",
                 )
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
@@ -253,7 +257,9 @@ class OwnerLink:
                 if up:
                     continue
                 gone = [c for (n, _), c in self.remotes.items() if n == node]
-                logger.info("workshop=%s node %s is gone: %d of its connections leave", self.room.workshop_id, node, len(gone))
+                logger.info(
+                    "workshop=%s node %s is gone: %d of its connections leave", self.room.workshop_id, node, len(gone)
+                )
                 for conn in gone:
                     self._drop(conn)
 
@@ -294,7 +300,9 @@ class OwnerLink:
         except CloseError as exc:
             conn.fail(exc)
         except Exception as exc:  # a bug met by this frame costs this connection only
-            logger.warning("workshop=%s remote conn %s:%d frame failed: %r", conn.workshop_id, conn.node, conn.remote_id, exc)
+            logger.warning(
+                "workshop=%s remote conn %s:%d frame failed: %r", conn.workshop_id, conn.node, conn.remote_id, exc
+            )
             conn.fail(MalformedMessage("the message could not be handled"))
 
     async def _open(self, node: str, conn_id: int, principal: Principal) -> None:
@@ -319,9 +327,11 @@ class OwnerLink:
         if len(room.connections) >= cap:
             conn.fail(TooManyMessages("this workshop has reached its connection limit"))
             return
-        if pid is not None and sum(
-            1 for c in room.connections.values() if c.principal.participant_id == pid
-        ) >= settings.max_connections_per_participant:
+        if (
+            pid is not None
+            and sum(1 for c in room.connections.values() if c.principal.participant_id == pid)
+            >= settings.max_connections_per_participant
+        ):
             conn.fail(TooManyMessages("you have too many connections open to this workshop; close some"))
             return
         if principal.authenticated and principal.role != "observer" and pid is not None:

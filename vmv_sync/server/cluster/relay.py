@@ -97,7 +97,9 @@ class _Mirror:
     def full_frame(self) -> bytes | None:
         if not self.states:
             return None
-        return encode_awareness(encode_awareness_update((cid, clock, text) for cid, (clock, text) in self.states.items()))
+        return encode_awareness(
+            encode_awareness_update((cid, clock, text) for cid, (clock, text) in self.states.items())
+        )
 
 
 class RelayRoom(Room):
@@ -137,7 +139,9 @@ class RelayRoom(Room):
                 self.ready.set()
                 task_status.started()
                 return
-            logger.info("workshop=%s relayed here, owned by node %s (seq %d)", self.workshop_id, self.owner, self.last_seq)
+            logger.info(
+                "workshop=%s relayed here, owned by node %s (seq %d)", self.workshop_id, self.owner, self.last_seq
+            )
             self.ready.set()
             task_status.started()
             try:
@@ -145,7 +149,13 @@ class RelayRoom(Room):
                     tg.start_soon(self._sender)
                     tg.start_soon(self._patience)
                     tg.start_soon(
-                        lambda: follow(self.cluster.bus, self._out_key, after, self._on_out, what=f"workshop={self.workshop_id} out")
+                        lambda: follow(
+                            self.cluster.bus,
+                            self._out_key,
+                            after,
+                            self._on_out,
+                            what=f"workshop={self.workshop_id} out",
+                        )
                     )
                     await self._stop.wait()
                     with anyio.move_on_after(1.0):  # the closes of our clients reach the owner
@@ -252,7 +262,11 @@ class RelayRoom(Room):
         self._edits[request] = waiter
         try:
             fields: dict[bytes | str, bytes | str | int] = {
-                b"k": b"e", b"n": self.cluster.bus.node, b"r": request, b"why": reason, b"d": update,
+                b"k": b"e",
+                b"n": self.cluster.bus.node,
+                b"r": request,
+                b"why": reason,
+                b"d": update,
             }
             await self.cluster.bus.add([(self._in_key, fields)])
             with anyio.fail_after(_EDIT_TIMEOUT):
@@ -324,7 +338,9 @@ class RelayRoom(Room):
         while True:
             await anyio.sleep(_SYNC_PATIENCE / 5)
             now = time.monotonic()
-            if any(s[1] is not None and s[1] > self.last_seq and now - s[2] > _SYNC_PATIENCE for s in self._syncs.values()):
+            if any(
+                s[1] is not None and s[1] > self.last_seq and now - s[2] > _SYNC_PATIENCE for s in self._syncs.values()
+            ):
                 await self._fill_from_store(resend=False)
 
     def awareness_frames(self, fields: dict[bytes, bytes]) -> None:
@@ -354,7 +370,12 @@ class RelayRoom(Room):
         header = json.loads(fields[b"h"])
         first, last = header["f"], header["l"]
         if first > self.last_seq + 1:
-            logger.info("workshop=%s relay missed seqs %d..%d: filling from the store", self.workshop_id, self.last_seq + 1, first - 1)
+            logger.info(
+                "workshop=%s relay missed seqs %d..%d: filling from the store",
+                self.workshop_id,
+                self.last_seq + 1,
+                first - 1,
+            )
             await self._fill_from_store(resend=True)
         if last > self.last_seq:
             updates, origins, offset = [], [], 0
