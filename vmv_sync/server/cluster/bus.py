@@ -16,9 +16,10 @@ Keys, all under ``settings.cluster_prefix`` (``p``):
 - ``p:to:{node}``: owner -> one node: sync markers, closes, edit replies
 - ``p:control``: pub/sub, every node: revocations
 
-Every entry is a flat map of byte strings; :func:`follow` hands each to a handler
-and logs (never re-raises) what one bad entry does, so it cannot stall the others
-(yjs/yhub#61: one bad stream entry stalled every room of a process).
+Every entry is a flat map of byte strings. The workshop streams are read by one task
+per process (streams.py); :func:`follow` reads one stream alone (a node's ``to``
+stream). Both log (never re-raise) what one bad entry does, so it cannot stall the
+others (yjs/yhub#61: one bad stream entry stalled every room of a process).
 """
 
 from __future__ import annotations

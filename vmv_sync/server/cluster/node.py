@@ -41,6 +41,7 @@ from .guesses import SharedGuesses
 from .lease import HEARTBEAT_EVERY, Leases
 from .owner import OwnerLink
 from .relay import RelayRoom
+from .streams import Streams
 
 if TYPE_CHECKING:
     from ..auth import AccessRegistry
@@ -76,6 +77,8 @@ class Cluster:
         self.node = settings.node_id or default_node_id()
         self.bus = Bus(settings.redis_url, settings.cluster_prefix, self.node, settings.cluster_stream_length)
         self.leases = Leases(self.bus, settings.cluster_lease_seconds)
+        #: the one reader of this process's workshop streams
+        self.streams = Streams(self.bus)
         #: wrong invite codes per workshop, counted over the cluster (a security limit)
         self.guesses = SharedGuesses(self.bus, settings.invite_guess_rate, settings.invite_guess_burst)
         self._manager: RoomManager | None = None
@@ -108,6 +111,7 @@ class Cluster:
             to_after = await self.bus.last_id(self.bus.key("to", self.node))
         except REDIS_ERRORS:
             pass
+        self._tg.start_soon(self.streams.run)
         self._tg.start_soon(self._renew_loop)
         self._tg.start_soon(self._owner_check_loop)
         self._tg.start_soon(

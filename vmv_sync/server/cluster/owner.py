@@ -42,7 +42,7 @@ from ..auth import Principal
 from ..connection import Connection
 from ..containers import ensure_for
 from ..origins import Incoming
-from .bus import REDIS_ERRORS, follow
+from .bus import REDIS_ERRORS
 from .errors import Moved
 
 if TYPE_CHECKING:
@@ -192,12 +192,8 @@ class OwnerLink:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._publish)
                 tg.start_soon(self._sweep)
-                await follow(
-                    self.cluster.bus,
-                    self._in_key,
-                    self._in_after,
-                    self._handle,
-                    what=f"workshop={self.room.workshop_id} in",
+                await self.cluster.streams.consume(
+                    self._in_key, self._in_after, self._handle, what=f"workshop={self.room.workshop_id} in"
                 )
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):

@@ -52,7 +52,7 @@ from ...protocol.varint import Reader
 from ..connection import Connection
 from ..loading import integrate
 from ..rooms import Room
-from .bus import REDIS_ERRORS, follow
+from .bus import REDIS_ERRORS
 from .errors import Moved, RemoteClose
 from .owner import principal_json
 
@@ -149,12 +149,8 @@ class RelayRoom(Room):
                     tg.start_soon(self._sender)
                     tg.start_soon(self._patience)
                     tg.start_soon(
-                        lambda: follow(
-                            self.cluster.bus,
-                            self._out_key,
-                            after,
-                            self._on_out,
-                            what=f"workshop={self.workshop_id} out",
+                        lambda: self.cluster.streams.consume(
+                            self._out_key, after, self._on_out, what=f"workshop={self.workshop_id} out"
                         )
                     )
                     await self._stop.wait()
