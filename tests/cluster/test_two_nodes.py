@@ -69,3 +69,19 @@ async def test_a_write_rule_is_judged_by_the_owner_whichever_process_receives_it
             assert await peer.wait_closed(10) == 4403
     doc = await stored_doc(cluster.db, wid)
     assert doc.get("meta", type=Map)["title"] == "Cluster"
+
+
+async def test_every_sync_step_1_through_a_relay_is_answered(cluster: Cluster) -> None:
+    from vmv_sync.protocol import encode_sync_step1
+
+    a = cluster.start("a")
+    b = cluster.start("b")
+    made = create_workshop(a)
+    wid = made["workshop_id"]
+    async with YClient(f"{b.ws(wid)}?token={made['token']}") as peer:
+        with anyio.fail_after(10):
+            await peer.synced.wait()
+        before = peer.received_updates
+        for _ in range(3):  # y-websocket peers count their answers: each is answered
+            await peer.send_raw(encode_sync_step1(peer.doc.get_state()))
+        await peer.wait_for(lambda: peer.received_updates >= before + 3, 10)

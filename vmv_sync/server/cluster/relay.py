@@ -40,20 +40,18 @@ from ...protocol import (
     SyncStep1,
     SyncStep2,
     SyncUpdate,
-    encode_awareness,
-    encode_awareness_update,
     encode_saved,
     encode_sync_step1,
     encode_sync_step2,
     encode_sync_update,
     parse_message,
 )
-from ...protocol.varint import Reader
 from ..connection import Connection
 from ..loading import integrate
 from ..rooms import Room
 from .bus import REDIS_ERRORS
 from .errors import Moved, RemoteClose
+from .mirror import AwarenessMirror
 from .owner import principal_json
 
 if TYPE_CHECKING:
@@ -70,38 +68,6 @@ _SYNC_PATIENCE = 0.5
 _EDIT_TIMEOUT = 10.0
 
 
-class _Mirror:
-    """The owner's awareness as relayed: client id -> (clock, state JSON), live ones only."""
-
-    def __init__(self) -> None:
-        self.states: dict[int, tuple[int, str]] = {}
-
-    def apply(self, frame: bytes) -> None:
-        """Take the frame's entries, unless older than what is held (a snapshot may come late).
-
-        The owner validated every state already: nothing is parsed as JSON here, which
-        would cost every relay the owner's work again for each cursor move.
-        """
-        message = parse_message(frame)
-        reader = Reader(getattr(message, "update", b"\x00"))
-        for _ in range(reader.read_var_uint()):
-            client_id, clock, text = reader.read_var_uint(), reader.read_var_uint(), reader.read_var_string()
-            held = self.states.get(client_id)
-            if held is not None and held[0] > clock:
-                continue
-            if text in ("", "null"):
-                self.states.pop(client_id, None)
-            else:
-                self.states[client_id] = (clock, text)
-
-    def full_frame(self) -> bytes | None:
-        if not self.states:
-            return None
-        return encode_awareness(
-            encode_awareness_update((cid, clock, text) for cid, (clock, text) in self.states.items())
-        )
-
-
 class RelayRoom(Room):
     """One workshop served here and owned by ``owner`` (another node)."""
 
@@ -109,9 +75,12 @@ class RelayRoom(Room):
         super().__init__(workshop_id, cluster.store, cluster.settings)
         self.cluster = cluster
         self.owner = owner
-        self.mirror = _Mirror()
-        #: conn id -> [state vector, the seq the owner answered with (None: not yet), since]
-        self._syncs: dict[int, list[Any]] = {}
+        self.mirror = AwarenessMirror()
+        #: conn id -> its sync step 1s waiting, in order: [state vector, the seq the owner
+        #: answered with (None: not yet), since]; each is answered (y-websocket peers count them)
+        self._syncs: dict[int, list[list[Any]]] = {}
+        #: (state vector, replica state, answer) of the latest sync step 2 (floods of one request)
+        self._step2_cache: tuple[bytes, bytes, bytes] | None = None
         #: conn id -> the last ``saved`` count the owner gave it
         self._acked: dict[int, int] = {}
         self._edits: dict[str, list[Any]] = {}
@@ -217,9 +186,8 @@ class RelayRoom(Room):
         if frame[:1] == b"\x00":
             message = parse_message(frame)  # a malformed one is the owner's to refuse, but 4400 here is the same
             if isinstance(message, SyncStep1):
-                if conn.id in self._syncs:
-                    return  # the answer to the earlier one covers it (the owner coalesces too)
-                self._syncs[conn.id] = [message.state_vector, None, time.monotonic()]
+                # the owner checks the asker's work budget and names the seq to answer at
+                self._syncs.setdefault(conn.id, []).append([message.state_vector, None, time.monotonic()])
             elif isinstance(message, (SyncStep2, SyncUpdate)):
                 if message.update == EMPTY_UPDATE:
                     return
@@ -278,10 +246,12 @@ class RelayRoom(Room):
 
     # -- from the owner, through the node's ``to`` stream ---------------------------
     def sync_marker(self, conn_id: int, seq: int) -> None:
-        pending = self._syncs.get(conn_id)
-        if pending is not None:
-            pending[1] = seq
-            self._answer_syncs()
+        """The owner's answer to the oldest unanswered sync step 1 of ``conn_id`` (in order)."""
+        for pending in self._syncs.get(conn_id, ()):
+            if pending[1] is None:
+                pending[1] = seq
+                self._answer_syncs()
+                return
 
     def remote_close(self, conn_id: int, code: int, reason: str) -> None:
         conn = self.connections.get(conn_id)
@@ -335,7 +305,9 @@ class RelayRoom(Room):
             await anyio.sleep(_SYNC_PATIENCE / 5)
             now = time.monotonic()
             if any(
-                s[1] is not None and s[1] > self.last_seq and now - s[2] > _SYNC_PATIENCE for s in self._syncs.values()
+                s[1] is not None and s[1] > self.last_seq and now - s[2] > _SYNC_PATIENCE
+                for waiting in self._syncs.values()
+                for s in waiting
             ):
                 await self._fill_from_store(resend=False)
 
@@ -417,15 +389,25 @@ class RelayRoom(Room):
             conn.enqueue(encode_saved(count))
 
     def _answer_syncs(self) -> None:
-        for conn_id, (state_vector, seq, _) in list(self._syncs.items()):
-            if seq is None or seq > self.last_seq:
-                continue
-            del self._syncs[conn_id]
+        for conn_id, waiting in list(self._syncs.items()):
             conn = self.connections.get(conn_id)
-            if conn is None or conn.closed:
-                continue
-            conn.enqueue(encode_sync_step2(self.doc.get_update(state_vector)))
-            conn.synced = True
+            while waiting and waiting[0][1] is not None and waiting[0][1] <= self.last_seq:
+                state_vector = waiting.pop(0)[0]
+                if conn is not None and not conn.closed:
+                    conn.enqueue(self._step2(state_vector))
+                    conn.synced = True
+            if not waiting:
+                del self._syncs[conn_id]
+
+    def _step2(self, state_vector: bytes) -> bytes:
+        """The step 2 for ``state_vector`` from the replica, encoded once per replica state."""
+        state = self.doc.get_state()
+        cached = self._step2_cache
+        if cached is not None and cached[0] == state_vector and cached[1] == state:
+            return cached[2]
+        answer = encode_sync_step2(self.doc.get_update(state_vector))
+        self._step2_cache = (state_vector, state, answer)
+        return answer
 
     async def _fill_from_store(self, *, resend: bool) -> None:
         """Catch up from the store: every committed update, relayed as one.
