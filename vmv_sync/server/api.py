@@ -24,7 +24,7 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -36,9 +36,12 @@ from ..ids import ID_RULE, WORKSHOP_ID_RE, new_id
 from .auth import AccessRegistry, Principal
 from .context import server_context
 from .httperrors import BadRequest, InvalidField, NotFound, error_response, invalid_workshop_id
-from .ratelimits import client_key, http_limits
+from .ratelimits import HttpLimits, client_key, http_limits
 from .workshops import create_workshop as create_new_workshop
 from .workshops import join_link
+
+if TYPE_CHECKING:
+    from .cluster.guesses import SharedAddressLimits
 
 __all__ = ("api_routes", "request_token", "authorize", "MAX_VALUES", "MAX_NAME", "MAX_TITLE")
 
@@ -151,12 +154,26 @@ def _invite_code(body: dict[str, Any]) -> str:
     return code
 
 
+def _address_limits(request: Request, limits: HttpLimits) -> SharedAddressLimits | None:
+    """The per-address join and create limits counted over the cluster (in Redis), or None
+    for one process (``limits``' own buckets count)."""
+    cluster = server_context(request).manager.cluster
+    if cluster is None:
+        return None
+    from .cluster.guesses import address_limits  # only with several processes
+
+    return address_limits(cluster.guesses, limits)
+
+
 # -- handlers --------------------------------------------------------------------------
 
 
 async def create_workshop(request: Request) -> Response:
     try:
-        http_limits(request.app).create.take(client_key(request.scope))
+        limits = http_limits(request.app)
+        address = client_key(request.scope)
+        shared = _address_limits(request, limits)  # several processes: counted in Redis
+        await shared.create.take(address, limits.create) if shared else limits.create.take(address)
         body = await _json(request)
         title = _text(body, "title", MAX_TITLE)
         name = _text(body, "name", MAX_NAME)
@@ -201,7 +218,8 @@ async def join_workshop(request: Request) -> Response:
     try:
         workshop_id = _workshop_id(request)
         address = client_key(request.scope)
-        limits.join.take(address)
+        addresses = _address_limits(request, limits)  # several processes: counted in Redis
+        await addresses.join.take(address, limits.join) if addresses else limits.join.take(address)
         body = await _json(request)
         name = _text(body, "name", MAX_NAME)
         code = _invite_code(body)
