@@ -29,12 +29,21 @@ from typing import Protocol
 import anyio
 
 from ..errors import CloseError, SlowConsumer
+from ..protocol import (
+    MSG_AWARENESS,
+    MSG_SYNC,
+    SYNC_UPDATE,
+    SyncUpdate,
+    encode_awareness,
+    encode_sync_update,
+    merge_awareness_payloads,
+    parse_message,
+)
 from ..protocol import Awareness as AwarenessMessage
-from ..protocol import SyncUpdate, encode_awareness, encode_sync_update, merge_awareness_payloads, parse_message
 from .auth import Principal
 from .budgets import Budget
 
-__all__ = ("Channel", "Connection", "Principal", "coalesce_frames")  # Principal: re-exported from auth
+__all__ = ("Channel", "Connection", "coalesce_frames")
 
 logger = logging.getLogger(__name__)
 _ids = itertools.count(1)
@@ -185,8 +194,9 @@ class Connection:
             self._queued = 0
 
 
-_UPDATE_PREFIX = b"\x00\x02"
-_AWARENESS_PREFIX = b"\x01"
+# every message type below 128 is a one-byte var-uint: a frame starts with its type bytes
+_UPDATE_PREFIX = bytes((MSG_SYNC, SYNC_UPDATE))
+_AWARENESS_PREFIX = bytes((MSG_AWARENESS,))
 
 
 def coalesce_frames(frames: list[bytes]) -> list[bytes]:

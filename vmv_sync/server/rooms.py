@@ -62,10 +62,10 @@ from .fanout import relay
 from .guard import WriteGuard
 from .integrity import check_integrable
 from .loading import integrate
-from .origins import FromClient, FromServer, Incoming, Origin, RoomLink
+from .origins import FromClient, FromServer, Incoming, RoomLink
 from .presence_table import RoomAwareness
 
-__all__ = ("Room", "FromClient", "FromServer", "Origin")
+__all__ = ("Room",)
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ class Room:
         started = time.perf_counter()
         stored = await self.store.load(self.workshop_id)
         loaded, tail_work = await integrate(stored.snapshot, stored.updates)
-        self.client_ids = ClientIds(getattr(stored, "client_ids", None))
+        self.client_ids = ClientIds(stored.client_ids)
         # The server's own edits go under an id nobody owns or wrote, claimed for it.
         server_id = self.client_ids.fresh_server_id(decode_state_vector(loaded.get_state()))
         self.doc = Doc(client_id=server_id)

@@ -37,6 +37,8 @@ from ...derived import DerivedTracker
 from ...errors import CloseError, ServerError
 from ...protocol import (
     EMPTY_UPDATE,
+    MSG_QUERY_AWARENESS,
+    MSG_SYNC,
     SyncStep1,
     SyncStep2,
     SyncUpdate,
@@ -178,12 +180,12 @@ class RelayRoom(Room):
 
     async def receive(self, conn: Connection, frame: bytes) -> None:
         conn.last_seen = time.monotonic()
-        if frame[:1] == b"\x03":  # query awareness: answered from the mirror
+        if frame[:1] == bytes((MSG_QUERY_AWARENESS,)):  # query awareness: answered from the mirror
             full = self.mirror.full_frame()
             if full is not None:
                 conn.enqueue(full)
             return
-        if frame[:1] == b"\x00":
+        if frame[:1] == bytes((MSG_SYNC,)):
             message = parse_message(frame)  # a malformed one is the owner's to refuse, but 4400 here is the same
             if isinstance(message, SyncStep1):
                 # the owner checks the asker's work budget and names the seq to answer at
