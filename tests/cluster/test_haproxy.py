@@ -97,6 +97,15 @@ async def test_through_haproxy_routed_by_workshop_with_a_stock_provider_and_the_
     env = {"VMV_FORWARDED_ALLOW_IPS": "127.0.0.1"}
     nodes = [cluster.start("a", env=env), cluster.start("b", env=env)]
     port = haproxy([n.port for n in nodes])
+    try:
+        await through_haproxy(cluster, nodes, port)
+    except BaseException:
+        for name, n in zip("ab", nodes, strict=True):  # shown by pytest with the failure
+            print(f"---- process {name} ----\n" + "".join(n.log[-80:]))
+        raise
+
+
+async def through_haproxy(cluster: Cluster, nodes: list[ServerProcess], port: int) -> None:
     front = f"http://127.0.0.1:{port}"
     created = httpx.post(
         f"{front}/api/workshops", json={"title": "Balanced", "name": "Fay", "values": ["Trust"]}, timeout=10
