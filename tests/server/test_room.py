@@ -784,12 +784,13 @@ async def test_an_awareness_spoof_closes_its_sender_with_4403() -> None:
 async def test_a_silent_connection_is_closed_with_4408(monkeypatch: pytest.MonkeyPatch) -> None:
     import time as real_time
 
+    from vmv_sync.server import presence_upkeep
     from vmv_sync.server import rooms as rooms_module
 
     now = [real_time.monotonic()]  # Connection stamps itself with the real clock at creation
-    monkeypatch.setattr(
-        rooms_module, "time", SimpleNamespace(monotonic=lambda: now[0], perf_counter=real_time.perf_counter)
-    )
+    clock = SimpleNamespace(monotonic=lambda: now[0], perf_counter=real_time.perf_counter)
+    monkeypatch.setattr(rooms_module, "time", clock)  # the room stamps what it receives
+    monkeypatch.setattr(presence_upkeep, "time", clock)  # the awareness loop drops the silent
     room = Room(WID, MemoryStore(), Settings(auth=False, awareness_timeout=1.0, awareness_tick=0.0))
     async with running(room):
         silent, active = Peer(room), Peer(room)

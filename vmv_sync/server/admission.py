@@ -8,13 +8,26 @@ update's size reads in one place (docs/security.md, "Limits").
 
 from __future__ import annotations
 
+from typing import Any
+
+from pycrdt import Doc, Map
+
 from ..config import Settings
 from ..errors import MessageTooLarge
 from ..protocol.update import UpdateSummary
+from ..schema import ROOTS
 from .auth import Principal
 from .budgets import Budget
 
-__all__ = ("check_quota", "check_work")
+__all__ = ("check_quota", "check_work", "largest_sequence")
+
+#: the sequence roots (arrays and texts), whose length bounds one item's placement
+_SEQUENCE_ROOTS = tuple((name, kind) for name, kind in ROOTS.items() if kind is not Map)
+
+
+def largest_sequence(doc: Doc[Any]) -> int:
+    """The length of the document's largest sequence root: what one placement may scan."""
+    return max(len(doc.get(name, type=kind)) for name, kind in _SEQUENCE_ROOTS)
 
 
 def check_work(summary: UpdateSummary, sequence_size: int, settings: Settings) -> None:

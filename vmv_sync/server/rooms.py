@@ -24,18 +24,11 @@ from typing import Any, Union
 
 import anyio
 from anyio.abc import TaskStatus
-from pycrdt import Doc, Map, merge_updates
+from pycrdt import Doc
 
 from ..config import Settings
 from ..derived import DerivedTracker
-from ..errors import (
-    CloseError,
-    MalformedMessage,
-    ServerError,
-    SilentPeer,
-    StorageError,
-    TooManyMessages,
-)
+from ..errors import CloseError, MalformedMessage, ServerError, StorageError
 from ..protocol import (
     EMPTY_UPDATE,
     Awareness,
@@ -47,13 +40,11 @@ from ..protocol import (
     decode_awareness_update,
     decode_state_vector,
     encode_sync_step1,
-    encode_sync_step2,
     parse_message,
 )
 from ..protocol.update import UpdateSummary, is_panic, summarize_update
-from ..schema import ROOTS
 from ..storage import StaleEpoch, Store
-from .admission import check_quota, check_work
+from .admission import check_quota, check_work, largest_sequence
 from .clientids import ClientIds
 from .compaction import Compactor
 from .connection import Connection
@@ -64,6 +55,9 @@ from .integrity import check_integrable
 from .loading import integrate
 from .origins import FromClient, FromServer, Incoming, RoomLink
 from .presence_table import RoomAwareness
+from .presence_upkeep import PresenceUpkeep
+from .serveredits import ServerEdit, apply_server_edit
+from .syncanswers import SyncAnswers
 
 __all__ = ("Room",)
 
@@ -71,8 +65,6 @@ logger = logging.getLogger(__name__)
 
 _BATCH_MAX = 512
 _INBOX_SIZE = 1024
-#: the sequence roots (arrays and texts), whose length bounds one item's placement
-_SEQUENCE_ROOTS = tuple((name, kind) for name, kind in ROOTS.items() if kind is not Map)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,21 +73,12 @@ class _SyncRequest:
     state_vector: bytes
 
 
-@dataclass(slots=True)
-class _ServerEdit:
-    """An edit made by the server itself (join, create): same path, no guard."""
-
-    edit: Callable[[Doc[Any]], Any]
-    done: anyio.Event
-    reason: str = "edit"
-    error: BaseException | None = None
+@dataclass(frozen=True, slots=True)
+class _CommitClaims:
+    """Commit the pending client-id claims (announced in awareness), with no update if need be."""
 
 
-_Item = Union[Incoming, _SyncRequest, _ServerEdit]
-
-
-def _no_edit(doc: Doc[Any]) -> None:
-    """A server edit that writes nothing: wakes the pipeline to commit pending claims."""
+_Item = Union[Incoming, _SyncRequest, ServerEdit, _CommitClaims]
 
 
 class _Damaged(Exception):
@@ -125,11 +108,9 @@ class Room:
         self.compactor = Compactor(workshop_id, store, settings)
         self._batch_bytes = 0
         self._batch_work = 0.0
-        #: (state vector asked, document state, answer) of the latest sync step 2
-        self._sync_cache: tuple[bytes, bytes, bytes] | None = None
-        self._claims_due = False  # claims made from awareness wait for a commit of their own
+        self._sync_answers = SyncAnswers()
         self._inbox_send, self._inbox = anyio.create_memory_object_stream[_Item](_INBOX_SIZE)
-        self._awareness_wake = anyio.Event()
+        self.presence = PresenceUpkeep(self)
         self.ready = anyio.Event()
         self.stopped = anyio.Event()
         self.load_error: BaseException | None = None
@@ -158,7 +139,7 @@ class Room:
             try:
                 async with anyio.create_task_group() as tg:
                     self._tg = tg
-                    tg.start_soon(self._awareness_loop)
+                    tg.start_soon(self.presence.run)
                     if self.link is not None:
                         tg.start_soon(self.link.run)
                     self._maybe_compact()  # a long tail loaded: fold it before the next load
@@ -189,7 +170,7 @@ class Room:
                 item = self._inbox.receive_nowait()
             except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
                 break
-            if isinstance(item, _ServerEdit):
+            if isinstance(item, ServerEdit):
                 item.error = item.error or ServerError("the workshop failed on the server; retry")
                 item.done.set()
 
@@ -255,7 +236,7 @@ class Room:
     def remove(self, conn: Connection) -> None:
         self.connections.pop(conn.id, None)
         self.awareness.remove_connection(conn)
-        self._flush_awareness()
+        self.presence.flush()
 
     async def receive(self, conn: Connection, frame: bytes) -> None:
         """Handle one frame from ``conn``; raises a CloseError for bad input."""
@@ -273,38 +254,16 @@ class Room:
             await self._submit(_SyncRequest(conn, message.state_vector))
         elif isinstance(message, Awareness):
             self.awareness.apply(conn, decode_awareness_update(message.update))
-            self._awareness_wake.set()
-            if conn.principal.authenticated and conn.principal.participant_id is not None:
-                await self._claim_announced(conn, conn.principal.participant_id)
+            self.presence.changed()
+            pid = conn.principal.participant_id
+            if conn.principal.authenticated and pid is not None and self.presence.claim_announced(conn, pid):
+                # committed with the next batch, or by a claims-only commit if none
+                await self._submit(_CommitClaims())
         elif isinstance(message, QueryAwareness):
             for frame_out in self.awareness.full_frames():
                 conn.enqueue(frame_out)
         elif isinstance(message, Saved):
             raise MalformedMessage("'saved' messages only travel from server to client")
-
-    async def _claim_announced(self, conn: Connection, pid: str) -> None:
-        """Claim the client ids a participant announces in awareness, before it writes.
-
-        y-websocket clients announce their document's client id in awareness; others
-        learn it there, before any update under it, and could otherwise claim it
-        first with a squatting struct and silently swallow the owner's offline edits.
-        The claim is committed with the next batch (a claims-only commit if none).
-        """
-        if all(self.client_ids.owner(cid) == pid for cid in conn.awareness_ids):
-            return  # the common case: every announced id is already ours
-        state = decode_state_vector(self.doc.get_state())
-        claims = self.client_ids.check_announced(conn.awareness_ids, state, pid)
-        if claims:
-            # Claims are durable and never expire, so the ids claimed without a write
-            # under them are bounded per participant (a page announces one per load).
-            held = self.client_ids.unwritten(pid, state)
-            cap = self.settings.max_announced_claims
-            if held + len(claims) > cap:
-                raise TooManyMessages(f"you have announced {cap} client ids without writing under them; reload less")
-        self.client_ids.claim(claims)
-        if claims:
-            self._claims_due = True
-            await self._submit(_ServerEdit(_no_edit, anyio.Event(), "claims"))
 
     async def _submit(self, item: _Item) -> None:
         try:
@@ -327,17 +286,13 @@ class Room:
                     break
             await self._process(batch)
 
-    def _sequence_size(self) -> int:
-        """The length of the document's largest sequence root: what one placement may scan."""
-        return max(len(self.doc.get(name, type=kind)) for name, kind in _SEQUENCE_ROOTS)
-
     async def _process(self, batch: list[_Item]) -> None:
         applied: list[Incoming] = []
-        edits: list[_ServerEdit] = []
+        edits: list[ServerEdit] = []
         containers = False
         self._batch_bytes = 0  # admitted in this batch, not yet committed: counts for the quota
         self._batch_work = 0.0
-        sequence_size = self._sequence_size() if any(isinstance(item, Incoming) for item in batch) else 0
+        sequence_size = largest_sequence(self.doc) if any(isinstance(item, Incoming) for item in batch) else 0
         for item in batch:
             if isinstance(item, Incoming):
                 try:
@@ -349,7 +304,7 @@ class Room:
                     applied.append(item)
                     self._batch_bytes += len(item.update)
                     containers = containers or bool(summary.roots & {"participants", "ballots"})
-            elif isinstance(item, _ServerEdit):
+            elif isinstance(item, ServerEdit):
                 update = self._apply_server_edit(item)
                 edits.append(item)
                 if update is not None:
@@ -357,19 +312,18 @@ class Room:
         if containers:
             # A participant entry or a ballot arrived without its containers (authentication
             # off, or a page that wrote them itself): the server creates them, once.
-            update = self._apply_server_edit(_ServerEdit(missing_containers, anyio.Event(), "containers"))
+            update = self._apply_server_edit(ServerEdit(missing_containers, anyio.Event(), "containers"))
             if update is not None:
                 applied.append(Incoming(FromServer("containers"), update))
-        if applied or self._claims_due:
-            self._claims_due = False
+        claims_due = any(isinstance(item, _CommitClaims) for item in batch) and bool(self.client_ids.pending)
+        if applied or claims_due:
             updates = [item.update for item in applied]
+            claims = self.client_ids.take_pending() or None
             try:
                 if self.link is None:
-                    self.last_seq = await self.store.append(
-                        self.workshop_id, updates, claims=self.client_ids.take_pending() or None
-                    )
+                    self.last_seq = await self.store.append(self.workshop_id, updates, claims=claims)
                 else:
-                    self.last_seq = await self.link.append(updates, self.client_ids.take_pending() or None)
+                    self.last_seq = await self.link.append(updates, claims)
             except StorageError as exc:
                 for edit in edits:
                     edit.error = edit.error or exc
@@ -398,27 +352,9 @@ class Room:
             if self.link is not None:
                 self.link.sync_answered(conn, self.last_seq)
             return
-        conn.enqueue(self._sync_answer(request.state_vector, conn))
+        work = conn.budget.work if conn.budget is not None else None
+        conn.enqueue(self._sync_answers.answer(self.doc, request.state_vector, work))
         conn.synced = True
-
-    def _sync_answer(self, state_vector: bytes, conn: Connection) -> bytes:
-        """The step 2 for ``state_vector``, encoded once per state of the document.
-
-        A flood of identical requests (4-byte step 1s against a large document, issue
-        19) would otherwise encode the whole document each time: the last answer is
-        kept while the document is unchanged, and every encoding is charged to the
-        work budget of whoever asked (so varied requests end in 4429, not a stall).
-        """
-        state = self.doc.get_state()
-        cached = self._sync_cache
-        if cached is not None and cached[0] == state_vector and cached[1] == state:
-            return cached[2]
-        started = time.perf_counter()
-        answer = encode_sync_step2(self.doc.get_update(state_vector))
-        if conn.budget is not None:
-            conn.budget.work.charge(time.perf_counter() - started)
-        self._sync_cache = (state_vector, state, answer)
-        return answer
 
     def _admit(self, item: Incoming, sequence_size: int) -> UpdateSummary | None:
         """Check and apply one client update; on refusal close its sender, apply nothing.
@@ -483,20 +419,9 @@ class Room:
             budget.written += len(item.update)
         return summary
 
-    def _apply_server_edit(self, item: _ServerEdit) -> bytes | None:
-        captured: list[bytes] = []
-        subscription = self.doc.observe(lambda event: captured.append(event.update))
-        try:
-            with self.doc.transaction():
-                item.edit(self.doc)
-        except Exception as exc:
-            item.error = exc
-        finally:
-            self.doc.unobserve(subscription)
-        if not captured:
-            return None
-        update = captured[0] if len(captured) == 1 else merge_updates(*captured)
-        if self.guard is not None:
+    def _apply_server_edit(self, item: ServerEdit) -> bytes | None:
+        update = apply_server_edit(self.doc, item)
+        if update is not None and self.guard is not None:
             self.guard.accept(update)
         return update
 
@@ -508,7 +433,7 @@ class Room:
         """
         if self.closing:
             raise ServerError("the workshop is closing; retry")
-        item = _ServerEdit(edit, anyio.Event(), reason)
+        item = ServerEdit(edit, anyio.Event(), reason)
         await self._submit(item)
         await item.done.wait()
         if item.error is not None:
@@ -528,32 +453,3 @@ class Room:
         if self._tg is not None:
             # between two batches: the snapshot holds exactly the updates with seq <= last_seq
             self.compactor.maybe_start(self._tg, self.doc, self.last_seq)
-
-    # -- awareness ---------------------------------------------------------------
-    async def _awareness_loop(self) -> None:
-        tick = self.settings.awareness_tick
-        check_every = max(0.5, min(5.0, self.settings.awareness_timeout / 10))
-        while True:
-            with anyio.move_on_after(check_every):
-                await self._awareness_wake.wait()
-                await anyio.sleep(tick)  # coalesce changes arriving within one tick
-            self._awareness_wake = anyio.Event()
-            self._drop_silent()
-            self.awareness.expire()
-            self._flush_awareness()
-
-    def _flush_awareness(self) -> None:
-        frames = self.awareness.take_changes()
-        if frames and self.link is not None:
-            self.link.awareness(frames)
-        # Sent to every peer, the sender included: y-websocket providers count any
-        # received message as a sign of life, and a lone client must not time out.
-        for frame in frames:
-            for peer in list(self.connections.values()):
-                peer.enqueue(frame)
-
-    def _drop_silent(self) -> None:
-        deadline = time.monotonic() - self.settings.awareness_timeout
-        for conn in list(self.connections.values()):
-            if conn.last_seen < deadline:
-                conn.fail(SilentPeer("no message within the awareness timeout"))

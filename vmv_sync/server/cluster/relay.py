@@ -44,7 +44,6 @@ from ...protocol import (
     SyncUpdate,
     encode_saved,
     encode_sync_step1,
-    encode_sync_step2,
     encode_sync_update,
     parse_message,
 )
@@ -81,8 +80,6 @@ class RelayRoom(Room):
         #: conn id -> its sync step 1s waiting, in order: [state vector, the seq the owner
         #: answered with (None: not yet), since]; each is answered (y-websocket peers count them)
         self._syncs: dict[int, list[list[Any]]] = {}
-        #: (state vector, replica state, answer) of the latest sync step 2 (floods of one request)
-        self._step2_cache: tuple[bytes, bytes, bytes] | None = None
         #: conn id -> the last ``saved`` count the owner gave it
         self._acked: dict[int, int] = {}
         self._edits: dict[str, list[Any]] = {}
@@ -396,20 +393,10 @@ class RelayRoom(Room):
             while waiting and waiting[0][1] is not None and waiting[0][1] <= self.last_seq:
                 state_vector = waiting.pop(0)[0]
                 if conn is not None and not conn.closed:
-                    conn.enqueue(self._step2(state_vector))
+                    conn.enqueue(self._sync_answers.answer(self.doc, state_vector))  # encoded once per replica state
                     conn.synced = True
             if not waiting:
                 del self._syncs[conn_id]
-
-    def _step2(self, state_vector: bytes) -> bytes:
-        """The step 2 for ``state_vector`` from the replica, encoded once per replica state."""
-        state = self.doc.get_state()
-        cached = self._step2_cache
-        if cached is not None and cached[0] == state_vector and cached[1] == state:
-            return cached[2]
-        answer = encode_sync_step2(self.doc.get_update(state_vector))
-        self._step2_cache = (state_vector, state, answer)
-        return answer
 
     async def _fill_from_store(self, *, resend: bool) -> None:
         """Catch up from the store: every committed update, relayed as one.
