@@ -21,16 +21,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from ..config import Settings
-from ..errors import CloseError, ConfigError, VmvSyncError
-from ..ids import WORKSHOP_ID_RE, is_workshop_id
-from ..protocol import EMPTY_UPDATE
+from ..errors import ConfigError
+from ..ids import WORKSHOP_ID_RE
 from ..storage import Directory, Store, open_store, token_secret
-from .api import api_routes, authorize
+from .api import api_routes
 from .auth import AccessRegistry
 from .context import ServerContext, server_context
 from .endpoint import WorkshopSocket
 from .external_auth import ExternalTokens
-from .httperrors import bad_workshop_id, error_response
 from .httpguard import http_middleware
 from .logs import AccessLog
 from .manager import RoomManager
@@ -38,7 +36,7 @@ from .metrics import Metrics
 from .openapi import openapi_routes
 from .ops import ops_routes
 from .secret import load_secret
-from .stateviews import chat_of_update, state_at
+from .stateviews import state_routes
 from .tokens import TokenIssuer
 from .web import web_routes
 from .webhooks import Webhooks, WebhookTaps
@@ -126,36 +124,10 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             status_code=200 if healthy else 503,
         )
 
-    async def state(request: Request) -> Response:
-        workshop_id = request.path_params["workshop_id"]
-        if not is_workshop_id(workshop_id):
-            return bad_workshop_id()
-        try:
-            await authorize(request, workshop_id)
-        except CloseError as exc:
-            return error_response(exc)
-        if "at" in request.query_params:  # a history view (vmv_sync.server.ops)
-            return await state_at(request, workshop_id, request.query_params["at"])
-        manager = server_context(request).manager
-        try:
-            room = await manager.acquire(workshop_id)
-        except VmvSyncError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=503)
-        try:
-            if room.last_seq == 0 and room.doc.get_update() == EMPTY_UPDATE:  # like /export
-                return JSONResponse({"error": f"workshop {workshop_id} has no content"}, status_code=404)
-            body = room.derived.state.to_json()
-            chat = room.doc.get_update() if request.query_params.get("messages") in ("1", "true") else None
-        finally:
-            manager.release(room)
-        if chat is not None:  # the chat in display order, read in a worker thread (a long chat)
-            body["messages"] = await anyio.to_thread.run_sync(chat_of_update, chat)
-        return JSONResponse(body)
-
     app = Starlette(
         routes=[
             Route("/healthz", healthz),
-            Route("/workshops/{workshop_id}/state", state),
+            *state_routes(),
             WebSocketRoute("/workshops/{workshop_id}", WorkshopSocket(settings)),
             *api_routes(),
             *ops_routes(),

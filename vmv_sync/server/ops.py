@@ -1,7 +1,7 @@
 """The operations routes: the workshop's outcome (exports.py) and the server's metrics (scrape.py).
 
-History helpers are :mod:`vmv_sync.history`; the views of ``/state`` beside the
-live one are in stateviews.py.
+History helpers are :mod:`vmv_sync.history`; the views of ``/state`` (live, as of
+a moment, the chat) are in stateviews.py.
 """
 
 from __future__ import annotations

@@ -1,13 +1,15 @@
-"""Views of ``/workshops/{id}/state`` beside the live one: as of a moment, and the chat.
+"""The views of ``/workshops/{id}/state``: live, as of a moment, and the chat.
 
+- :func:`live_state` answers ``GET /workshops/{id}/state``: the loaded room's derived
+  state (``?at=T`` hands over to :func:`state_at`, ``?messages=1`` adds the chat);
 - :func:`state_at` answers ``GET /workshops/{id}/state?at=T``: the derived state
   rebuilt from the stored updates as of unix time ``T`` (the rules are
   :mod:`vmv_sync.history`'s), in a worker thread on plain bytes (the pycrdt documents
   it makes never leave that thread), so a long history does not stall the event loop;
 - :func:`chat_of_update` reads the chat for ``?messages=1`` the same way.
 
-The live handler, which calls both, is in app.py; the export (exports.py) reads
-history through :func:`moment_param` and :func:`updates_as_of` too.
+The export (exports.py) reads history through :func:`moment_param` and
+:func:`updates_as_of` too.
 """
 
 from __future__ import annotations
@@ -17,16 +19,52 @@ from typing import Any
 import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
 
 from ..derived import compute_state
 from ..errors import VmvSyncError
 from ..export import chat_json
 from ..history import HistoryUnavailable, doc_from_updates, load_updates_at, parse_at
+from ..ids import is_workshop_id
+from ..protocol import EMPTY_UPDATE
 from ..schema import read_workshop
+from .api import authorize
 from .context import server_context
-from .httperrors import BadRequest, Unavailable, error_response
+from .httperrors import BadRequest, NotFound, Unavailable, bad_workshop_id, error_response
 
-__all__ = ("state_at", "chat_of_update", "moment_param", "updates_as_of")
+__all__ = ("state_routes", "live_state", "state_at", "chat_of_update", "moment_param", "updates_as_of")
+
+
+def state_routes() -> list[BaseRoute]:
+    return [Route("/workshops/{workshop_id}/state", live_state)]
+
+
+async def live_state(request: Request) -> Response:
+    """``GET /workshops/{id}/state``: the loaded workshop's derived state.
+
+    400 for a bad workshop id, 401/403 without a token for it, 404 for a workshop
+    with no content (like /export), 503 when it cannot be loaded now.
+    """
+    workshop_id = request.path_params["workshop_id"]
+    if not is_workshop_id(workshop_id):
+        return bad_workshop_id()
+    try:
+        await authorize(request, workshop_id)
+    except VmvSyncError as exc:
+        return error_response(exc)
+    if "at" in request.query_params:  # a history view
+        return await state_at(request, workshop_id, request.query_params["at"])
+    try:
+        async with server_context(request).room(workshop_id) as room:
+            if room.last_seq == 0 and room.doc.get_update() == EMPTY_UPDATE:
+                return error_response(NotFound(f"workshop {workshop_id} has no content"))
+            body = room.derived.state.to_json()
+            chat = room.doc.get_update() if request.query_params.get("messages") in ("1", "true") else None
+    except VmvSyncError as exc:  # the workshop could not be loaded now
+        return error_response(Unavailable(str(exc)))
+    if chat is not None:  # the chat in display order, read in a worker thread (a long chat)
+        body["messages"] = await anyio.to_thread.run_sync(chat_of_update, chat)
+    return JSONResponse(body)
 
 
 def moment_param(text: str) -> float:
