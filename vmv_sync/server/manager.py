@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 #: a room failing within this many seconds of the last failure keeps /healthz unhealthy
 _UNHEALTHY_FOR = 30.0
+#: passes of ``acquire`` before it gives up on a workshop that keeps being unloaded under it
+_ACQUIRE_PASSES = 100
 
 
 class RoomMaker(Protocol):
@@ -142,7 +144,12 @@ class RoomManager:
         Raises:
             ServerError: the manager is not running, or the workshop cannot be loaded now.
         """
-        for _ in range(100):
+        # Each pass either returns, raises, or follows a room that was closing (waited out
+        # until it stopped) or a cluster decision another caller made meanwhile: the
+        # next pass finds a room or makes one. Only a workshop loaded and unloaded again
+        # under a waiting caller every time could run past the bound, which keeps that
+        # caller from waiting forever instead (it is told to try again).
+        for _ in range(_ACQUIRE_PASSES):
             if self._tg is None or self._closed:
                 raise ServerError("the server is not accepting workshops (shutting down)")
             room = self.rooms.get(workshop_id)
