@@ -87,9 +87,10 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
                 await token_secret(directory, folder) if directory else load_secret(None, settings.data_path)
             )
             cluster = await _cluster(stack, settings, the_store)  # None: one process (the default)
-            watched = metrics.instrument(the_store)
             manager = await stack.enter_async_context(
-                RoomManager(webhooks.watch(watched) if webhooks else watched, settings, cluster=cluster)
+                RoomManager(
+                    webhooks.watch(the_store) if webhooks else the_store, settings, cluster=cluster, metrics=metrics
+                )
             )
             context = ServerContext(
                 settings=settings,

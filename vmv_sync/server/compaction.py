@@ -20,6 +20,7 @@ from ..config import Settings
 from ..errors import VmvSyncError
 from ..storage import Store
 from ..storage.rules import compaction_due
+from .metrics import Metrics
 
 __all__ = ("Compactor",)
 
@@ -29,10 +30,11 @@ logger = logging.getLogger(__name__)
 class Compactor:
     """Counts what follows the latest snapshot and compacts one workshop when due."""
 
-    def __init__(self, workshop_id: str, store: Store, settings: Settings) -> None:
+    def __init__(self, workshop_id: str, store: Store, settings: Settings, metrics: Metrics | None = None) -> None:
         self.workshop_id = workshop_id
         self.store = store
         self.settings = settings
+        self.metrics = metrics
         self.since_snapshot = 0
         self.bytes_since_snapshot = 0
         #: seconds spent integrating the updates that follow the snapshot (at load and
@@ -75,12 +77,21 @@ class Compactor:
     async def _compact(self, snapshot: bytes, upto: int, count: int, size: int, work: float = 0.0) -> None:
         started = time.perf_counter()
         try:
-            await self.store.compact(self.workshop_id, snapshot, upto, keep_history_seconds=self.settings.history_seconds)
+            try:
+                await self.store.compact(
+                    self.workshop_id, snapshot, upto, keep_history_seconds=self.settings.history_seconds
+                )
+            except Exception:
+                if self.metrics is not None:
+                    self.metrics.store_failed("compact")
+                raise
         except VmvSyncError:
             logger.exception("workshop=%s compaction failed; will retry later", self.workshop_id)
             return
         finally:
             self.running = False
+        if self.metrics is not None:
+            self.metrics.compacted(time.perf_counter() - started)
         self.since_snapshot -= count
         self.bytes_since_snapshot -= size
         self.work_since_snapshot = max(0.0, self.work_since_snapshot - work)

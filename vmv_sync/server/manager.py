@@ -23,6 +23,7 @@ from ..config import Settings
 from ..errors import CloseError, GoingAway, ServerError, StorageError
 from ..storage import StaleEpoch, Store
 from .budgets import Budgets
+from .metrics import Metrics
 from .ratelimits import Buckets
 from .rooms import Room
 
@@ -67,9 +68,13 @@ class RoomManager:
     Used as ``async with RoomManager(store, settings) as manager:``.
     """
 
-    def __init__(self, store: Store, settings: Settings, cluster: RoomMaker | None = None) -> None:
+    def __init__(
+        self, store: Store, settings: Settings, cluster: RoomMaker | None = None, metrics: Metrics | None = None
+    ) -> None:
         self.store = store
         self.settings = settings
+        #: given to every room: its commits and compactions are timed there
+        self.metrics = metrics
         #: None on a single process (the default); else makes owner or relay rooms
         self.cluster = cluster
         self._deciding: dict[str, anyio.Event] = {}
@@ -155,7 +160,7 @@ class RoomManager:
             room = self.rooms.get(workshop_id)
             if room is None:
                 if self.cluster is None:
-                    room = Room(workshop_id, self.store, self.settings)
+                    room = Room(workshop_id, self.store, self.settings, self.metrics)
                 else:
                     made = await self._cluster_room(workshop_id)
                     if made is None:

@@ -7,8 +7,9 @@ instrumentation is deliberately at the edges, where it costs one line elsewhere:
 - frames in and out are counted at the socket (``received`` in the read loop,
   ``sent_many`` by each connection once it has written them), classified by their first bytes
   without parsing them a second time, in plain integers exported at scrape time;
-- commit latency, committed updates and compactions by wrapping the store the rooms
-  use (:meth:`Metrics.instrument`), so the room's update path is untouched;
+- commit latency and committed updates where a room's pipeline commits
+  (``Room._commit``, :meth:`Metrics.committed`), compactions where its compactor runs
+  them (:meth:`Metrics.compacted`): the store is never wrapped;
 - gauges (connections, rooms loaded, store transactions) are read from the live
   objects at scrape time, so they can never drift from the truth.
 
@@ -18,9 +19,8 @@ are the only thing that survives scrape gaps. See docs/operations.md for the lis
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, cast
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -35,9 +35,8 @@ from prometheus_client.registry import Collector
 
 from ..errors import CloseError, SlowConsumer
 from ..protocol import MSG_AWARENESS, MSG_QUERY_AWARENESS, MSG_SAVED, MSG_SYNC, SYNC_STEP1, SYNC_STEP2, SYNC_UPDATE
-from ..storage import Store, StoredDoc, StoredUpdate, WorkshopInfo
 
-__all__ = ("Metrics", "InstrumentedStore", "frame_kind", "FRAME_KINDS")
+__all__ = ("Metrics", "frame_kind", "FRAME_KINDS")
 
 
 #: label values of the ``type`` label of the message counters
@@ -145,7 +144,7 @@ class Metrics:
         """
         self.rooms_loaded.set(rooms)
         self.connections.set(connections)
-        self._store = store.inner if isinstance(store, InstrumentedStore) else store
+        self._store = store
         return generate_latest(self.registry)
 
     # -- traffic -----------------------------------------------------------------------
@@ -188,9 +187,19 @@ class Metrics:
         self.connections_refused.labels(str(code)).inc()
 
     # -- the store -----------------------------------------------------------------------
-    def instrument(self, store: Store) -> InstrumentedStore:
-        """``store`` wrapped so commits and compactions are timed and counted."""
-        return InstrumentedStore(store, self)
+    def committed(self, seconds: float, updates: int) -> None:
+        """A room's grouped commit of ``updates`` updates took ``seconds`` (queueing included)."""
+        self.commit_seconds.observe(seconds)
+        self.updates_committed.inc(updates)
+
+    def compacted(self, seconds: float) -> None:
+        """A compaction of a workshop's log took ``seconds``."""
+        self.compaction_seconds.observe(seconds)
+        self.compactions.inc()
+
+    def store_failed(self, op: str) -> None:
+        """A store call failed: ``op`` is ``append`` or ``compact``."""
+        self.store_errors.labels(op).inc()
 
 
 class _StoreCollector(Collector):
@@ -247,71 +256,3 @@ class _TrafficCollector(Collector):
 
     def describe(self) -> Iterator[Metric]:
         return iter(())
-
-
-class InstrumentedStore:
-    """A :class:`~vmv_sync.storage.Store` that times ``append`` and ``compact`` of another.
-
-    Only what rooms call is wrapped; the rest is passed through unchanged, and the
-    wrapped store's lifecycle stays with whoever opened it.
-    """
-
-    def __init__(self, store: Store, metrics: Metrics) -> None:
-        self.inner = store
-        self._metrics = metrics
-
-    async def __aenter__(self) -> InstrumentedStore:
-        await self.inner.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.inner.__aexit__(*exc_info)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-    async def load(self, workshop_id: str) -> StoredDoc:
-        return await self.inner.load(workshop_id)
-
-    async def append(
-        self, workshop_id: str, updates: Sequence[bytes], *, claims: Mapping[int, str] | None = None,
-        epoch: int | None = None,
-    ) -> int:
-        started = time.perf_counter()
-        try:
-            if epoch is None:
-                seq = await self.inner.append(workshop_id, updates, claims=claims)
-            else:  # a cluster owner's fenced commit (server/cluster/owner.py)
-                seq = await cast(Any, self.inner).append(workshop_id, updates, claims=claims, epoch=epoch)
-        except Exception:
-            self._metrics.store_errors.labels("append").inc()
-            raise
-        self._metrics.commit_seconds.observe(time.perf_counter() - started)
-        self._metrics.updates_committed.inc(len(updates))
-        return seq
-
-    async def compact(
-        self, workshop_id: str, snapshot: bytes, upto_seq: int, *, keep_history_seconds: float = 0.0
-    ) -> None:
-        started = time.perf_counter()
-        try:
-            await self.inner.compact(
-                workshop_id, snapshot, upto_seq, keep_history_seconds=keep_history_seconds
-            )
-        except Exception:
-            self._metrics.store_errors.labels("compact").inc()
-            raise
-        self._metrics.compaction_seconds.observe(time.perf_counter() - started)
-        self._metrics.compactions.inc()
-
-    async def history(self, workshop_id: str) -> tuple[bytes | None, list[StoredUpdate]]:
-        return await self.inner.history(workshop_id)
-
-    async def stats(self, workshop_id: str) -> tuple[int, int]:
-        return await self.inner.stats(workshop_id)
-
-    async def list_workshops(self) -> list[WorkshopInfo]:
-        return await self.inner.list_workshops()
-
-    async def delete(self, workshop_id: str) -> None:
-        await self.inner.delete(workshop_id)

@@ -53,6 +53,7 @@ from .fanout import relay
 from .guard import WriteGuard
 from .integrity import check_integrable
 from .loading import integrate
+from .metrics import Metrics
 from .origins import FromClient, FromServer, Incoming, RoomLink
 from .presence_table import RoomAwareness
 from .presence_upkeep import PresenceUpkeep
@@ -88,10 +89,12 @@ class _Damaged(Exception):
 class Room:
     """One workshop loaded in memory. Runs inside the manager's task group."""
 
-    def __init__(self, workshop_id: str, store: Store, settings: Settings) -> None:
+    def __init__(self, workshop_id: str, store: Store, settings: Settings, metrics: Metrics | None = None) -> None:
         self.workshop_id = workshop_id
         self.store = store
         self.settings = settings
+        #: where commits and compactions are timed (/metrics); None: not measured
+        self.metrics = metrics
         self.doc: Doc[Any] = Doc()  # replaced at load, under a client id of the server's own
         self.derived = DerivedTracker(self.doc)
         self.client_ids = ClientIds()
@@ -105,7 +108,7 @@ class Room:
         self.connections: dict[int, Connection] = {}
         self.refs = 0
         self.last_seq = 0
-        self.compactor = Compactor(workshop_id, store, settings)
+        self.compactor = Compactor(workshop_id, store, settings, metrics)
         self._batch_bytes = 0
         self._batch_work = 0.0
         self._sync_answers = SyncAnswers()
@@ -320,10 +323,7 @@ class Room:
             updates = [item.update for item in applied]
             claims = self.client_ids.take_pending() or None
             try:
-                if self.link is None:
-                    self.last_seq = await self.store.append(self.workshop_id, updates, claims=claims)
-                else:
-                    self.last_seq = await self.link.append(updates, claims)
+                self.last_seq = await self._commit(updates, claims)
             except StorageError as exc:
                 for edit in edits:
                     edit.error = edit.error or exc
@@ -342,6 +342,22 @@ class Room:
             if isinstance(item, _SyncRequest):
                 self._answer_sync(item)
         self._maybe_compact()
+
+    async def _commit(self, updates: list[bytes], claims: dict[int, str] | None) -> int:
+        """One grouped commit (fenced by the owner's epoch in a cluster), timed for /metrics."""
+        started = time.perf_counter()
+        try:
+            if self.link is None:
+                seq = await self.store.append(self.workshop_id, updates, claims=claims)
+            else:
+                seq = await self.link.append(updates, claims)
+        except Exception:
+            if self.metrics is not None:
+                self.metrics.store_failed("append")
+            raise
+        if self.metrics is not None:
+            self.metrics.committed(time.perf_counter() - started, len(updates))
+        return seq
 
     def _answer_sync(self, request: _SyncRequest) -> None:
         """Answer a sync step 1 with the step 2 it asks for; its cost is the peer's."""

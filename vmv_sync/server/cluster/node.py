@@ -153,7 +153,7 @@ class Cluster:
                         with anyio.CancelScope(shield=True):
                             await self.leases.release(workshop_id)
                         raise
-                    room = Room(workshop_id, self.manager.store, self.settings)  # wrapped: metrics
+                    room = Room(workshop_id, self.manager.store, self.settings, self.manager.metrics)
                     room.link = OwnerLink(self, room, epoch, in_after)
                     logger.info("workshop=%s owned by this node (epoch %d)", workshop_id, epoch)
                     return room

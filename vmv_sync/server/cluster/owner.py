@@ -121,8 +121,8 @@ class OwnerLink:
 
     # -- hooks called by the room --------------------------------------------------
     async def append(self, updates: Sequence[bytes], claims: Mapping[int, str] | None) -> int:
-        """The room's commit, fenced by this owner's epoch (through the manager's store
-        wrappers, which pass ``epoch`` on: the commit metrics count it)."""
+        """The room's commit, fenced by this owner's epoch (through the manager's store,
+        which the webhooks' watcher may wrap: it passes ``epoch`` on; the room times it)."""
         store: Any = self.room.store
         seq: int = await store.append(self.room.workshop_id, updates, claims=claims, epoch=self.epoch)
         return seq
