@@ -20,7 +20,7 @@ from ..config import Settings
 from ..errors import VmvSyncError
 from ..storage import Store
 from ..storage.rules import compaction_due
-from .metrics import Metrics
+from .metrics import Metrics, measured
 
 __all__ = ("Compactor",)
 
@@ -77,21 +77,15 @@ class Compactor:
     async def _compact(self, snapshot: bytes, upto: int, count: int, size: int, work: float = 0.0) -> None:
         started = time.perf_counter()
         try:
-            try:
+            with measured(self.metrics, "compact"):
                 await self.store.compact(
                     self.workshop_id, snapshot, upto, keep_history_seconds=self.settings.history_seconds
                 )
-            except Exception:
-                if self.metrics is not None:
-                    self.metrics.store_failed("compact")
-                raise
         except VmvSyncError:
             logger.exception("workshop=%s compaction failed; will retry later", self.workshop_id)
             return
         finally:
             self.running = False
-        if self.metrics is not None:
-            self.metrics.compacted(time.perf_counter() - started)
         self.since_snapshot -= count
         self.bytes_since_snapshot -= size
         self.work_since_snapshot = max(0.0, self.work_since_snapshot - work)

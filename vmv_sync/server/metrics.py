@@ -19,8 +19,10 @@ are the only thing that survives scrape gaps. See docs/operations.md for the lis
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Literal
 
 from prometheus_client import (
     CollectorRegistry,
@@ -36,7 +38,7 @@ from prometheus_client.registry import Collector
 from ..errors import CloseError, SlowConsumer
 from ..protocol import MSG_AWARENESS, MSG_QUERY_AWARENESS, MSG_SAVED, MSG_SYNC, SYNC_STEP1, SYNC_STEP2, SYNC_UPDATE
 
-__all__ = ("Metrics", "frame_kind", "FRAME_KINDS")
+__all__ = ("Metrics", "measured", "frame_kind", "FRAME_KINDS")
 
 
 #: label values of the ``type`` label of the message counters
@@ -197,9 +199,27 @@ class Metrics:
         self.compaction_seconds.observe(seconds)
         self.compactions.inc()
 
-    def store_failed(self, op: str) -> None:
-        """A store call failed: ``op`` is ``append`` or ``compact``."""
-        self.store_errors.labels(op).inc()
+
+@contextmanager
+def measured(metrics: Metrics | None, op: Literal["append", "compact"], updates: int = 0) -> Iterator[None]:
+    """Time the store call made in the block (a commit of ``updates``, or a compaction).
+
+    A failure counts in ``vmv_store_errors`` by ``op`` and is re-raised; ``None``
+    (a room made without metrics, as in tests) measures nothing.
+    """
+    if metrics is None:
+        yield
+        return
+    started = time.perf_counter()
+    try:
+        yield
+    except Exception:
+        metrics.store_errors.labels(op).inc()
+        raise
+    if op == "append":
+        metrics.committed(time.perf_counter() - started, updates)
+    else:
+        metrics.compacted(time.perf_counter() - started)
 
 
 class _StoreCollector(Collector):

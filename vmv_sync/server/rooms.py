@@ -53,7 +53,7 @@ from .fanout import relay
 from .guard import WriteGuard
 from .integrity import check_integrable
 from .loading import integrate
-from .metrics import Metrics
+from .metrics import Metrics, measured
 from .origins import FromClient, FromServer, Incoming, RoomLink
 from .presence_table import RoomAwareness
 from .presence_upkeep import PresenceUpkeep
@@ -345,19 +345,10 @@ class Room:
 
     async def _commit(self, updates: list[bytes], claims: dict[int, str] | None) -> int:
         """One grouped commit (fenced by the owner's epoch in a cluster), timed for /metrics."""
-        started = time.perf_counter()
-        try:
+        with measured(self.metrics, "append", len(updates)):
             if self.link is None:
-                seq = await self.store.append(self.workshop_id, updates, claims=claims)
-            else:
-                seq = await self.link.append(updates, claims)
-        except Exception:
-            if self.metrics is not None:
-                self.metrics.store_failed("append")
-            raise
-        if self.metrics is not None:
-            self.metrics.committed(time.perf_counter() - started, len(updates))
-        return seq
+                return await self.store.append(self.workshop_id, updates, claims=claims)
+            return await self.link.append(updates, claims)
 
     def _answer_sync(self, request: _SyncRequest) -> None:
         """Answer a sync step 1 with the step 2 it asks for; its cost is the peer's."""
