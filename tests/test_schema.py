@@ -52,7 +52,7 @@ def updates(doc: Doc[Any]) -> Iterator[UpdateCounter]:
 
 def test_all_matches_module_contents() -> None:
     public = {n for n in dir(schema) if not n.startswith("_")}
-    submodules = {"actions", "document", "names", "ownership", "parse", "records", "stages", "text"}
+    submodules = {"actions", "chatclock", "document", "names", "ownership", "parse", "records", "stages", "text"}
     assert set(schema.__all__) == public - submodules - {"annotations"}
     assert len(schema.__all__) == len(set(schema.__all__))
 

@@ -19,7 +19,6 @@ first writes racing leave one complete record (what last-writer-wins would give)
 
 from __future__ import annotations
 
-import math
 import time
 import uuid
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from typing import Any
 
 from pycrdt import Doc, Map
 
+from vmv_sync.schema.chatclock import next_clock
 from vmv_sync.schema.document import (
     InvalidAction,
     Roots,
@@ -36,12 +36,9 @@ from vmv_sync.schema.document import (
 )
 from vmv_sync.schema.names import normalize_value_name, tidy_value_name
 from vmv_sync.schema.parse import (
-    MAX_CLOCK,
-    as_float,
     as_int,
     parse_ballot,
     parse_catalogue,
-    parse_clock,
     parse_progress,
 )
 from vmv_sync.schema.records import BALLOT_KINDS, ROLES, Ballot, Choice
@@ -169,33 +166,6 @@ def start_workshop(
     )  # fmt: skip
 
 
-#: a clock more than a day ahead of the writer's own is not followed: one wrong or
-#: hostile clock would otherwise drag every later message's clock along with it (its
-#: own message still sorts by it; docs/client.md, "Chat order")
-MAX_AHEAD_MS = 24 * 3600 * 1000
-
-
-def _next_clock(messages: Any, sent_at: float) -> int:
-    """The ``hlc`` of a message written at ``sent_at`` after ``messages`` (a hybrid logical clock).
-
-    ``max(wall clock, largest clock followed + 1)``, in ms; a message's clock is its
-    ``hlc``, else ``floor(sent_at * 1000)`` (``ChatMessage.clock``). Reads only those two
-    fields of each message (about 15 us each), not the whole record.
-    """
-    own = math.floor(sent_at * 1000)
-    latest = -1
-    for item in messages:
-        if not isinstance(item, Map):
-            continue
-        clock = parse_clock(item.get("hlc"))
-        if clock is None:
-            seconds = as_float(item.get("sent_at"))
-            clock = None if seconds is None else min(max(math.floor(seconds * 1000), 0), MAX_CLOCK)
-        if clock is not None and latest < clock <= own + MAX_AHEAD_MS:
-            latest = clock
-    return min(max(own, latest + 1), MAX_CLOCK)
-
-
 def post_message(
     doc: Target,
     author: str,
@@ -227,7 +197,7 @@ def post_message(
             stage = str(current) if is_stage(current) else Stage.VALUES_SELECT.value
         msg_stage = _require_stage(stage)
         sent_at = _now(now)
-        hlc = _next_clock(roots.messages, sent_at)
+        hlc = next_clock(roots.messages, sent_at)
         roots.messages.append(
             Map(
                 {
