@@ -57,7 +57,7 @@ from .metrics import Metrics, measured
 from .origins import FromClient, FromServer, Incoming, RoomLink
 from .presence_table import RoomAwareness
 from .presence_upkeep import PresenceUpkeep
-from .serveredits import ServerEdit, apply_server_edit
+from .serveredits import ServerEdit, apply_server_edit, fail_queued_edits
 from .syncanswers import SyncAnswers
 
 __all__ = ("Room",)
@@ -166,16 +166,8 @@ class Room:
             logger.error("workshop=%s room failed; its connections reconnect and it loads again", self.workshop_id, exc_info=exc)
         self.fail_all(ServerError("the workshop failed on the server; reconnect"))
         self._inbox_send.close()
-        # Server edits still queued would wait forever; client updates are dropped
-        # unacknowledged (their senders resend them after reconnecting).
-        while True:
-            try:
-                item = self._inbox.receive_nowait()
-            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
-                break
-            if isinstance(item, ServerEdit):
-                item.error = item.error or ServerError("the workshop failed on the server; retry")
-                item.done.set()
+        # client updates still queued are dropped unacknowledged (resent after reconnecting)
+        fail_queued_edits(self._inbox, lambda: ServerError("the workshop failed on the server; retry"))
 
     async def _load(self) -> None:
         started = time.perf_counter()
@@ -195,12 +187,9 @@ class Room:
         self.compactor.loaded(stored.update_count, stored.update_bytes, tail_work, len(stored.snapshot or b""))
         self.compactor.on_freed = self._freed
         logger.info(
-            "workshop=%s loaded updates=%d snapshot=%s in %.1f ms",
-            self.workshop_id,
-            stored.update_count,
-            stored.snapshot is not None,
-            (time.perf_counter() - started) * 1000,
-        )
+            "workshop=%s loaded updates=%d snapshot=%s in %.1f ms", self.workshop_id, stored.update_count,
+            stored.snapshot is not None, (time.perf_counter() - started) * 1000,
+        )  # fmt: skip
 
     async def _rebuild(self, pending: list[bytes]) -> None:
         """Replace a damaged document by the stored one plus ``pending`` (admitted, not yet committed)."""
@@ -359,9 +348,7 @@ class Room:
             if self.link is not None:
                 self.link.sync_answered(conn, self.last_seq)
             return
-        work = conn.budget.work if conn.budget is not None else None
-        conn.enqueue(self._sync_answers.answer(self.doc, request.state_vector, work))
-        conn.synced = True
+        self._sync_answers.send(conn, self.doc, request.state_vector)
 
     def _admit(self, item: Incoming, sequence_size: int) -> UpdateSummary | None:
         """Check and apply one client update; on refusal close its sender, apply nothing.

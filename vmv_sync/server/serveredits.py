@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
 from pycrdt import Doc, merge_updates
 
-__all__ = ("ServerEdit", "apply_server_edit")
+__all__ = ("ServerEdit", "apply_server_edit", "fail_queued_edits")
 
 
 @dataclass(slots=True)
@@ -45,3 +46,18 @@ def apply_server_edit(doc: Doc[Any], item: ServerEdit) -> bytes | None:
     if not captured:
         return None
     return captured[0] if len(captured) == 1 else merge_updates(*captured)
+
+
+def fail_queued_edits(inbox: MemoryObjectReceiveStream[Any], error: Callable[[], BaseException]) -> None:
+    """Drain a failed room's (closed) inbox: each server edit still queued fails with ``error()``.
+
+    Its caller would otherwise wait forever; other items are dropped.
+    """
+    while True:
+        try:
+            item = inbox.receive_nowait()
+        except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+            return
+        if isinstance(item, ServerEdit):
+            item.error = item.error or error()
+            item.done.set()

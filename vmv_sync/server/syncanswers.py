@@ -16,6 +16,7 @@ from pycrdt import Doc
 
 from ..protocol import encode_sync_step2
 from .budgets import WorkMeter
+from .connection import Connection
 
 __all__ = ("SyncAnswers",)
 
@@ -39,3 +40,8 @@ class SyncAnswers:
             work.charge(time.perf_counter() - started)
         self._cache = (state_vector, state, answer)
         return answer
+
+    def send(self, conn: Connection, doc: Doc[Any], state_vector: bytes) -> None:
+        """Answer ``conn``'s sync step 1 from ``doc``: its work budget pays the encoding."""
+        conn.enqueue(self.answer(doc, state_vector, conn.budget.work if conn.budget is not None else None))
+        conn.synced = True
