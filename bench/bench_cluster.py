@@ -254,6 +254,8 @@ def run_load(
         "p99_ms": percentile(lat, 0.99),
         "server_cpu_pct": 100.0 * sum(b.cpu_s - a.cpu_s for a, b in zip(s0, s1, strict=True)) / window,
         "loadgen_cpu_pct": 100.0 * sum(r["cpu_s"] for r in results) / measure,
+        # the load generators' event-loop lag (a 10 ms timer's lateness), worst generator
+        "loadgen_lag_p99_ms": max((percentile(r.get("loop_lag_ms", []), 0.99) or 0.0) for r in results),
         "redis_commands_per_s": (r1 - r0) / window,
         "closed": sum(r["closed"] for r in results),
     }

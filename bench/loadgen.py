@@ -236,8 +236,20 @@ async def _run(plan: dict[str, Any]) -> dict[str, Any]:
     senders = [asyncio.create_task(p.sender(timeline["t0"], tally.me)) for p in live]
     await asyncio.sleep(max(0.0, (tally.ms - now_ns()) / 1e9))
     cpu_start = _cpu_self()
+    lags: list[float] = []
+
+    async def sample_lag() -> None:
+        """How late a 10 ms timer fires on this generator's loop: when this grows, the
+        figures are bounded by the load generator, not by the servers."""
+        while now_ns() < tally.me:
+            asked = now_ns()
+            await asyncio.sleep(0.01)
+            lags.append(max(0.0, (now_ns() - asked) / 1e6 - 10.0))
+
+    lag_task = asyncio.create_task(sample_lag())
     await asyncio.sleep(max(0.0, (tally.me - now_ns()) / 1e9))
     cpu_end = _cpu_self()
+    await lag_task
     await asyncio.gather(*senders, return_exceptions=True)
     # Readers return at their first frame after ``stop``; a quiet socket may never
     # see one, so cancel what is left once the drain period is over.
@@ -258,6 +270,7 @@ async def _run(plan: dict[str, Any]) -> dict[str, Any]:
         "closed": tally.closed,
         "close_codes": {str(k): v for k, v in tally.close_codes.items()},
         "cpu_s": cpu_end - cpu_start,
+        "loop_lag_ms": sorted(lags),
     }
 
 
