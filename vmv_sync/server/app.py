@@ -89,7 +89,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             cluster = await _cluster(stack, settings, the_store)  # None: one process (the default)
             manager = await stack.enter_async_context(
                 RoomManager(
-                    webhooks.watch(the_store) if webhooks else the_store, settings, cluster=cluster, metrics=metrics
+                    the_store, settings, cluster=cluster, metrics=metrics,
+                    on_commit=webhooks.notify if webhooks else None,
                 )
             )
             context = ServerContext(

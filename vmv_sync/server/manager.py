@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Protocol
 
@@ -69,12 +70,19 @@ class RoomManager:
     """
 
     def __init__(
-        self, store: Store, settings: Settings, cluster: RoomMaker | None = None, metrics: Metrics | None = None
+        self,
+        store: Store,
+        settings: Settings,
+        cluster: RoomMaker | None = None,
+        metrics: Metrics | None = None,
+        on_commit: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         #: given to every room: its commits and compactions are timed there
         self.metrics = metrics
+        #: given to every room: told each committed workshop (the webhooks' watcher)
+        self.on_commit = on_commit
         #: None on a single process (the default); else makes owner or relay rooms
         self.cluster = cluster
         self._deciding: dict[str, anyio.Event] = {}
@@ -160,7 +168,7 @@ class RoomManager:
             room = self.rooms.get(workshop_id)
             if room is None:
                 if self.cluster is None:
-                    room = Room(workshop_id, self.store, self.settings, self.metrics)
+                    room = Room(workshop_id, self.store, self.settings, self.metrics, self.on_commit)
                 else:
                     made = await self._cluster_room(workshop_id)
                     if made is None:

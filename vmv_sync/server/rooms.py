@@ -89,12 +89,21 @@ class _Damaged(Exception):
 class Room:
     """One workshop loaded in memory. Runs inside the manager's task group."""
 
-    def __init__(self, workshop_id: str, store: Store, settings: Settings, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        workshop_id: str,
+        store: Store,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        on_commit: Callable[[str], None] | None = None,
+    ) -> None:
         self.workshop_id = workshop_id
         self.store = store
         self.settings = settings
         #: where commits and compactions are timed (/metrics); None: not measured
         self.metrics = metrics
+        #: told the workshop id after each commit (the webhooks' watcher); must not block
+        self.on_commit = on_commit
         self.doc: Doc[Any] = Doc()  # replaced at load, under a client id of the server's own
         self.derived = DerivedTracker(self.doc)
         self.client_ids = ClientIds()
@@ -336,8 +345,12 @@ class Room:
         """One grouped commit (fenced by the owner's epoch in a cluster), timed for /metrics."""
         with measured(self.metrics, "append", len(updates)):
             if self.link is None:
-                return await self.store.append(self.workshop_id, updates, claims=claims)
-            return await self.link.append(updates, claims)
+                seq = await self.store.append(self.workshop_id, updates, claims=claims)
+            else:
+                seq = await self.link.append(updates, claims)
+        if self.on_commit is not None:
+            self.on_commit(self.workshop_id)
+        return seq
 
     def _answer_sync(self, request: _SyncRequest) -> None:
         """Answer a sync step 1 with the step 2 it asks for; its cost is the peer's."""

@@ -7,8 +7,9 @@ Events (docs/webhooks.md): ``participant.joined``, ``participant.removed``,
 
 How, without touching the update path:
 
-- The room manager's store is wrapped (:class:`WatchedStore`): a committed append
-  only marks its workshop as changed (a set and an event, no I/O, no await).
+- Every room tells :meth:`Webhooks.notify` after a commit (the manager's
+  ``on_commit``): that only marks its workshop as changed (a set and an event, no I/O,
+  no await).
 - A watcher task wakes on those marks, reads the workshop (the loaded room's
   document, or the store if it was unloaded), summarizes what events are about and
   compares it with the summary kept in the outbox's cursor. The events and the new
@@ -37,9 +38,9 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -55,7 +56,7 @@ from .dblock import database_file
 from .manager import RoomManager
 from .webhook_outbox import Cursor, Outbox
 
-__all__ = ("Webhooks", "WatchedStore", "WebhookTaps", "sign", "summarize", "changes")
+__all__ = ("Webhooks", "WebhookTaps", "sign", "summarize", "changes")
 
 logger = logging.getLogger(__name__)
 
@@ -103,29 +104,6 @@ def changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, d
     return events
 
 
-class WatchedStore:
-    """A store whose committed appends mark their workshop for the watcher (nothing else)."""
-
-    def __init__(self, inner: Any, hooks: Webhooks) -> None:
-        self.inner = inner
-        self._hooks = hooks
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    async def __aenter__(self) -> WatchedStore:
-        await self.inner.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.inner.__aexit__(*exc_info)
-
-    async def append(self, workshop_id: str, updates: Sequence[bytes], **kwargs: Any) -> int:
-        seq: int = await self.inner.append(workshop_id, updates, **kwargs)
-        self._hooks.notify(workshop_id)
-        return seq
-
-
 class Webhooks:
     """The watcher and the sender (see the module docstring)."""
 
@@ -151,10 +129,6 @@ class Webhooks:
     @classmethod
     def from_settings(cls, settings: Settings) -> Webhooks | None:
         return cls(settings) if settings.webhook_urls else None
-
-    def watch(self, store: Store) -> Store:
-        """``store`` with its committed appends reported to the watcher."""
-        return cast(Store, WatchedStore(store, self))
 
     def notify(self, workshop_id: str) -> None:
         """Mark a workshop changed; the watcher looks at it soon. Never blocks."""

@@ -153,7 +153,9 @@ class Cluster:
                         with anyio.CancelScope(shield=True):
                             await self.leases.release(workshop_id)
                         raise
-                    room = Room(workshop_id, self.manager.store, self.settings, self.manager.metrics)
+                    room = Room(
+                        workshop_id, self.manager.store, self.settings, self.manager.metrics, self.manager.on_commit
+                    )
                     room.link = OwnerLink(self, room, epoch, in_after)
                     logger.info("workshop=%s owned by this node (epoch %d)", workshop_id, epoch)
                     return room
