@@ -226,3 +226,27 @@ async def test_a_participants_connections_share_one_byte_budget(server_factory) 
                 await anyio.sleep(0.02)
         codes = [client.close_code if client.closed.is_set() else None for client in clients]
     assert 4429 in codes, codes
+
+
+async def test_reads_that_weigh_the_document_are_charged_to_the_reader(server_factory) -> None:
+    """Issue 19, finding 5: exports by one reader, asked again and again, took the loop from
+    every workshop. An export, a report or the chat of /state is charged to the reader's
+    work budget: past it, that reader gets 429 while others still read."""
+    server = server_factory(
+        env={**AUTH_ENV, "VMV_WORK_SHARE": "0.001", "VMV_WORK_BURST": "0.01"}, args=()
+    )
+    ws = await make_workshop(server, "Ann", "Bob")
+    ann, bob = ws.members["Ann"], ws.members["Bob"]
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        statuses = []
+        for _ in range(200):
+            r = await http.get(f"/workshops/{ws.wid}/export", params={"token": ann.token})
+            statuses.append(r.status_code)
+            if r.status_code != 200:
+                break
+        assert statuses[0] == 200 and statuses[-1] == 429, statuses[-3:]
+        assert "share of the server's time" in r.json()["error"]
+        chat = await http.get(f"/workshops/{ws.wid}/state", params={"token": ann.token, "messages": "1"})
+        assert chat.status_code == 429
+        other = await http.get(f"/workshops/{ws.wid}/export", params={"token": bob.token})
+        assert other.status_code == 200

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ..config import Settings
@@ -31,7 +32,7 @@ from ..errors import TooManyMessages
 from .limits import RateLimiter
 from .tokenbucket import TokenBucket
 
-__all__ = ("Budget", "Budgets")
+__all__ = ("Budget", "Budgets", "charged")
 
 
 class WorkMeter:
@@ -112,3 +113,19 @@ class Budgets:
     def forget(self, workshop_id: str, participant_id: str) -> None:
         """Drop a removed participant's budget (what they held is given back)."""
         self._budgets.pop((workshop_id, participant_id), None)
+
+
+@contextmanager
+def charged(budget: Budget) -> Iterator[None]:
+    """Run a read whose cost grows with the document (an export, a report, the chat of
+    ``/state``) on ``budget``: refused (429) while the budget is spent, charged after.
+
+    The reads run mostly in a worker thread, but pycrdt holds the GIL while it works,
+    so a reader asking again and again would still take the loop from everyone else.
+    """
+    budget.work.check()
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        budget.work.charge(time.perf_counter() - started)

@@ -23,6 +23,7 @@ from ..history import doc_from_updates
 from ..ids import is_workshop_id
 from ..protocol import EMPTY_UPDATE
 from .api import authorize
+from .budgets import charged
 from .context import server_context
 from .httperrors import BadRequest, NotFound, Unavailable, bad_workshop_id, error_response
 from .report import render_report, report_css
@@ -66,24 +67,15 @@ async def export(request: Request) -> Response:
     kind = "html" if request.url.path.endswith("/report") else request.query_params.get("format", "json")
     at_text = request.query_params.get("at")
     try:
-        await authorize(request, workshop_id)
+        principal = await authorize(request, workshop_id)
         if kind not in EXPORT_FORMATS:
             raise BadRequest(f"'format' must be one of {', '.join(EXPORT_FORMATS)}, not {kind!r}", "format")
         as_of = None if at_text is None else moment_param(at_text)
-        parts = await _parts(request, workshop_id, as_of)
+        budget = server_context(request).manager.budgets.get(workshop_id, principal.participant_id)
+        with charged(budget):  # the reader's work budget pays for the export (budgets.py)
+            report = await _build(request, workshop_id, kind, as_of)
     except VmvSyncError as exc:
         return error_response(exc)
-    exported_at = time.time()
-
-    def build() -> str | dict[str, Any]:
-        doc = doc_from_updates(parts)
-        if kind == "md":
-            return export_markdown(doc, workshop_id=workshop_id, exported_at=exported_at, as_of=as_of)
-        if kind == "html":
-            return render_report(doc, workshop_id=workshop_id, exported_at=exported_at, as_of=as_of, css_href="/report.css")
-        return export_json(doc, workshop_id=workshop_id, exported_at=exported_at, as_of=as_of)
-
-    report = await anyio.to_thread.run_sync(build)
     logger.info("workshop=%s exported as %s%s", workshop_id, kind, "" if as_of is None else f" as of {as_of}")
     if isinstance(report, str) and kind == "html":
         return HTMLResponse(report)
@@ -94,6 +86,22 @@ async def export(request: Request) -> Response:
             headers={"content-disposition": f'inline; filename="{workshop_id}.md"'},
         )
     return JSONResponse(report)
+
+
+async def _build(request: Request, workshop_id: str, kind: str, as_of: float | None) -> str | dict[str, Any]:
+    """The export of ``kind``, built in a worker thread from plain update bytes."""
+    parts = await _parts(request, workshop_id, as_of)
+    exported_at = time.time()
+
+    def build() -> str | dict[str, Any]:
+        doc = doc_from_updates(parts)
+        if kind == "md":
+            return export_markdown(doc, workshop_id=workshop_id, exported_at=exported_at, as_of=as_of)
+        if kind == "html":
+            return render_report(doc, workshop_id=workshop_id, exported_at=exported_at, as_of=as_of, css_href="/report.css")
+        return export_json(doc, workshop_id=workshop_id, exported_at=exported_at, as_of=as_of)
+
+    return await anyio.to_thread.run_sync(build)
 
 
 def export_routes() -> list[BaseRoute]:

@@ -14,6 +14,7 @@ The export (exports.py) reads history through :func:`moment_param` and
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import anyio.to_thread
@@ -22,17 +23,20 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ..derived import compute_state
-from ..errors import VmvSyncError
+from ..errors import TooManyMessages, VmvSyncError
 from ..export import chat_json
 from ..history import HistoryUnavailable, doc_from_updates, load_updates_at, parse_at
 from ..ids import is_workshop_id
-from ..protocol import EMPTY_UPDATE
 from ..schema import read_workshop
 from .api import authorize
+from .budgets import Budget, charged
 from .context import server_context
 from .httperrors import BadRequest, NotFound, Unavailable, bad_workshop_id, error_response
 
 __all__ = ("state_routes", "live_state", "state_at", "chat_of_update", "moment_param", "updates_as_of")
+
+#: the state vector of a document with nothing in it
+EMPTY_STATE_VECTOR = b"\x00"
 
 
 def state_routes() -> list[BaseRoute]:
@@ -49,21 +53,29 @@ async def live_state(request: Request) -> Response:
     if not is_workshop_id(workshop_id):
         return bad_workshop_id()
     try:
-        await authorize(request, workshop_id)
+        principal = await authorize(request, workshop_id)
     except VmvSyncError as exc:
         return error_response(exc)
+    budget = server_context(request).manager.budgets.get(workshop_id, principal.participant_id)
     if "at" in request.query_params:  # a history view
-        return await state_at(request, workshop_id, request.query_params["at"])
+        return await state_at(request, workshop_id, request.query_params["at"], budget)
     try:
         async with server_context(request).room(workshop_id) as room:
-            if room.last_seq == 0 and room.doc.get_update() == EMPTY_UPDATE:
+            # an empty state vector, not an encoded document: this check runs on every request
+            if room.last_seq == 0 and room.doc.get_state() == EMPTY_STATE_VECTOR:
                 return error_response(NotFound(f"workshop {workshop_id} has no content"))
             body = room.derived.state.to_json()
-            chat = room.doc.get_update() if request.query_params.get("messages") in ("1", "true") else None
-    except VmvSyncError as exc:  # the workshop could not be loaded now
-        return error_response(Unavailable(str(exc)))
-    if chat is not None:  # the chat in display order, read in a worker thread (a long chat)
-        body["messages"] = await anyio.to_thread.run_sync(chat_of_update, chat)
+            wants_chat = request.query_params.get("messages") in ("1", "true")
+            if wants_chat:
+                budget.work.check()  # the chat costs what the document weighs: the reader pays
+                started = time.perf_counter()
+                chat = room.doc.get_update()
+                budget.work.charge(time.perf_counter() - started)
+    except VmvSyncError as exc:  # the workshop could not be loaded now, or the reader's budget is spent
+        return error_response(exc if isinstance(exc, TooManyMessages) else Unavailable(str(exc)))
+    if wants_chat:  # the chat in display order, read in a worker thread (a long chat)
+        with charged(budget):
+            body["messages"] = await anyio.to_thread.run_sync(chat_of_update, chat)
     return JSONResponse(body)
 
 
@@ -89,7 +101,7 @@ async def updates_as_of(request: Request, workshop_id: str, moment: float) -> li
         raise Unavailable(str(exc)) from exc
 
 
-async def state_at(request: Request, workshop_id: str, at: str) -> Response:
+async def state_at(request: Request, workshop_id: str, at: str, budget: Budget) -> Response:
     """``GET /workshops/{id}/state?at=T``: derived state as of ``T`` (same JSON shape).
 
     The caller has checked the workshop id and the token. 400 for a bad ``at``, 410
@@ -97,14 +109,15 @@ async def state_at(request: Request, workshop_id: str, at: str) -> Response:
     """
     try:
         moment = moment_param(at)
-        parts = await updates_as_of(request, workshop_id, moment)
+        with charged(budget):  # rebuilding a past document costs what its history weighs
+            parts = await updates_as_of(request, workshop_id, moment)
+
+            def build() -> dict[str, Any]:
+                return compute_state(doc_from_updates(parts)).to_json()
+
+            body = await anyio.to_thread.run_sync(build)
     except VmvSyncError as exc:
         return error_response(exc)
-
-    def build() -> dict[str, Any]:
-        return compute_state(doc_from_updates(parts)).to_json()
-
-    body = await anyio.to_thread.run_sync(build)
     return JSONResponse(body, headers={"x-vmv-as-of": repr(moment)})
 
 
