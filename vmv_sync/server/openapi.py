@@ -102,18 +102,18 @@ def openapi_document() -> dict[str, Any]:
             "summary": "The derived state (docs/derived-state.md)", "security": secured,
             "parameters": [_workshop_param(), _AT, {"name": "messages", "in": "query", "required": False,
                                                      "schema": {"enum": ["1", "true"]}}],
-            "responses": {"200": _json("derived state"), **_errors(400, 401, 403, 404, 410, 503)}}},
+            "responses": {"200": _json("derived state"), **_errors(400, 401, 403, 404, 410, 429, 503)}}},
         "/workshops/{workshop_id}/export": {"get": {
             "summary": "The outcome as JSON or Markdown (docs/export.md)", "security": secured,
             "parameters": [_workshop_param(), _AT, {"name": "format", "in": "query", "required": False,
                                                      "schema": {"enum": ["json", "md"]}}],
             "responses": {"200": {"description": "the export", "content": {
                 "application/json": {"schema": {"type": "object"}}, "text/markdown": {"schema": {"type": "string"}}}},
-                **_errors(400, 401, 403, 404, 410, 503)}}},
+                **_errors(400, 401, 403, 404, 410, 429, 503)}}},
         "/workshops/{workshop_id}/report": {"get": {
             "summary": "The outcome as a printable HTML report", "security": secured,
             "parameters": [_workshop_param(), _AT],
-            "responses": {"200": _text("the report", "text/html"), **_errors(400, 401, 403, 404, 410, 503)}}},
+            "responses": {"200": _text("the report", "text/html"), **_errors(400, 401, 403, 404, 410, 429, 503)}}},
         "/report.css": {"get": {"summary": "The report's style sheet", "responses": {"200": _text("CSS", "text/css")}}},
         "/workshops/{workshop_id}": {"get": {
             "summary": "The workshop's WebSocket (y-websocket protocol, docs/protocol.md)", "security": secured,
