@@ -180,7 +180,7 @@ def test_signature_and_event_rules() -> None:
     [
         ({"VMV_WEBHOOK_URLS": "https://app.example/hooks"}, "needs webhook_secret"),
         ({"VMV_WEBHOOK_URLS": "ftp://app.example/hooks", "VMV_WEBHOOK_SECRET": SECRET}, "is not an http(s) URL"),
-        ({"VMV_WEBHOOK_URLS": "https://app.example/hooks", "VMV_WEBHOOK_SECRET": SECRET, "VMV_DB": "memory:"}, "need the SQLite store"),
+        ({"VMV_WEBHOOK_URLS": "https://app.example/hooks", "VMV_WEBHOOK_SECRET": SECRET, "VMV_DB": "memory:"}, "need the SQLite or PostgreSQL store"),
     ],
 )
 def test_bad_webhook_settings_stop_the_server_with_one_line(tmp_path: Path, env: dict[str, str], words: str) -> None:

@@ -13,13 +13,20 @@ How, without touching the update path:
 - A watcher task wakes on those marks, reads the workshop (the loaded room's
   document, or the store if it was unloaded), summarizes what events are about and
   compares it with the summary kept in the outbox's cursor. The events and the new
-  summary are written in one transaction (webhook_outbox.py), so after a crash or a
-  restart nothing is lost and nothing is produced twice. At start every workshop
-  active since its cursor was written is examined again, which covers changes
-  committed just before a stop.
-- A sender task posts each endpoint's events, oldest first, one workshop line at a
-  time (a workshop's events never overtake each other), retrying with exponential
-  backoff and jitter until the endpoint answers 2xx; the row is then deleted.
+  summary are written in one transaction, only if the cursor is still the one read
+  (webhook_outbox.py), so after a crash or a restart nothing is lost, and nothing is
+  produced twice, even by several processes examining the same change: the loser
+  looks again. At start (and, on a shared outbox, every ``sweep_seconds``) every
+  workshop active since its cursor was written is examined again, which covers
+  changes committed just before a stop or by a process that died.
+- A sender task claims the heads of the lines that are due and posts them, one
+  workshop line at a time per endpoint (a workshop's events never overtake each
+  other), retrying with exponential backoff and jitter until the endpoint answers
+  2xx; the row is then deleted. A claim keeps other processes' senders off the row;
+  a dead sender's claims expire.
+
+The outbox lives in the configured database: the SQLite file, or PostgreSQL, shared
+by every process of a cluster (``open_outbox``).
 
 Signatures follow the Standard Webhooks scheme: ``webhook-id``, ``webhook-timestamp``
 and ``webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">`` with the
@@ -46,15 +53,14 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ..config import Settings
-from ..errors import ConfigError
+from ..errors import ConfigError, StorageError
 from ..history import doc_from_updates, stored_parts
 from ..schema import read_workshop
 from ..schema.records import WorkshopData
 from ..storage import Store
 from .auth import AccessRegistry
-from .dblock import database_file
 from .manager import RoomManager
-from .webhook_outbox import Cursor, Outbox
+from .webhook_outbox import Cursor, Pending, open_outbox
 
 __all__ = ("Webhooks", "WebhookTaps", "sign", "summarize", "changes")
 
@@ -62,6 +68,8 @@ logger = logging.getLogger(__name__)
 
 #: text fields reported only after they have been quiet for a while
 _TEXTS = ("mission", "vision")
+#: line heads a sender claims at a time
+_BATCH = 16
 
 
 def sign(secret: str, event_id: str, timestamp: int, body: str) -> str:
@@ -113,12 +121,12 @@ class Webhooks:
         for url in settings.webhook_urls:
             if not url.startswith(("http://", "https://")):
                 raise ConfigError(f"webhook_urls: {url!r} is not an http(s) URL")
-        path = database_file(settings)
-        if path is None:
-            raise ConfigError("webhooks keep their outbox in the SQLite file: they need the SQLite store")
         self.settings = settings
         self.secret = settings.webhook_secret
-        self.outbox = Outbox(path)
+        self.outbox = open_outbox(settings)
+        #: a post may take up to three timeouts (connect, send, read): a claim with less
+        #: left than this is given back rather than risk a second sender posting the row
+        self._post_budget = 3 * settings.webhook_timeout
         self._dirty: set[str] = set()
         self._changed = anyio.Event()
         self._wake_sender = anyio.Event()
@@ -142,8 +150,8 @@ class Webhooks:
     @asynccontextmanager
     async def running(self, manager: RoomManager, registry: AccessRegistry, store: Store) -> AsyncIterator[None]:
         """Run the watcher and the sender while the server runs."""
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._catch_up, store)
+        async with self.outbox, anyio.create_task_group() as tg:
+            tg.start_soon(self._sweep, store)
             tg.start_soon(self._watch, tg, manager, registry, store)
             tg.start_soon(self._send)
             try:
@@ -152,6 +160,19 @@ class Webhooks:
                 tg.cancel_scope.cancel()
 
     # -- the watcher ------------------------------------------------------------------
+
+    async def _sweep(self, store: Store) -> None:
+        """Catch up at start and, on an outbox other processes share, now and then."""
+        while True:
+            try:
+                await self._catch_up(store)
+            except (StorageError, OSError) as exc:
+                logger.warning("webhook catch-up failed (%s); trying again", exc)
+                await anyio.sleep(5.0)
+                continue
+            if self.outbox.sweep_seconds is None:
+                return
+            await anyio.sleep(self.outbox.sweep_seconds)
 
     async def _catch_up(self, store: Store) -> None:
         """Examine every workshop that may have changed since its cursor was written."""
@@ -177,15 +198,23 @@ class Webhooks:
     async def _examine(
         self, tg: TaskGroup, workshop_id: str, manager: RoomManager, registry: AccessRegistry, store: Store
     ) -> None:
+        cursor = await self.outbox.cursor(workshop_id)
         room = manager.rooms.get(workshop_id)
-        # a room still loading has an empty document: read the store instead
-        if room is not None and room.ready.is_set() and room.load_error is None:
+        # a room still loading has an empty document, and a replica (another process
+        # owns the workshop) may be behind what another examiner reported: read the store
+        if (
+            room is not None
+            and room.ready.is_set()
+            and room.load_error is None
+            and room.last_seq >= (cursor.seq if cursor else 0)
+        ):
             data, seq = read_workshop(room.doc), room.last_seq
         else:
             stored = await store.load(workshop_id)
             data, seq = read_workshop(doc_from_updates(stored_parts(stored))), stored.last_seq
+        if cursor is not None and seq < cursor.seq:
+            return  # already reported further than this look sees
         removed = set(await registry.load_revoked(workshop_id))
-        cursor = await self.outbox.cursor(workshop_id)
         old = cursor.summary if cursor else {}
         new = summarize(data, removed)
         events = changes(old, new)
@@ -208,8 +237,19 @@ class Webhooks:
                 seen.pop(field, None)
             else:
                 self._recheck_later(tg, workshop_id, self.settings.webhook_quiet_seconds - (now - first[1]))
-        if events or new != old or cursor is None:
-            await self._record(workshop_id, Cursor(seq, new), events)
+        stale = (
+            cursor is not None
+            and self.outbox.sweep_seconds is not None
+            and seq > cursor.seq
+            and (time.time() - cursor.written_at > self.outbox.sweep_seconds / 2)
+        )  # renewed now and then, so the sweep passes over workshops busy without events
+        if events or new != old or cursor is None or stale:
+            moved = Cursor(seq, new, version=cursor.version if cursor else 0)
+            if not await self._record(workshop_id, moved, events):
+                # another examiner (another process) reported this change first: look
+                # again from its cursor, which usually finds nothing left to report
+                logger.debug("workshop=%s webhook cursor moved meanwhile; looking again", workshop_id)
+                self.notify(workshop_id)
 
     def _recheck_later(self, tg: TaskGroup, workshop_id: str, delay: float) -> None:
         """Look at the workshop again once a pending text may have become quiet (one timer each)."""
@@ -224,17 +264,19 @@ class Webhooks:
 
         tg.start_soon(recheck)
 
-    async def _record(self, workshop_id: str, cursor: Cursor | None, events: list[tuple[str, dict[str, Any]]]) -> None:
+    async def _record(self, workshop_id: str, cursor: Cursor | None, events: list[tuple[str, dict[str, Any]]]) -> bool:
         now = time.time()
         bodies = []
         for kind, data in events:
             event_id = "evt_" + uuid.uuid4().hex
             body = {"id": event_id, "type": kind, "workshop_id": workshop_id, "created_at": now, "data": data}
             bodies.append((event_id, json.dumps(body, separators=(",", ":"), ensure_ascii=False)))
-        await self.outbox.record(workshop_id, cursor, bodies, self.settings.webhook_urls)
+        if not await self.outbox.record(workshop_id, cursor, bodies, self.settings.webhook_urls):
+            return False
         if bodies:
             logger.info("workshop=%s webhook events queued: %s", workshop_id, ", ".join(k for k, _ in events))
             self._wake_sender.set()
+        return True
 
     # -- the sender -------------------------------------------------------------------
 
@@ -256,25 +298,45 @@ class Webhooks:
     async def _send(self) -> None:
         while True:
             self._wake_sender = anyio.Event()
-            for pending in await self.outbox.heads(time.time()):
-                try:
-                    status = await anyio.to_thread.run_sync(self._post, pending.endpoint, pending.event_id, pending.body)
-                    error = "" if 200 <= status < 300 else f"status {status}"
-                except (OSError, ValueError) as exc:
-                    error = str(exc)
-                if not error:
-                    await self.outbox.delivered(pending.id)
-                    continue
-                delay = self._backoff(pending.attempts)
-                await self.outbox.retry_at(pending.id, time.time() + delay)
-                logger.warning(
-                    "workshop=%s webhook %s to %s failed (%s, attempt %d); next try in %.1f s",
-                    pending.workshop_id, pending.event_id, pending.endpoint, error, pending.attempts + 1, delay,
-                )  # fmt: skip
-            due = await self.outbox.next_attempt()
-            wait = 3600.0 if due is None else max(0.05, due - time.time())
+            try:
+                more = await self._send_due()
+                due = await self.outbox.next_attempt()
+            except StorageError as exc:  # the database is away (a restart): the rows wait
+                logger.warning("webhook outbox unavailable (%s); trying again", exc)
+                more, due = False, time.time() + 1.0
+            if more:
+                continue
+            wait = (
+                self.outbox.poll_seconds if due is None else max(0.05, min(self.outbox.poll_seconds, due - time.time()))
+            )
             with anyio.move_on_after(wait):
                 await self._wake_sender.wait()
+
+    async def _send_due(self) -> bool:
+        """Claim the due line heads and post them; True if more may be due at once."""
+        claimed = await self.outbox.heads(time.time(), _BATCH)
+        for index, pending in enumerate(claimed):
+            if pending.claimed_until - time.time() < self._post_budget:
+                await self.outbox.release([p.id for p in claimed[index:]])  # posts were slow: claim afresh
+                return True
+            await self._deliver(pending)
+        return len(claimed) == _BATCH
+
+    async def _deliver(self, pending: Pending) -> None:
+        try:
+            status = await anyio.to_thread.run_sync(self._post, pending.endpoint, pending.event_id, pending.body)
+            error = "" if 200 <= status < 300 else f"status {status}"
+        except (OSError, ValueError) as exc:
+            error = str(exc)
+        if not error:
+            await self.outbox.delivered(pending.id)
+            return
+        delay = self._backoff(pending.attempts)
+        await self.outbox.retry_at(pending.id, time.time() + delay)
+        logger.warning(
+            "workshop=%s webhook %s to %s failed (%s, attempt %d); next try in %.1f s",
+            pending.workshop_id, pending.event_id, pending.endpoint, error, pending.attempts + 1, delay,
+        )  # fmt: skip
 
 
 class WebhookTaps:
@@ -308,7 +370,12 @@ class WebhookTaps:
         parts = path.strip("/").split("/")
         if scope["method"] == "POST" and len(parts) == 6 and parts[:2] == ["api", "workshops"] and parts[5] == "revoke":
             hooks.notify(parts[2])
-        elif scope["method"] == "GET" and len(parts) == 3 and parts[0] == "workshops" and parts[2] in ("export", "report"):
+        elif (
+            scope["method"] == "GET"
+            and len(parts) == 3
+            and parts[0] == "workshops"
+            and parts[2] in ("export", "report")
+        ):
             query = scope.get("query_string", b"").decode("latin-1")
             fmt = "html" if parts[2] == "report" else ("md" if "format=md" in query else "json")
             await hooks.exported(parts[1], fmt)

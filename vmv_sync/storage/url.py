@@ -19,7 +19,7 @@ from .base import StoreBackend
 from .memory import MemoryStore
 from .sqlite import SQLiteStore
 
-__all__ = ("open_store", "SUPPORTED_URLS")
+__all__ = ("open_store", "postgres_url", "SUPPORTED_URLS")
 
 #: what ``open_store`` accepts, for error messages and docs
 SUPPORTED_URLS = (
@@ -32,6 +32,22 @@ SUPPORTED_URLS = (
 
 #: ``scheme:`` at the start; two letters at least, so a Windows drive is a path
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
+
+
+def postgres_url(url: str | os.PathLike[str]) -> str | None:
+    """``url`` if it names a PostgreSQL database (``postgresql://`` or ``postgres://``), else None.
+
+    The one reading of "is this PostgreSQL" that ``open_store`` and the webhook outbox share.
+    """
+    text = os.fspath(url)
+    match = _SCHEME.match(text)
+    if (
+        match is not None
+        and match.group(1).lower() in ("postgresql", "postgres")
+        and text[match.end() :].startswith("//")
+    ):
+        return text
+    return None
 
 
 def open_store(
@@ -58,17 +74,15 @@ def open_store(
     text = os.fspath(url)
     if text in ("memory:", ":memory:"):
         return MemoryStore(clock=clock)
-    match = _SCHEME.match(text)
-    if match is not None and match.group(1).lower() in ("postgresql", "postgres") and text[match.end() :].startswith("//"):
+    if postgres_url(text) is not None:
         from .postgres import PostgresStore
 
         return PostgresStore(text, clock=clock)
+    match = _SCHEME.match(text)
     if match is not None:
         scheme = match.group(1)
         if scheme.lower() != "sqlite" or not text.startswith(f"{scheme}:///") or len(text) == len(scheme) + 4:
-            raise ConfigError(
-                f"unsupported store URL (scheme {scheme!r}): use {', '.join(SUPPORTED_URLS)}"
-            )
+            raise ConfigError(f"unsupported store URL (scheme {scheme!r}): use {', '.join(SUPPORTED_URLS)}")
         text = text[len(scheme) + 4 :]
     if not text:
         raise ConfigError("empty store URL: use " + ", ".join(SUPPORTED_URLS))
