@@ -77,6 +77,11 @@ async def check_every_stage(page: Page, who: str) -> None:
         await page.locator("#stages li").nth(n - 1).locator("button").click()
         await expect(page.locator("#stage-h")).to_contain_text(f"{n}.")
         await wait_js(page, "document.fonts.status === 'loaded'")
+        # the new panel is filled by the render showStage scheduled (next animation frame):
+        # measure after it, not in between
+        await page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
+        if n == 2:
+            await expect(page.locator("#ranking li .bar")).to_have_count(3)
         assert await overflow(page) == [], (who, n)
         if n == 2:  # the ranking's bars are visible, not 0 px wide
             bars = await page.locator("#ranking li .bar").evaluate_all("(els) => els.map((e) => e.getBoundingClientRect().width)")
