@@ -34,11 +34,17 @@ _QUEUED = re.compile(r"workshop=(\S+) webhook events queued: (.*)$")
 
 
 class Receiver:
-    """The embedding application's endpoint: checks each signature, keeps what it accepted."""
+    """The embedding application's endpoint: checks each signature, keeps what it accepted.
 
-    def __init__(self, port: int) -> None:
+    ``hold``: while not set, every request is kept waiting unanswered (a receiver that
+    hangs) and then dropped without an answer; ``attempts`` lists every request's id.
+    """
+
+    def __init__(self, port: int, hold: threading.Event | None = None) -> None:
         self.port = port
+        self.hold = hold
         self.events: list[dict[str, Any]] = []
+        self.attempts: list[str] = []
         self.bad: list[str] = []
         self.httpd: http.server.ThreadingHTTPServer | None = None
 
@@ -49,7 +55,15 @@ class Receiver:
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers["content-length"])).decode()
                 event_id, stamp = self.headers["webhook-id"], int(self.headers["webhook-timestamp"])
-                if self.headers["webhook-signature"] != sign(SECRET, event_id, stamp, body) or abs(time.time() - stamp) > 300:
+                receiver.attempts.append(event_id)
+                if receiver.hold is not None and not receiver.hold.is_set():
+                    receiver.hold.wait(60)
+                    self.close_connection = True  # never answered
+                    return
+                if (
+                    self.headers["webhook-signature"] != sign(SECRET, event_id, stamp, body)
+                    or abs(time.time() - stamp) > 300
+                ):
                     receiver.bad.append(body)
                     self.send_response(400)
                 else:
@@ -110,10 +124,14 @@ def test_events_survive_a_down_receiver_and_a_restart_in_order(
     env = {"VMV_WEBHOOK_URLS": f"http://127.0.0.1:{receiver.port}/hooks", "VMV_WEBHOOK_SECRET": SECRET,
            "VMV_WEBHOOK_QUIET_SECONDS": "1.5", "VMV_WEBHOOK_MAX_BACKOFF": "0.5"}  # fmt: skip
     server = server_factory(env=env, args=())
-    created = httpx.post(server.url + "/api/workshops", json={"title": "Hooks", "name": "Fay", "values": ["Trust"]}).json()
+    created = httpx.post(
+        server.url + "/api/workshops", json={"title": "Hooks", "name": "Fay", "values": ["Trust"]}
+    ).json()
     wid, fay = created["workshop_id"], {"authorization": f"Bearer {created['token']}"}
     _wait_queued(server, "participant.joined")
-    ann = httpx.post(f"{server.url}/api/workshops/{wid}/join", json={"invite_code": created["invite_code"], "name": "Ann"}).json()
+    ann = httpx.post(
+        f"{server.url}/api/workshops/{wid}/join", json={"invite_code": created["invite_code"], "name": "Ann"}
+    ).json()
     _wait_queued(server, "participant.joined", 2)
 
     async def facilitate(*steps: tuple[str, str]) -> None:
@@ -137,7 +155,9 @@ def test_events_survive_a_down_receiver_and_a_restart_in_order(
     anyio.run(facilitate, ("stage", "stage.changed"), ("open", "ballot.opened"), ("mission", "mission.changed"))
     server.restart()  # the receiver is still down: the outbox holds everything
     anyio.run(facilitate, ("close", "ballot.closed"))
-    revoked = httpx.post(f"{server.url}/api/workshops/{wid}/participants/{ann['participant_id']}/revoke", json={}, headers=fay)
+    revoked = httpx.post(
+        f"{server.url}/api/workshops/{wid}/participants/{ann['participant_id']}/revoke", json={}, headers=fay
+    )
     assert revoked.status_code == 200
     _wait_queued(server, "participant.removed")
     assert httpx.get(f"{server.url}/workshops/{wid}/export?format=md", headers=fay).status_code == 200
@@ -180,7 +200,10 @@ def test_signature_and_event_rules() -> None:
     [
         ({"VMV_WEBHOOK_URLS": "https://app.example/hooks"}, "needs webhook_secret"),
         ({"VMV_WEBHOOK_URLS": "ftp://app.example/hooks", "VMV_WEBHOOK_SECRET": SECRET}, "is not an http(s) URL"),
-        ({"VMV_WEBHOOK_URLS": "https://app.example/hooks", "VMV_WEBHOOK_SECRET": SECRET, "VMV_DB": "memory:"}, "need the SQLite or PostgreSQL store"),
+        (
+            {"VMV_WEBHOOK_URLS": "https://app.example/hooks", "VMV_WEBHOOK_SECRET": SECRET, "VMV_DB": "memory:"},
+            "need the SQLite or PostgreSQL store",
+        ),
     ],
 )
 def test_bad_webhook_settings_stop_the_server_with_one_line(tmp_path: Path, env: dict[str, str], words: str) -> None:
