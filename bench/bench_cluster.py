@@ -163,8 +163,20 @@ class Setup:
 
 
 def run_load(
-    key: str, workdir: Path, *, rooms: int, size: int, cursor_hz: float, warmup: float, measure: float, drain: float
+    key: str,
+    workdir: Path,
+    *,
+    rooms: int,
+    size: int,
+    cursor_hz: float,
+    warmup: float,
+    measure: float,
+    drain: float,
+    measurers: int | None = None,
 ) -> dict[str, Any]:
+    """One setup under load. With ``measurers``, only that many clients per room parse
+    what they receive (latency, deliveries); the rest send the same load and drain
+    (bench.loadgen's sinks), so the generator's per-frame cost stops setting the ceiling."""
     setup = Setup(key, workdir)
     workers: list[subprocess.Popen[str]] = []
     try:
@@ -190,7 +202,8 @@ def run_load(
                     node = nodes[member % 2]
                 else:
                     node = nodes[room % len(nodes)]
-                plans[gid % n_workers]["clients"].append({"gid": gid, "room": room, "url": node.ws(wid)})
+                sink = measurers is not None and member >= measurers
+                plans[gid % n_workers]["clients"].append({"gid": gid, "room": room, "url": node.ws(wid), "sink": sink})
         for plan in plans:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "bench.loadgen"],
@@ -234,13 +247,19 @@ def run_load(
                 proc.kill()
             proc.wait()
         setup.stop()
-    expected_per_msg = size - 1
+    watching = size if measurers is None else min(measurers, size)  # measuring clients per room
+
+    def expected(gid: int) -> int:  # measuring receivers of a message from gid
+        member = (gid - 1) % size
+        return watching - (1 if member < watching else 0)
+
     sent = {(g, s) for r in results for g, s, _room in r["sent"]}
     receipts: dict[tuple[int, int], int] = {}
     for r in results:
         for g, s, n in r["receipts"]:
             receipts[(g, s)] = receipts.get((g, s), 0) + n
-    delivered = sum(min(receipts.get(k, 0), expected_per_msg) for k in sent)
+    delivered = sum(min(receipts.get(k, 0), expected(k[0])) for k in sent)
+    expected_total = sum(expected(g) for g, _s in sent)
     lat = sorted(x for r in results for x in r["latencies_ms"])
     window = s1[0].at - s0[0].at
     return {
@@ -249,7 +268,8 @@ def run_load(
         "clients": rooms * size,
         "connected": sum(x["ready"] for x in ready),
         "chat_sent": len(sent),
-        "delivered_pct": 100.0 * delivered / (len(sent) * expected_per_msg) if sent else None,
+        "measuring_clients": watching * rooms,
+        "delivered_pct": 100.0 * delivered / expected_total if expected_total else None,
         "p50_ms": percentile(lat, 0.5),
         "p99_ms": percentile(lat, 0.99),
         "server_cpu_pct": 100.0 * sum(b.cpu_s - a.cpu_s for a, b in zip(s0, s1, strict=True)) / window,
@@ -298,15 +318,65 @@ async def _failover(workdir: Path, clients_per_node: int) -> dict[str, Any]:
         await _drop_db(setup.db_name)
 
 
+#: the largest-room target: chat p99 at or under this, everything delivered, nobody closed
+ROOM_P99_MS = 100.0
+
+
+def largest_room(args: argparse.Namespace, warmup: float, measure: float, drain: float) -> None:
+    """Grow one room per setup until chat p99 passes ROOM_P99_MS; report the largest that held."""
+    setups = (args.setups or "sqlite-1,pg-2-spread").split(",")
+    sizes = [int(x) for x in args.sizes.split(",")]
+    hz = args.cursor_hz if args.cursor_hz != 5.0 else 10.0  # the issue's 10 cursor updates per second
+    measurers = args.measurers if args.measurers is not None else 40
+    out: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "load": {"rooms": 1, "cursor_hz": hz, "measure_s": measure, "measurers": measurers, "p99_target_ms": ROOM_P99_MS},
+        "runs": [],
+        "largest": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="vmv-bench-room-") as tmp:
+        for key in setups:
+            best = 0
+            for size in sizes:
+                figures = run_load(key, Path(tmp), rooms=1, size=size, cursor_hz=hz, warmup=warmup, measure=measure,
+                                   drain=drain, measurers=measurers)  # fmt: skip
+                held = (figures["p99_ms"] is not None and figures["p99_ms"] <= ROOM_P99_MS
+                        and figures["delivered_pct"] == 100.0 and figures["closed"] == 0
+                        and figures["connected"] == size)  # fmt: skip
+                figures["held"] = held
+                print(json.dumps(figures), flush=True)
+                out["runs"].append(figures)
+                if not held:
+                    break
+                best = size
+            out["largest"][key] = best
+    if len(setups) >= 2 and out["largest"].get(setups[0]):
+        out["ratio"] = out["largest"][setups[-1]] / out["largest"][setups[0]]
+    print(json.dumps({"largest": out["largest"], "ratio": out.get("ratio")}), flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "cluster-largest-room.json").write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {RESULTS / 'cluster-largest-room.json'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="shorter windows")
     parser.add_argument("--rooms", type=int, default=8)
     parser.add_argument("--size", type=int, default=20)
     parser.add_argument("--cursor-hz", type=float, default=5.0)
-    parser.add_argument("--setups", default="sqlite-1,pg-1,pg-2-routed,pg-2-spread")
+    parser.add_argument("--setups", default=None, help="comma-separated setups (default: all four; "
+                        "with --largest-room: sqlite-1,pg-2-spread)")  # fmt: skip
+    parser.add_argument("--measurers", type=int, default=None,
+                        help="clients per room that parse and time what they receive; the rest drain (sinks)")  # fmt: skip
+    parser.add_argument("--largest-room", action="store_true",
+                        help="one room at --cursor-hz (default 10): the largest size per setup with p99 <= 100 ms")  # fmt: skip
+    parser.add_argument("--sizes", default="300,400,500,600,700,800,900", help="room sizes tried by --largest-room")
     args = parser.parse_args()
     warmup, measure, drain = (2.0, 8.0, 3.0) if args.quick else (3.0, 20.0, 4.0)
+    if args.largest_room:
+        largest_room(args, warmup, measure, drain)
+        return
+    args.setups = args.setups or "sqlite-1,pg-1,pg-2-routed,pg-2-spread"
     out: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "load": {"rooms": args.rooms, "size": args.size, "cursor_hz": args.cursor_hz, "measure_s": measure},
@@ -315,7 +385,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="vmv-bench-cluster-") as tmp:
         for key in args.setups.split(","):
             figures = run_load(key, Path(tmp), rooms=args.rooms, size=args.size, cursor_hz=args.cursor_hz,
-                               warmup=warmup, measure=measure, drain=drain)  # fmt: skip
+                               warmup=warmup, measure=measure, drain=drain, measurers=args.measurers)  # fmt: skip
             print(json.dumps(figures), flush=True)
             out["runs"].append(figures)
         out["failover"] = anyio.run(_failover, Path(tmp), 5)

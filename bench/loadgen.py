@@ -14,11 +14,18 @@ Each participant sends, with a random phase:
 - an awareness (cursor) update ``cursor_hz`` times a second.
 
 Only sync updates (0/2) count as deliveries; a client's own echo is ignored.
+
+A client whose plan entry says ``"sink": true`` sends the same load but only drains
+what it receives (:class:`SinkParticipant`: a raw socket that skips frames by their
+headers, answers pings and the server's sync step 1, and parses nothing else). With
+most of a large room's clients as sinks, the generator's per-frame cost stops setting
+the ceiling; latencies and deliveries come from the other (measuring) clients.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import random
@@ -29,6 +36,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvloop
 import websockets
@@ -181,6 +189,9 @@ class Participant:
             if exc.rcvd is not None:
                 tally.close_codes[exc.rcvd.code] += 1
 
+    async def send(self, frame: bytes) -> None:
+        await self.ws.send(frame)
+
     async def sender(self, t0: int, send_stop: int) -> None:
         plan = self.plan
         events = [
@@ -199,15 +210,132 @@ class Participant:
                 await asyncio.sleep(delay)
             ev[0] += ev[1]
             try:
-                await self.ws.send(ev[2]())
+                await self.send(ev[2]())
             except websockets.ConnectionClosed:
                 return
             self.tally.sent_msgs += 1
 
 
+class _SinkProtocol(asyncio.Protocol):
+    """Drains a WebSocket without parsing its messages (see :class:`SinkParticipant`)."""
+
+    def __init__(self, owner: SinkParticipant) -> None:
+        self.owner = owner
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.head_done = asyncio.get_running_loop().create_future()
+        self.closed = asyncio.get_running_loop().create_future()
+        self._upgraded = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's TCPTransport
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        if not self._upgraded:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            status = bytes(buf[: buf.find(b"\r\n")])
+            del buf[: end + 4]
+            if b" 101 " not in status:
+                self.head_done.set_exception(ConnectionError(status.decode(errors="replace")))
+                return
+            self._upgraded = True
+            self.head_done.set_result(None)
+        at, size = 0, len(buf)
+        owner = self.owner
+        while size - at >= 2:
+            b0, n = buf[at], buf[at + 1] & 0x7F
+            start = at + 2
+            if n == 126:
+                if size - at < 4:
+                    break
+                n, start = (buf[at + 2] << 8) | buf[at + 3], at + 4
+            elif n == 127:
+                if size - at < 10:
+                    break
+                n, start = int.from_bytes(buf[at + 2 : at + 10], "big"), at + 10
+            if size - start < n:
+                break
+            opcode = b0 & 0x0F
+            if opcode == 2 and not owner.synced.is_set() and n >= 2 and buf[start] == 0:
+                sub = buf[start + 1]
+                if sub == 0:
+                    owner.send_frame(encode_sync_step2(_EMPTY_UPDATE))
+                elif sub == 1:
+                    owner.synced.set()
+            elif opcode == 9:  # ping: pong with the same payload
+                owner.send_raw(0x8A, bytes(buf[start : start + n]))
+            elif opcode == 8 and not self.closed.done():
+                code = int.from_bytes(buf[start : start + 2], "big") if n >= 2 else 1005
+                self.closed.set_result(code)
+            at = start + n
+        if at:
+            del buf[:at]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.head_done.done():
+            self.head_done.set_exception(exc or ConnectionError("closed during the handshake"))
+        if not self.closed.done():
+            self.closed.set_result(1006)
+
+
+class SinkParticipant(Participant):
+    """A participant that sends its full load but only drains what it receives.
+
+    Outgoing frames are masked with the all-zero key (legal, RFC 6455 5.3: the server
+    unmasks a no-op), so sending costs a header and a write.
+    """
+
+    proto: _SinkProtocol
+
+    async def connect(self) -> None:
+        parts = urlsplit(self.url)
+        loop = asyncio.get_running_loop()
+        _, self.proto = await loop.create_connection(lambda: _SinkProtocol(self), parts.hostname, parts.port)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        key = base64.b64encode(os.urandom(16)).decode()
+        head = (f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")  # fmt: skip
+        assert self.proto.transport is not None
+        self.proto.transport.write(head.encode())
+        await asyncio.wait_for(self.proto.head_done, 60)
+        self.ws = self.proto
+        self.send_frame(encode_sync_step1(_EMPTY_SV))
+
+    def send_raw(self, b0: int, payload: bytes) -> None:
+        n = len(payload)
+        if n < 126:
+            head = bytes((b0, 0x80 | n))
+        elif n < 65536:
+            head = bytes((b0, 0x80 | 126)) + n.to_bytes(2, "big")
+        else:
+            head = bytes((b0, 0x80 | 127)) + n.to_bytes(8, "big")
+        transport = self.proto.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(head + b"\x00\x00\x00\x00" + payload)
+
+    def send_frame(self, frame: bytes) -> None:
+        self.send_raw(0x82, frame)
+
+    async def reader(self) -> None:
+        code = await self.proto.closed
+        if code is not None:
+            self.tally.closed += 1
+            self.tally.close_codes[code] += 1
+
+    async def send(self, frame: bytes) -> None:
+        if self.proto.closed.done():
+            raise websockets.ConnectionClosed(None, None)
+        self.send_frame(frame)
+
+
 async def _run(plan: dict[str, Any]) -> dict[str, Any]:
     tally = Tally()
-    people = [Participant(c["gid"], c["room"], c["url"], plan, tally) for c in plan["clients"]]
+    people = [(SinkParticipant if c.get("sink") else Participant)(c["gid"], c["room"], c["url"], plan, tally)
+              for c in plan["clients"]]  # fmt: skip
     limit = asyncio.Semaphore(plan.get("connect_concurrency", 32))
     failed: list[str] = []
 
