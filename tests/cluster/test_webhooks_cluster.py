@@ -124,7 +124,7 @@ async def test_a_sender_killed_while_posting_leaves_the_event_to_the_other(clust
         a.kill()  # kill -9 while its post is unanswered: its claim stays until it expires
         killed_at = time.monotonic()
         hold.set()  # the receiver answers from now on
-        b = cluster.start("b", env=hook_env(receiver.port))
+        cluster.start("b", env=hook_env(receiver.port))
         await eventually(lambda: receiver.unique(), timeout=40, what="the event from b (a is dead)")
         waited = time.monotonic() - killed_at
         events = receiver.unique()

@@ -157,3 +157,25 @@ def test_the_database_picks_the_backend(tmp_path: Path) -> None:
     assert isinstance(pg, PostgresOutbox) and pg.lease == 11.0
     with pytest.raises(ConfigError, match="need the SQLite or PostgreSQL store"):
         open_outbox(settings.with_overrides(db="memory:"))
+
+
+async def test_an_older_sqlite_outbox_gains_claims_and_versions(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as conn:  # the tables as the first release made them
+        conn.executescript(
+            "CREATE TABLE webhook_outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, endpoint TEXT NOT NULL,"
+            " workshop_id TEXT NOT NULL, event_id TEXT NOT NULL, body TEXT NOT NULL, created_at REAL NOT NULL,"
+            " attempts INTEGER NOT NULL DEFAULT 0, next_attempt REAL NOT NULL DEFAULT 0, UNIQUE (endpoint, event_id));"
+            "CREATE TABLE webhook_cursor (workshop_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, summary TEXT NOT NULL,"
+            " updated_at REAL NOT NULL);"
+            "INSERT INTO webhook_outbox (endpoint, workshop_id, event_id, body, created_at) VALUES ('u', 'w1', 'e1', '{}', 1);"
+            "INSERT INTO webhook_cursor VALUES ('w1', 5, '{\"stage\": \"a\"}', 1);"
+        )
+    conn.close()
+    async with SQLiteOutbox(path, lease=LEASE) as box:
+        cursor = await box.cursor("w1")
+        assert cursor is not None and (cursor.seq, cursor.version) == (5, 1)
+        assert [p.event_id for p in await box.heads(1000.0)] == ["e1"]
+        assert await box.record("w1", Cursor(6, {"stage": "b"}, version=1), events("e2"), ["u"])
