@@ -13,6 +13,8 @@ from vmv_sync.protocol import (
     SyncStep1,
     SyncStep2,
     SyncUpdate,
+    TokenRefresh,
+    TokenRefreshed,
     decode_awareness_update,
     decode_state_vector,
     encode_awareness,
@@ -22,6 +24,8 @@ from vmv_sync.protocol import (
     encode_sync_step1,
     encode_sync_step2,
     encode_sync_update,
+    encode_token_refresh,
+    encode_token_refreshed,
     parse_message,
 )
 from vmv_sync.protocol.update import summarize_update
@@ -34,6 +38,21 @@ def test_round_trip_every_message() -> None:
     assert parse_message(encode_awareness(b"\x00")) == Awareness(b"\x00")
     assert parse_message(encode_query_awareness()) == QueryAwareness()
     assert parse_message(encode_saved(70000)) == Saved(70000)
+    # 101 has one payload per direction: a token to the server, its expiry back
+    assert parse_message(encode_token_refresh("eyJ.a.b")) == TokenRefresh("eyJ.a.b")
+    assert parse_message(encode_token_refreshed(1_900_000_000), from_server=True) == TokenRefreshed(1_900_000_000)
+    assert encode_token_refresh("ab") == b"\x65\x02ab" and encode_token_refreshed(0) == b"\x65\x00"
+    assert "eyJ" not in repr(TokenRefresh("eyJ.a.b"))  # a credential never reaches a log line
+
+
+@pytest.mark.parametrize(
+    ("frame", "from_server"),
+    [(b"\x65", False), (b"\x65\x05ab", False), (b"\x65\x02\xff\xfe", False), (b"\x65\x01a\x00", False),
+     (b"\x65", True), (b"\x65\x01\x00", True), (b"\x65\xff", True)],
+)  # fmt: skip
+def test_malformed_token_messages_raise(frame: bytes, from_server: bool) -> None:
+    with pytest.raises(MalformedMessage):
+        parse_message(frame, from_server=from_server)
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from vmv_sync.protocol import (
     SyncStep1,
     SyncStep2,
     SyncUpdate,
+    TokenRefreshed,
     decode_awareness_update,
     encode_awareness,
     encode_awareness_update,
@@ -45,6 +46,8 @@ class YClient:
         self.close_reason: str | None = None
         self.closed = anyio.Event()
         self.received_updates = 0
+        #: the ``exp`` of every token refresh the server accepted (extension 101), in order
+        self.refreshed: list[int] = []
         self._remote = False
         self._changed = anyio.Event()
         self._tg: Any = None
@@ -103,7 +106,7 @@ class YClient:
     async def _reader(self) -> None:
         try:
             async for frame in self.ws:
-                message = parse_message(frame)
+                message = parse_message(frame, from_server=True)
                 if isinstance(message, SyncStep1):
                     await self.ws.send(encode_sync_step2(self.doc.get_update(message.state_vector)))
                 elif isinstance(message, (SyncStep2, SyncUpdate)):
@@ -120,6 +123,8 @@ class YClient:
                         self.awareness[entry.client_id] = entry.state
                 elif isinstance(message, Saved):
                     self.saved_count = message.count
+                elif isinstance(message, TokenRefreshed):
+                    self.refreshed.append(message.exp)
                 self._changed.set()
                 self._changed = anyio.Event()
         except websockets.ConnectionClosed:

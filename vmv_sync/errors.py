@@ -15,6 +15,7 @@ __all__ = (
     "CloseError",
     "MalformedMessage",
     "Unauthenticated",
+    "TokenExpired",
     "Forbidden",
     "ClientIdTaken",
     "MessageTooLarge",
@@ -60,6 +61,17 @@ class Unauthenticated(CloseError):
     refuses_input = True
 
 
+class TokenExpired(Unauthenticated):
+    """The token of an open connection expired (4401), not refreshed in time.
+
+    Not a broken rule: the edits the connection sent before its token expired are
+    still committed (``refuses_input`` is False), and its client reconnects with a
+    fresh token or refreshes it in band next time (docs/auth.md).
+    """
+
+    refuses_input = False
+
+
 class Forbidden(CloseError):
     """The principal may not open this workshop or make this write."""
 
@@ -81,6 +93,11 @@ class ClientIdTaken(Forbidden):
 
 #: The start of the close reason of :class:`ClientIdTaken` (docs/protocol.md).
 CLIENT_ID_TAKEN_PREFIX = "client id taken:"
+
+#: The start of the close reason when a token refresh (message 101) is refused
+#: (4401/4403, docs/protocol.md): the connection's *old* token was fine, so a client
+#: may reconnect with it instead of giving up.
+TOKEN_REFRESH_PREFIX = "token refresh:"
 
 
 class MessageTooLarge(CloseError):

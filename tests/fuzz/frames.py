@@ -6,7 +6,7 @@ update (real Yjs updates made with pycrdt, then mutated, and hand-built updates
 with lying counts, huge clocks and lengths, unknown content refs, deep ``Any``
 values), awareness (JSON states of every shape, deep nesting, huge counts and
 clocks, 1 MiB states), query-awareness, the server-to-client ``saved`` message,
-unknown types, empty frames, text frames, and frames cut at every position.
+the client-to-server token refresh (101: a token string, broken or not), unknown types, empty frames, text frames, and frames cut at every position.
 
 Same seed, same frames, in any process: the corpus is built from pycrdt documents
 with fixed client ids and content whose encoding does not depend on hash-map order
@@ -391,6 +391,7 @@ KINDS: dict[str, int] = {
     "awareness.mutated": 3,
     "query.trailing": 1,
     "saved": 2,
+    "token": 2,
     "unknown.type": 2,
     "unknown.sync_sub": 2,
     "empty": 1,
@@ -794,8 +795,21 @@ class FrameGenerator:
     def _saved(self) -> bytes:
         return b"\x64" + uv(self.rng.choice((0, 1, 2**31, MAX_SAFE)))
 
+    def _token(self) -> bytes:
+        """A token refresh (101): a JWT-shaped string, any text, bytes that are not UTF-8, or no payload."""
+        pick = self.rng.randrange(5)
+        if pick == 0:
+            return b"\x65" + vstr(".".join(_text(self.rng, 40) for _ in range(3)))
+        if pick == 1:
+            return b"\x65" + vstr(_text(self.rng, 200))
+        if pick == 2:
+            return b"\x65" + vbytes(self.rng.randbytes(self.rng.randrange(1, 40)))
+        if pick == 3:
+            return b"\x65" + uv(self.rng.choice((1, 2**20, *HUGE)))  # a length with nothing behind it
+        return b"\x65"
+
     def _unknown_type(self) -> bytes:
-        kind = self.rng.choice((2, 4, 5, 99, 101, 127, 128, 2**14, 2**32))
+        kind = self.rng.choice((2, 4, 5, 99, 102, 127, 128, 2**14, 2**32))
         return uv(kind) + self.rng.randbytes(self.rng.randrange(4))
 
     def _unknown_sync_sub(self) -> bytes:

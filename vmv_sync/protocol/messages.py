@@ -2,8 +2,14 @@
 
 Message types on the wire (first var-uint of a frame): 0 sync (sub-types step 1,
 step 2, update), 1 awareness, 3 query-awareness, as y-websocket speaks them, plus
-one extension of ours: 100 ``saved``, sent only to clients that asked for it with
-the ``saved=1`` query parameter (see docs/protocol.md).
+two extensions of ours (docs/protocol.md): 100 ``saved``, sent only to clients that
+asked for it with the ``saved=1`` query parameter, and 101 ``token``, which a client
+sends to hand its live connection a fresh token (``varstring token``) and the server
+answers with the new expiry (``varuint exp``). Stock providers send neither.
+
+Type 101 has one payload per direction, so :func:`parse_message` reads a frame as
+the server reads it (a :class:`TokenRefresh`) unless told it came from the server
+(``from_server=True``: a :class:`TokenRefreshed`), which is what the client does.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ __all__ = (
     "MSG_AWARENESS",
     "MSG_QUERY_AWARENESS",
     "MSG_SAVED",
+    "MSG_TOKEN",
     "SYNC_STEP1",
     "SYNC_STEP2",
     "SYNC_UPDATE",
@@ -28,6 +35,8 @@ __all__ = (
     "Awareness",
     "QueryAwareness",
     "Saved",
+    "TokenRefresh",
+    "TokenRefreshed",
     "Message",
     "parse_message",
     "encode_sync_step1",
@@ -36,6 +45,8 @@ __all__ = (
     "encode_awareness",
     "encode_query_awareness",
     "encode_saved",
+    "encode_token_refresh",
+    "encode_token_refreshed",
 )
 
 MSG_SYNC = 0
@@ -43,6 +54,8 @@ MSG_AWARENESS = 1
 MSG_QUERY_AWARENESS = 3
 #: vmv-sync extension: "your updates up to N are committed to disk".
 MSG_SAVED = 100
+#: vmv-sync extension: client -> server "here is a fresh token", server -> client "accepted, exp"
+MSG_TOKEN = 101
 
 #: sub-types of a sync message (the second var-uint of its frame)
 SYNC_STEP1 = 0
@@ -82,16 +95,39 @@ class Saved:
     count: int
 
 
-Message = Union[SyncStep1, SyncStep2, SyncUpdate, Awareness, QueryAwareness, Saved]
+@dataclass(frozen=True, slots=True)
+class TokenRefresh:
+    """Client -> server: check this token and, if it names the same participant, keep it."""
+
+    token: str
+
+    def __repr__(self) -> str:  # a token is a credential: never in a log line or a traceback
+        return f"TokenRefresh(<{len(self.token)} characters>)"
 
 
-def parse_message(frame: bytes) -> Message:
+@dataclass(frozen=True, slots=True)
+class TokenRefreshed:
+    """Server -> client: the fresh token was accepted; the connection now lasts until ``exp``.
+
+    ``exp`` is the token's ``exp`` claim (unix seconds), 0 when the server does not
+    check tokens (``--no-auth``).
+    """
+
+    exp: int
+
+
+Message = Union[SyncStep1, SyncStep2, SyncUpdate, Awareness, QueryAwareness, Saved, TokenRefresh, TokenRefreshed]
+
+
+def parse_message(frame: bytes, *, from_server: bool = False) -> Message:
     """Parse one binary frame; raise :class:`MalformedMessage` on anything else.
 
     Payloads are not decoded here: a sync step 1's state vector goes through
     :func:`~vmv_sync.protocol.decode_state_vector` (pycrdt raises a plain ValueError
     on one it cannot decode: ``00 00 01 05``, issue 14), an update through
     ``protocol.update.summarize_update``, awareness through ``decode_awareness_update``.
+    ``from_server`` picks the server -> client form of the one type whose payload
+    depends on the direction (101: a token one way, its expiry the other).
     """
     if not frame:
         raise MalformedMessage("empty message")
@@ -115,6 +151,8 @@ def parse_message(frame: bytes) -> Message:
         message = QueryAwareness()
     elif kind == MSG_SAVED:
         message = Saved(reader.read_var_uint())
+    elif kind == MSG_TOKEN:
+        message = TokenRefreshed(reader.read_var_uint()) if from_server else TokenRefresh(reader.read_var_string())
     else:
         raise MalformedMessage(f"unknown message type {kind}")
     if not reader.done:
@@ -147,3 +185,13 @@ def encode_query_awareness() -> bytes:
 
 def encode_saved(count: int) -> bytes:
     return write_var_uint(MSG_SAVED) + write_var_uint(count)
+
+
+def encode_token_refresh(token: str) -> bytes:
+    """Client -> server: ``varuint 101, varstring token``."""
+    return write_var_uint(MSG_TOKEN) + write_var_bytes(token.encode("utf-8"))
+
+
+def encode_token_refreshed(exp: int) -> bytes:
+    """Server -> client: ``varuint 101, varuint exp`` (0: the server checks no tokens)."""
+    return write_var_uint(MSG_TOKEN) + write_var_uint(exp)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 from ..errors import Unauthenticated
@@ -36,6 +36,13 @@ class Principal:
     name: str | None = None
     role: str | None = None
     workshop_id: str | None = None
+    # Not part of who the principal is (equality): how long the token vouches for it.
+    #: the token's ``exp`` claim (unix s); None with auth off
+    exp: int | None = field(default=None, compare=False)
+    #: when the verifier stops accepting the token: ``exp`` plus the clock skew it allows
+    #: (0 for vmv-sync's own tokens, 30 s for external ones). An open connection is
+    #: closed then (4401) unless it was handed a fresh token (server/token_refresh.py).
+    expires_at: float | None = field(default=None, compare=False)
 
     @property
     def authenticated(self) -> bool:

@@ -3,8 +3,12 @@
 upgrade checks (workshop id, Origin) -> accept -> authenticate (token, revocation)
 -> acquire the room -> admission caps (per workshop, per participant) -> the
 participant's containers -> join the room -> read frames (size, rate, revocation,
-``room.receive``) while the connection's writer drains its queue -> leave -> close
-with the code of whatever ended it.
+``room.receive``) while the connection's writer drains its queue and its token's
+expiry is watched -> leave -> close with the code of whatever ended it.
+
+A token refresh (extension type 101, token_refresh.py) is handled here, in the
+process holding the socket, and never reaches the room: in a cluster it is not
+forwarded to the workshop's owner.
 
 The room sees only a :class:`~vmv_sync.server.connection.Connection` (a channel with
 ``send``/``send_nowait``) and three calls: ``add``, ``receive``, ``remove``. Every
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Coroutine
 from typing import Any, cast
 
@@ -45,6 +50,7 @@ from .httperrors import bad_workshop_id, error_response
 from .limits import check_size
 from .originpolicy import origin_allowed
 from .rooms import Room
+from .token_refresh import is_token_refresh, refresh_token, watch_expiry
 
 __all__ = ("WorkshopSocket",)
 
@@ -187,6 +193,7 @@ async def _serve_socket(context: ServerContext, channel: _Channel, workshop_id: 
                 async with anyio.create_task_group() as tg:
                     conn.attach(tg.cancel_scope)
                     tg.start_soon(_write, conn)
+                    tg.start_soon(watch_expiry, conn)
                     await _read(context, channel, conn, room)
                     tg.cancel_scope.cancel()
     finally:
@@ -245,6 +252,10 @@ async def _read(context: ServerContext, channel: _Channel, conn: Connection, roo
             byte_limiter.hit(len(frame), "bytes")
             if registry.is_revoked(conn.workshop_id, pid):
                 raise Unauthenticated("you were removed from this workshop")
+            if is_token_refresh(frame):
+                conn.last_seen = time.monotonic()
+                await refresh_token(context, conn, frame)
+                continue
             await room.receive(conn, frame)
         except CloseError as exc:
             conn.fail(exc)

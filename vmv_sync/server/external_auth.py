@@ -56,6 +56,8 @@ ASYMMETRIC_ALGORITHMS = frozenset(
 _REFETCH_SECONDS = 10.0
 _FETCH_TIMEOUT = 5.0
 _MAX_JWKS_BYTES = 1024 * 1024
+#: seconds of clock skew allowed on ``exp`` (an open connection lasts until exp + this)
+_LEEWAY = 30
 
 
 @dataclass(frozen=True)
@@ -222,7 +224,7 @@ class ExternalTokens:
                     token, key, algorithms=[header["alg"]],
                     audience=settings.auth_audience, issuer=settings.auth_issuer,
                     options={"require": ["exp"], "verify_aud": settings.auth_audience is not None},
-                    leeway=30,
+                    leeway=_LEEWAY,
                 )  # fmt: skip
                 break
             except jwt.ExpiredSignatureError as exc:
@@ -249,4 +251,8 @@ class ExternalTokens:
         if not (opens == workshop_id or (isinstance(opens, list) and workshop_id in opens)):
             raise Forbidden("this token opens another workshop")
         name = _claim(claims, settings.auth_claim_name)
-        return Principal(participant, name if isinstance(name, str) and name else participant, str(role), workshop_id)
+        exp = int(claims["exp"])
+        return Principal(
+            participant, name if isinstance(name, str) and name else participant, str(role), workshop_id,
+            exp, float(exp + _LEEWAY),
+        )  # fmt: skip

@@ -85,4 +85,5 @@ class TokenIssuer:
         if claims.get("wid") != workshop_id:
             raise Forbidden("this token opens another workshop")
         name = claims.get("name")
-        return Principal(sub, name if isinstance(name, str) else sub, role, workshop_id)
+        exp = int(claims["exp"])
+        return Principal(sub, name if isinstance(name, str) else sub, role, workshop_id, exp, float(exp))
