@@ -281,6 +281,37 @@ class WorkshopClient(WorkshopActions, WorkshopViews):
         """Go offline and stay offline until :meth:`reconnect` (a train tunnel on demand)."""
         await self._link.disconnect()
 
+    async def refresh_token(self, token: str, *, timeout: float = 10.0) -> int | None:
+        """Hand the live connection a fresh token, without dropping it; keep it for reconnects.
+
+        The server closes a connection once its token expires (4401); a refresh before
+        then moves that expiry (extension message 101, docs/auth.md). Connected: the
+        token is sent, and once the server accepts it, it is stored and its ``exp``
+        (unix s; 0 from a server with authentication off) returned. Offline (or while
+        a connection is closing): the token is only stored, and ``None`` returned;
+        the next connection carries it and the server checks it there.
+
+        Raises ClientError when the server refuses it (another participant, role or
+        workshop: 4403; invalid or expired: 4401), the connection ends first, or no
+        answer comes within ``timeout`` seconds. Then the token is not stored: the
+        client reconnects with the one it had (a refusal closed the connection, and
+        says nothing of that one), pending edits travel again as after any drop.
+        """
+        if not token:
+            raise ClientError("the token is empty")
+        session = self._link.session
+        if session is None or session.closing:
+            self._set_token(token)
+            return None
+        exp = await session.refresh_token(token, timeout)
+        self._set_token(token)
+        return exp
+
+    def _set_token(self, token: str) -> None:
+        """The token (and the URL that carries it) of every later connection attempt."""
+        self.token = token
+        self.url = workshop_url(self.url.split("/workshops/")[0], self.workshop_id, token)
+
     def _websocket(self) -> AbstractAsyncContextManager[Channel]:
         """The default channel factory: a WebSocket to :attr:`url` (read at each attempt)."""
         return websocket_channels(self.url, self.connect_timeout)()

@@ -20,6 +20,7 @@ from collections.abc import Callable
 import anyio
 import anyio.abc
 
+from ..errors import TOKEN_REFRESH_PREFIX
 from ..protocol import AwarenessEntry
 from .backoff import Backoff
 from .channel import ChannelFactory, ChannelRefused
@@ -196,10 +197,14 @@ class Link:
     def on_failed(self, session: Session | None, failure: Failure) -> None:
         self.last_error = failure.message
         self.last_close_code = failure.code
+        if failure.reason.startswith(TOKEN_REFRESH_PREFIX):
+            # a refused in-band refresh (4401/4403): not about our edits, and the token
+            # we connected with still holds; reconnect with it (the caller was told)
+            logger.warning("workshop=%s %s", self._label, failure.message)
         # 4413 too: an update the server found too large or too costly (or past a quota
         # share) is refused like a forbidden one, and re-sending it as it is would be
         # refused again on every reconnect: the recovery pins it and drops it
-        if failure.code in (4403, 4413) and session is not None and self._document.start_recovery(
+        elif failure.code in (4403, 4413) and session is not None and self._document.start_recovery(
             session, failure.reason
         ):
             pass  # the document is rebuilt once this session ended (_attempt)

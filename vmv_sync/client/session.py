@@ -19,6 +19,10 @@ frames the server will acknowledge with ``saved``:
   one per frame;
 * a ``saved N`` message confirms the local edits carried by frames 1..N.
 
+It also hands the server a fresh token in band (extension 101, docs/protocol.md):
+:meth:`Session.refresh_token` sends it and waits for the server's answer, the
+token's new expiry, or for the close that refuses it.
+
 Frames leave through one writer task reading a bounded queue, in order; a queue
 overflow drops the connection (the pending edits travel again in the next step 2).
 """
@@ -26,6 +30,7 @@ overflow drops the connection (the pending edits travel again in the next step 2
 from __future__ import annotations
 
 import logging
+from collections import deque
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -34,7 +39,7 @@ import anyio
 import anyio.abc
 from pycrdt import Doc, merge_updates
 
-from ..errors import MalformedMessage
+from ..errors import TOKEN_REFRESH_PREFIX, ClientError, MalformedMessage
 from ..protocol import (
     EMPTY_UPDATE,
     Awareness,
@@ -44,10 +49,12 @@ from ..protocol import (
     SyncStep1,
     SyncStep2,
     SyncUpdate,
+    TokenRefreshed,
     decode_awareness_update,
     encode_sync_step1,
     encode_sync_step2,
     encode_sync_update,
+    encode_token_refresh,
     parse_message,
 )
 from .backoff import is_permanent_close
@@ -71,6 +78,14 @@ class Failure:
     reason: str = ""
     #: the close code (or HTTP status) says retrying cannot help
     permanent: bool = False
+
+
+@dataclass
+class _Refresh:
+    """One token refresh waiting for the server's answer (answers come in order)."""
+
+    answered: anyio.Event
+    exp: int | None = None
 
 
 class SessionHost(Protocol):
@@ -142,6 +157,9 @@ class Session:
         self.closing = False
         #: this session follows a rebuild after a refusal (its re-made rows go one per frame)
         self.recovery = recovery
+        #: how the connection ended badly, once it has (refreshes waiting report it)
+        self.failure: Failure | None = None
+        self._refreshes: deque[_Refresh] = deque()
         self._out, self._in = anyio.create_memory_object_stream[bytes](_QUEUE_SIZE)
         self._stack = AsyncExitStack()
 
@@ -193,6 +211,27 @@ class Session:
     def send_awareness(self, frame: bytes) -> None:
         self._enqueue(frame)
 
+    async def refresh_token(self, token: str, timeout: float) -> int:
+        """Hand the server a fresh token on this connection; the ``exp`` it answers.
+
+        Raises ClientError when the connection ends first (a refusal closes it with
+        4401/4403, its reason starting ``token refresh:``) or no answer comes within
+        ``timeout`` seconds (an older server closes with 4400 instead).
+        """
+        if self.closing:
+            raise ClientError("the connection is closing; the token was not sent")
+        waiter = _Refresh(anyio.Event())
+        self._refreshes.append(waiter)
+        self._enqueue(encode_token_refresh(token))
+        with anyio.move_on_after(timeout):
+            await waiter.answered.wait()
+        if waiter.exp is not None:
+            return waiter.exp
+        with_reason = f": {self.failure.message}" if self.failure is not None else ""
+        if self.ended.is_set():
+            raise ClientError(f"the token refresh was not accepted{with_reason}")
+        raise ClientError(f"the server did not answer the token refresh within {timeout:g} s")
+
     def _answer_step1(self, state_vector: bytes) -> None:
         pending = self.replica.pending()
         diff = self.doc.get_update(state_vector)
@@ -238,7 +277,7 @@ class Session:
                     await self._handle(frame)
             except MalformedMessage as exc:
                 logger.error("workshop=%s bad frame from the server: %s", self.label, exc)
-                self.host.on_failed(self, Failure(f"the server sent a bad frame: {exc}"))
+                self._failed(Failure(f"the server sent a bad frame: {exc}"))
                 await self.channel.aclose(4400, "malformed message")
             self.closing = True
             with anyio.CancelScope(shield=True), anyio.move_on_after(2):
@@ -247,10 +286,12 @@ class Session:
         finally:
             self.closing = True
             self.ended.set()
+            while self._refreshes:  # never answered: their callers read self.failure
+                self._refreshes.popleft().answered.set()
 
     async def _handle(self, frame: bytes) -> None:
         host = self.host
-        message = parse_message(frame)
+        message = parse_message(frame, from_server=True)
         if isinstance(message, SyncStep1):
             self._answer_step1(message.state_vector)
         elif isinstance(message, (SyncStep2, SyncUpdate)):
@@ -266,22 +307,30 @@ class Session:
             seqs = self._confirm(message.count)
             if seqs:
                 await host.on_saved(seqs)
+        elif isinstance(message, TokenRefreshed) and self._refreshes:
+            waiter = self._refreshes.popleft()
+            waiter.exp = message.exp
+            waiter.answered.set()
+
+    def _failed(self, failure: Failure) -> None:
+        self.failure = failure
+        self.host.on_failed(self, failure)
 
     def _report_close(self) -> None:
         peer = self.channel.closed_by_peer
         if peer is None or peer.code == 1000:
             return
         if peer.code == LOST and not peer.reason:
-            self.host.on_failed(self, Failure(f"the connection was lost ({LOST})", LOST))
+            self._failed(Failure(f"the connection was lost ({LOST})", LOST))
             return
         reason = peer.reason or "no reason given"
-        self.host.on_failed(
-            self,
+        self._failed(
             Failure(
                 f"the server closed the connection ({peer.code}: {reason})",
                 peer.code,
                 peer.reason,
-                is_permanent_close(peer.code),
+                # a refused refresh says nothing of the token we connected with: retry with it
+                is_permanent_close(peer.code) and not peer.reason.startswith(TOKEN_REFRESH_PREFIX),
             ),
         )
 
