@@ -11,6 +11,11 @@ the client sent before it, as on the owner). A gap in the sequence (a missed ent
 Redis restarted) is filled from the store, never skipped; clients whose ``saved``
 may have been in what was missed are closed (1012) so they resend.
 
+A token refresh (extension 101) and the token's expiry are the endpoint's business,
+in the process holding the socket (server/token_refresh.py): neither reaches this
+room, so neither is forwarded to the owner, which keeps the principal it was sent
+at open (a refresh keeps the participant and role).
+
 A relay never writes to the store. It stands down (its clients reconnect with 1012)
 when the owner changes or disappears, so they meet the new owner from scratch:
 frames forwarded to a dead owner and never acknowledged are re-sent by the clients.
