@@ -4,13 +4,16 @@
 //
 // Usage: node driver.mjs WS_BASE WORKSHOP_ID PARTICIPANT_ID [TOKEN]
 // With TOKEN the provider sends it as y-websocket's `params: {token}` (authentication
-// on, tests/interop/test_node_interop_auth.py); nothing else about the provider changes.
+// on, tests/interop/test_node_interop_auth.py); nothing else about the provider changes
+// (the `refresh_token` command adds docs/auth.md's handler for message 101 when called).
 // Each stdin line is a JSON command {id, cmd, ...}; each answer is one stdout line
 // {id, ok, result | error}. Waiting commands are woken by doc / awareness events,
 // never by polling, and fail after their `timeout` (ms).
 
 import * as readline from 'node:readline'
 import * as Y from 'yjs'
+import * as encoding from 'lib0/encoding'
+import * as decoding from 'lib0/decoding'
 import { WebsocketProvider } from 'y-websocket'
 import WebSocket from 'ws'
 import { deriveState } from '../../web/src/derived.js'
@@ -25,6 +28,9 @@ const provider = new WebsocketProvider(wsBase, workshopId, doc, {
 })
 const awareness = provider.awareness
 
+/** The `exp` of every token refresh the server answered (message 101, `refresh_token`). */
+const refreshed = []
+const refreshWaiters = []
 /** Every `connection-close` the provider reported: the server's close code and reason. */
 const closes = []
 provider.on('connection-close', (event) => {
@@ -263,6 +269,34 @@ const commands = {
   async wait_close ({ code, timeout }) {
     await waitFor(() => closes.some((c) => c.code === code), timeout, `close ${code}`)
     return { closes, wsconnected: provider.wsconnected, shouldConnect: provider.shouldConnect }
+  },
+  /**
+   * docs/auth.md's snippet, as written there: hand the open socket a fresh token (message
+   * 101) and keep it in `params`; wait for the server's answer (101, exp). The handler is
+   * registered on the first call only, so the provider stays stock until a test asks.
+   */
+  async refresh_token ({ token, timeout = 10000 }) {
+    if (!provider.messageHandlers[101]) {
+      provider.messageHandlers[101] = (encoder, decoder) => {
+        const exp = decoding.readVarUint(decoder)
+        refreshed.push(exp)
+        const waiter = refreshWaiters.shift()
+        if (waiter) waiter(exp)
+      }
+    }
+    const answered = new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('timed out waiting for the answer to a token refresh')), timeout)
+      refreshWaiters.push((exp) => { clearTimeout(timer); resolve(exp) })
+    })
+    provider.params.token = token
+    const ws = provider.ws
+    if (ws !== null && ws.readyState === WebSocket.OPEN) {
+      const encoder = encoding.createEncoder()
+      encoding.writeVarUint(encoder, 101)
+      encoding.writeVarString(encoder, token)
+      ws.send(encoding.toUint8Array(encoder))
+    }
+    return { exp: await answered }
   },
   disconnect () { provider.disconnect(); return { wsconnected: provider.wsconnected } },
   async connect ({ timeout }) {
