@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import pytest
 import websockets
-from pycrdt import Text
+from pycrdt import Doc, Text
 
 from .test_transport import connect, healthz, read_until_closed
 
@@ -87,6 +87,16 @@ async def test_a_body_that_arrives_with_its_head_does_not_count_as_head(server_f
     assert answer.startswith(b"HTTP/1.1 "), answer[:80]
 
 
+def _var_bytes(data: bytes) -> bytes:
+    """``data`` prefixed with its length as a varuint (lib0's writeVarUint8Array)."""
+    n, head = len(data), bytearray()
+    while n > 0x7F:
+        head.append(0x80 | (n & 0x7F))
+        n >>= 7
+    head.append(n)
+    return bytes(head) + data
+
+
 def _frame_header(length: int) -> bytes:
     """A masked binary frame header announcing ``length`` payload bytes."""
     return b"\x82" + bytes([0x80 | 127]) + struct.pack("!Q", length) + b"\x00\x00\x00\x00"
@@ -113,6 +123,46 @@ async def test_a_frame_over_the_message_limit_is_refused_at_its_header_with_4413
         await ws.send(b"\x00\x00\x01\x00")  # an empty sync step 1 answered by a step 2
         with anyio.fail_after(10):
             assert (await ws.recv())[:2] == b"\x00\x01"
+
+
+async def test_a_whole_frame_over_the_limit_reads_4413_not_a_reset(server_factory: Any) -> None:
+    """The client that sent a whole frame just over the limit reads the close code.
+
+    The server refuses the frame at its header while the rest of it is still arriving;
+    closing the socket with those bytes unread made the kernel send a reset, which
+    could overtake the close frame (the fuzz suite saw 1006 on a loaded machine). The
+    server now half-closes and drains; every round must read 4413.
+    """
+    server = server_factory()
+    too_big = _frame_header(1024 * 1024 + 2) + b"\x00\x02" + b"\x00" * (1024 * 1024)  # 2 bytes over
+    behind = (b"\x82" + bytes([0x80 | 126]) + struct.pack("!H", 4096) + b"\x00" * 4 + b"\x01" * 4096) * 16
+    codes = []
+    for round_ in range(4):
+        wid = f"whole-{round_}"
+        async with websockets.connect(server.ws(wid), max_size=None) as writer:  # 200 KB of text
+            await writer.recv()
+            doc = Doc()
+            with doc.transaction():
+                doc.get("mission", type=Text).insert(0, "m" * 200_000)
+            await writer.send(b"\x00\x02" + _var_bytes(doc.get_update()))
+            await writer.send(b"\x00\x00\x01\x00")  # answered after the update is committed
+            with anyio.fail_after(15):
+                while (await writer.recv())[:2] != b"\x00\x01":
+                    pass
+        async with websockets.connect(server.ws(wid), max_size=None) as ws:
+            await ws.recv()  # the server's sync step 1
+            # a client busy sending does not read: 40 sync step 1s answered with the whole
+            # document fill its socket, so the close frame waits in the server's send queue;
+            # then the refused frame, with more frames behind it, unread when it is refused
+            ws.transport.write(b"\x82\x84\x00\x00\x00\x00\x00\x00\x01\x00" * 40 + too_big + behind)  # type: ignore[attr-defined]
+            await anyio.sleep(0.5)  # read late (the server drains for 2 s, so slowness cannot fail this)
+            with anyio.fail_after(15):
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    while True:
+                        await ws.recv()
+            codes.append(closed.value.rcvd.code if closed.value.rcvd is not None else None)
+    assert codes == [4413] * 4, codes
+    assert await healthz(server.url) == 200
 
 
 async def test_a_bystander_keeps_saving_while_another_workshop_is_sent_stalling_chat(server_factory: Any) -> None:

@@ -305,6 +305,12 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
+#: after a refused frame, how much more of it the server reads and discards (and for
+#: how long) so that the client receives the close frame instead of a reset
+_DRAIN_BYTES = 2 * 1024 * 1024
+_DRAIN_SECONDS = 2.0
+
+
 class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's websockets-sansio protocol with the handshake timeout and the gate slot.
 
@@ -316,6 +322,9 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
     limits: ClassVar[TransportLimits]
     _handshake_timer: TimerHandle | None = None
     _peer = ""
+    #: bytes still to discard after a refused frame; None while frames are read
+    _drain_left: int | None = None
+    _drain_timer: TimerHandle | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -341,15 +350,48 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         if self._handshake_timer is not None:
             self._handshake_timer.cancel()
             self._handshake_timer = None
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+            self._drain_timer = None
         self.limits.gate.release(self._peer)
         super().connection_lost(exc)
+
+    def handle_parser_exception(self) -> None:
+        """Send the close frame (4413 for a frame over the limit), then drain a while.
+
+        uvicorn closes the socket at once, while the rest of the refused frame is still
+        arriving: closing a socket with unread bytes makes the kernel send a reset,
+        which can reach the client before the close frame does (it then sees 1006, not
+        the contract's code). So the server half-closes, discards what still comes
+        (nothing is parsed or kept) and closes once the client does, after
+        ``_DRAIN_BYTES`` more bytes, or after ``_DRAIN_SECONDS``.
+        """
+        assert self.conn.close_sent is not None
+        close = self.conn.close_sent
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": close.code, "reason": close.reason})
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self._drain_left = _DRAIN_BYTES
+        self._drain_timer = self.loop.call_later(_DRAIN_SECONDS, self.transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        if self._drain_left is None:
+            super().data_received(data)
+            return
+        self._drain_left -= len(data)
+        if self._drain_left <= 0:
+            self.transport.close()
 
     def _handshake_timed_out(self) -> None:
         self._handshake_timer = None
         if self.handshake_complete or self.transport.is_closing():
             return
         self.limits.timed_out["handshake"] += 1
-        logger.info("closing %s: WebSocket handshake not answered within %g s", self._peer, self.limits.handshake_timeout)
+        logger.info(
+            "closing %s: WebSocket handshake not answered within %g s", self._peer, self.limits.handshake_timeout
+        )
         if self.handshake_initiated and self.initial_response is None:
             response = self.conn.reject(503, "WebSocket handshake timed out\n")
             self.conn.send_response(response)
