@@ -1,9 +1,13 @@
-"""Admission budgets of one update: the placement work it may cause and the quota it may use.
+"""Admission of one update, before it touches the document: the checks, in their order.
 
-The room asks these two after the integrity rules and before the write rules
-(rooms.py, ``Room._admit``); both raise :class:`MessageTooLarge` (4413), which closes
-the sender only. Kept apart from the room so that every fair-share rule about an
-update's size reads in one place (docs/security.md, "Limits").
+:func:`check_incoming` runs them for the room (rooms.py, ``Room._admit``): the
+sender's work budget -> readable -> integrable (no gap, no missing dependency, a
+plausible clock range) -> the placement work it may cause -> client ids owned by the
+sender -> the quota it may use. The write rules (the guard's shadow) follow in the
+room, because they apply the update. Every refusal is a :class:`CloseError` that closes
+the sender only; the first three hold with authentication off too: they are what makes
+"saved" mean "in the document". Kept apart from the room so that every fair-share
+rule about an update's size reads in one place (docs/security.md, "Limits").
 """
 
 from __future__ import annotations
@@ -14,12 +18,15 @@ from pycrdt import Doc, Map
 
 from ..config import Settings
 from ..errors import MessageTooLarge
-from ..protocol.update import UpdateSummary
+from ..protocol.update import UpdateSummary, summarize_update
 from ..schema import ROOTS
 from .auth import Principal
 from .budgets import Budget
+from .clientids import ClientIds
+from .connection import Connection
+from .integrity import check_integrable
 
-__all__ = ("check_quota", "check_work", "largest_sequence")
+__all__ = ("check_incoming", "check_quota", "check_work", "largest_sequence")
 
 #: the sequence roots (arrays and texts), whose length bounds one item's placement
 _SEQUENCE_ROOTS = tuple((name, kind) for name, kind in ROOTS.items() if kind is not Map)
@@ -67,3 +74,32 @@ def check_quota(settings: Settings, principal: Principal, budget: Budget | None,
         raise MessageTooLarge(
             f"you have written your share ({share} bytes) of this workshop's storage; ask the facilitator"
         )
+
+
+def check_incoming(
+    update: bytes,
+    conn: Connection,
+    state: dict[int, int],
+    *,
+    settings: Settings,
+    client_ids: ClientIds,
+    sequence_size: int,
+    stored_total: int,
+) -> tuple[UpdateSummary, dict[int, str]]:
+    """Every check of ``update`` from ``conn`` before it is applied (module docstring).
+
+    ``stored_total`` is what the workshop holds with this update (committed and
+    admitted in the current batch); returns the update's summary and the client-id
+    claims it makes, which the room records once the update is applied.
+    """
+    principal, budget = conn.principal, conn.budget
+    if budget is not None:
+        budget.work.check()
+    summary = summarize_update(update)
+    check_integrable(summary, state)
+    check_work(summary, sequence_size, settings)
+    claims: dict[int, str] = {}
+    if principal.authenticated and principal.participant_id is not None:
+        claims = client_ids.check(summary, state, principal.participant_id)
+        check_quota(settings, principal, budget, stored_total, len(update))
+    return summary, claims

@@ -42,16 +42,15 @@ from ..protocol import (
     encode_sync_step1,
     parse_message,
 )
-from ..protocol.update import UpdateSummary, is_panic, summarize_update
+from ..protocol.update import UpdateSummary, is_panic
 from ..storage import StaleEpoch, Store
-from .admission import check_quota, check_work, largest_sequence
+from .admission import check_incoming, largest_sequence
 from .clientids import ClientIds
 from .compaction import Compactor
 from .connection import Connection
 from .containers import missing_containers
 from .fanout import relay
 from .guard import WriteGuard
-from .integrity import check_integrable
 from .loading import integrate
 from .metrics import Metrics, measured
 from .origins import FromClient, FromServer, Incoming, RoomLink
@@ -364,33 +363,19 @@ class Room:
         self._sync_answers.send(conn, self.doc, request.state_vector)
 
     def _admit(self, item: Incoming, sequence_size: int) -> UpdateSummary | None:
-        """Check and apply one client update; on refusal close its sender, apply nothing.
-
-        Order: readable -> integrable (no gap, no missing dependency, a plausible clock
-        range) -> client ids owned by the sender -> quota -> write rules (the guard's
-        shadow) -> applied. The first three hold with authentication off too: they are
-        what makes "saved" mean "in the document".
-        """
+        """Check (admission.check_incoming), then the write rules, then apply one client
+        update; on refusal close its sender and apply nothing."""
         conn = item.conn
         assert conn is not None  # Incoming from the inbox always has FromClient origin
         if conn.close_error is not None and conn.close_error.refuses_input:
             return None  # a connection refused for bad input: drop what it still had queued
-        principal = conn.principal
-        budget = conn.budget
+        principal, budget = conn.principal, conn.budget
         try:
-            if budget is not None:
-                budget.work.check()
-            summary = summarize_update(item.update)
-            state = decode_state_vector(self.doc.get_state())
-            check_integrable(summary, state)
-            check_work(summary, sequence_size, self.settings)
-            claims = {}
-            if principal.authenticated and principal.participant_id is not None:
-                claims = self.client_ids.check(summary, state, principal.participant_id)
-                check_quota(
-                    self.settings, principal, budget, self.stored_bytes + self._batch_bytes + len(item.update),
-                    len(item.update),
-                )
+            summary, claims = check_incoming(
+                item.update, conn, decode_state_vector(self.doc.get_state()), settings=self.settings,
+                client_ids=self.client_ids, sequence_size=sequence_size,
+                stored_total=self.stored_bytes + self._batch_bytes + len(item.update),
+            )  # fmt: skip
             started = time.perf_counter()
             try:
                 if self.guard is not None and principal.authenticated:
