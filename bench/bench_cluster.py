@@ -278,6 +278,11 @@ def run_load(
         "loadgen_lag_p99_ms": max((percentile(r.get("loop_lag_ms", []), 0.99) or 0.0) for r in results),
         "redis_commands_per_s": (r1 - r0) / window,
         "closed": sum(r["closed"] for r in results),
+        "close_codes": {c: sum(r["close_codes"].get(c, 0) for r in results) for r in results for c in r["close_codes"]},
+        # frames offered per second in the window, against the plan: a generator that
+        # falls behind offers less load than planned and flatters the servers
+        "offered_per_s": sum(r.get("sent_in_window", 0) for r in results) / measure,
+        "planned_per_s": rooms * size * (1 / 2.0 + 1 / 5.0 + cursor_hz),
     }
 
 

@@ -82,6 +82,9 @@ class Tally:
     doc_msgs: int = 0
     awareness_msgs: int = 0
     sent_msgs: int = 0
+    #: frames sent (chat, toggles, cursors) whose due time fell in the window: the
+    #: load actually offered, which a late generator loop would make smaller than planned
+    sent_in_window: int = 0
     closed: int = 0
     close_codes: Counter[int] = field(default_factory=Counter)
 
@@ -214,6 +217,8 @@ class Participant:
             except websockets.ConnectionClosed:
                 return
             self.tally.sent_msgs += 1
+            if self.tally.ms <= ev[0] - ev[1] < self.tally.me:
+                self.tally.sent_in_window += 1
 
 
 class _SinkProtocol(asyncio.Protocol):
@@ -395,6 +400,7 @@ async def _run(plan: dict[str, Any]) -> dict[str, Any]:
         "doc_msgs": tally.doc_msgs,
         "awareness_msgs": tally.awareness_msgs,
         "sent_msgs": tally.sent_msgs,
+        "sent_in_window": tally.sent_in_window,
         "closed": tally.closed,
         "close_codes": {str(k): v for k, v in tally.close_codes.items()},
         "cpu_s": cpu_end - cpu_start,
