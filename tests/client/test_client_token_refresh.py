@@ -104,7 +104,9 @@ async def test_refresh_with_the_applications_rs256_key(server_factory: Any, tmp_
         assert await client.refresh_token(fresh, timeout=10) == _exp(fresh)
         with pytest.raises(ClientError, match="4403: token refresh:"):
             await client.refresh_token(key.sign(wid, sub="u-eve", ttl=3600, **claims), timeout=10)
-        await client.wait_connected(15)  # reconnected with the accepted fresh token
+        # reconnected with the accepted fresh token: wait for the second connection itself
+        # (right after the refusal the first one may not be marked closed yet)
+        await client.wait_for(lambda: len(client.connection_attempts) == 2 and client.connected, 15)
         assert client.token == fresh
         await client.wait_saved(15)
         assert len(client.connection_attempts) == 2 and not client.gave_up
