@@ -155,6 +155,15 @@ export class WorkshopClient extends ObservableV2<WorkshopClientEvents> {
   readonly saved: boolean
   /** Resolves when every change is committed; rejects on a refusal or timeout. */
   waitSaved (timeoutMs?: number): Promise<void>
+  /**
+   * Hand the open connection a fresh token (extension message 101) and keep it for
+   * every later reconnect. Resolves with the server's `exp` (unix s; 0 with auth off),
+   * or null offline (only kept: the next connection carries it). Rejects, keeping
+   * the old token, on a refusal (a TokenRefreshError with `refused`: the client
+   * reconnects with the old token, no 'refused' event), when the connection ends
+   * first, or after `timeout` ms (default 10000).
+   */
+  refreshToken (token: string, options?: { timeout?: number }): Promise<number | null>
   whenSynced (timeoutMs?: number): Promise<void>
 
   createWorkshop (title: string, opts?: { values?: string[], maxValues?: number }): void
@@ -241,6 +250,12 @@ export function refusesEdit (kind: RefusalKind, reason?: string): boolean
 export const MESSAGE_SAVED: 100
 export const INTENT_ORIGIN: unique symbol
 export const CLIENT_ID_TAKEN_PREFIX: 'client id taken:'
+export const MESSAGE_TOKEN: 101
+export const TOKEN_REFRESH_PREFIX: 'token refresh:'
+/** Whether a close is a refused token refresh (4401/4403, reason "token refresh: ..."): classifyClose gives null. */
+export function isTokenRefreshRefusal (code: number, reason?: string): boolean
+/** How refreshToken() rejects: `refused` (with the close's code and reason) when the server refused the token. */
+export interface TokenRefreshError extends Error { refused?: boolean, code?: number, reason?: string }
 
 export type IntentKind = 'toggle' | 'select' | 'deselect' | 'rate' | 'vote' | 'retract' | 'setDraft' | 'editDraft'
 export interface Intent { kind: IntentKind, args: unknown[] }

@@ -6,12 +6,14 @@
 //
 // The provider is used as shipped. Two documented extension points only: a
 // WebSocket subclass (`WebSocketPolyfill`) that looks at what the provider sends,
-// to count updates the way the server does, and a handler for message type 100
-// in the provider's `messageHandlers` (docs/protocol.md, "saved").
+// to count updates the way the server does, and handlers for message types 100
+// and 101 in the provider's `messageHandlers` (docs/protocol.md: "saved", and the
+// answer to an in-band token refresh, refreshToken()).
 
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 import * as decoding from 'lib0/decoding'
+import * as encoding from 'lib0/encoding'
 import { ObservableV2 } from 'lib0/observable'
 import * as act from './actions.js'
 import { deriveState, readWorkshop } from './derived.js'
@@ -26,6 +28,18 @@ export const MESSAGE_SAVED = 100
 /** Origin of the transactions that apply held intents. */
 export const INTENT_ORIGIN = Symbol('vmv-intent')
 export const CLIENT_ID_TAKEN_PREFIX = 'client id taken:'
+/** Extension message 101: client -> server a fresh token, server -> client its exp. */
+export const MESSAGE_TOKEN = 101
+/** The close reason of a refused token refresh starts with this (4401 or 4403). */
+export const TOKEN_REFRESH_PREFIX = 'token refresh:'
+
+/**
+ * Whether a close is the server refusing a token refresh (4401/4403, reason
+ * `token refresh: ...`): the connection's own token was fine, so reconnect with it.
+ */
+export function isTokenRefreshRefusal (code, reason = '') {
+  return (code === 4401 || code === 4403) && String(reason).startsWith(TOKEN_REFRESH_PREFIX)
+}
 
 /** The claims of a JWT, without verifying it (the server does). */
 export function decodeToken (token) {
@@ -42,9 +56,12 @@ export const replicaName = (workshopId, participantId) => `vmv-${workshopId}-${p
 /**
  * What a close means: null (transient: reconnect) or a refusal kind.
  * 4401 is a bad/expired token, or a removed participant when the reason says so;
- * 4403 "client id taken: N ..." is recoverable with a fresh client id.
+ * 4403 "client id taken: N ..." is recoverable with a fresh client id. A refused
+ * token refresh (reason "token refresh: ...") is null: the token the connection
+ * opened with still holds, and the client reconnects with it.
  */
 export function classifyClose (code, reason = '') {
+  if (isTokenRefreshRefusal(code, reason)) return null
   if (code === 4401) return /removed/i.test(reason) ? 'revoked' : 'unauthorized'
   if (code === 4403) return reason.startsWith(CLIENT_ID_TAKEN_PREFIX) ? 'client-id-taken' : 'forbidden'
   if (code === 4413) return 'too-large'
@@ -101,6 +118,7 @@ export class WorkshopClient extends ObservableV2 {
     this._flushScheduled = false
     this._data = null
     this._destroyed = false
+    this._refreshes = [] // token refreshes in flight, in the order sent (the server answers in order)
 
     // Before the provider: its update handler must find our weight for the update it sends.
     this._onUpdate = (update, origin) => {
@@ -137,13 +155,20 @@ export class WorkshopClient extends ObservableV2 {
     })
     this.awareness = this.provider.awareness
     this.provider.messageHandlers[MESSAGE_SAVED] = (encoder, decoder) => this._onSaved(decoding.readVarUint(decoder))
+    this.provider.messageHandlers[MESSAGE_TOKEN] = (encoder, decoder) => this._onTokenAccepted(decoding.readVarUint(decoder))
     this.presence = new Presence(this.awareness, { id: this.participantId, name: this.name, role: this.role }, stage)
-    this.provider.on('status', () => this._updateStatus())
+    this.provider.on('status', (e) => {
+      // a refresh asked for while the socket was opening goes out once it is open
+      // (after the provider's own sync step 1, sent synchronously after this event)
+      if (e.status === 'connected' && this._refreshes.some((r) => !r.sent)) queueMicrotask(() => this._sendQueuedRefreshes())
+      this._updateStatus()
+    })
     this.provider.on('sync', (synced) => {
       if (synced) { this.everSynced = true; this._scheduleFlush(); this.emit('synced', [this]) }
       this._updateStatus()
     })
     this.provider.on('connection-close', (event) => {
+      this._endRefreshes(event)
       const kind = event ? classifyClose(event.code, event.reason) : null
       if (kind) {
         const m = kind === 'client-id-taken' ? /(\d+)/.exec(event.reason.slice(CLIENT_ID_TAKEN_PREFIX.length)) : null
@@ -190,6 +215,95 @@ export class WorkshopClient extends ObservableV2 {
     this._wantConnect = false
     this.provider.disconnect()
     this._updateStatus()
+  }
+
+  // -- token refresh (extension message 101, docs/auth.md) ----------------------------
+
+  /**
+   * Hand the live connection a fresh token without dropping it, and keep it for every
+   * later (re)connect. Connected: sends it (101) and resolves with the `exp` the server
+   * answers (unix s; 0 with authentication off) once accepted. Offline: only keeps it
+   * (the next connection carries it) and resolves null; while the socket is opening,
+   * it is sent once open. Rejects, keeping the token it had, when the server refuses
+   * it (4401/4403 "token refresh: ...", `error.refused`: the client reconnects with
+   * the old token, no refusal), the connection ends first, or no answer comes within
+   * `timeout` ms. Offline, a token naming another participant, role or workshop is
+   * rejected here (the server would refuse it at the next connect).
+   */
+  refreshToken (token, { timeout = 10000 } = {}) {
+    if (typeof token !== 'string' || !token) return Promise.reject(new Error('the token is empty'))
+    if (this._destroyed) return Promise.reject(new Error('the client is destroyed'))
+    const ws = this.provider.ws
+    if (!ws || !this.provider.shouldConnect || ws.readyState > 1) { // offline, or closing
+      let claims
+      try { claims = decodeToken(token) } catch { return Promise.reject(new Error('the token is not a JWT')) }
+      const other = (claims.sub && claims.sub !== this.participantId) || (claims.role && claims.role !== this.role) || (claims.wid && claims.wid !== this.workshopId)
+      if (other) return Promise.reject(new Error('the token names another participant, role or workshop; connect with it as a new client instead'))
+      this._setToken(token)
+      return Promise.resolve(null)
+    }
+    return new Promise((resolve, reject) => {
+      const entry = { token, ws, sent: false, settled: false, resolve, reject, timer: null }
+      entry.timer = setTimeout(() => {
+        if (!entry.sent) this._refreshes.splice(this._refreshes.indexOf(entry), 1) // else its answer still comes, in order
+        this._settleRefresh(entry, new Error(`the server did not answer the token refresh within ${timeout} ms`))
+      }, timeout)
+      this._refreshes.push(entry)
+      if (ws.readyState === 1 && this.provider.wsconnected) this._sendRefresh(entry)
+    })
+  }
+
+  _setToken (token) {
+    this.token = token
+    this.provider.params.token = token // the provider builds each (re)connect's URL from its params
+  }
+
+  _sendRefresh (entry) {
+    const encoder = encoding.createEncoder()
+    encoding.writeVarUint(encoder, MESSAGE_TOKEN)
+    encoding.writeVarString(encoder, entry.token)
+    entry.sent = true
+    entry.ws.send(encoding.toUint8Array(encoder))
+  }
+
+  _sendQueuedRefreshes () {
+    const ws = this.provider.ws
+    if (!ws || ws.readyState !== 1) return // closed meanwhile: _endRefreshes settled them
+    for (const entry of this._refreshes) if (!entry.sent) { entry.ws = ws; this._sendRefresh(entry) }
+  }
+
+  _settleRefresh (entry, error, exp = null) {
+    if (entry.settled) return
+    entry.settled = true
+    clearTimeout(entry.timer)
+    if (error) { entry.reject(error); return }
+    this._setToken(entry.token)
+    entry.resolve(exp)
+  }
+
+  _onTokenAccepted (exp) {
+    const i = this._refreshes.findIndex((r) => r.sent)
+    if (i < 0) return
+    const [entry] = this._refreshes.splice(i, 1)
+    this._settleRefresh(entry, null, exp) // a refresh that timed out stays refused: its token is not kept
+  }
+
+  /** The socket closed: a refusal (or any end) rejects what was sent; what was not is kept for the next one. */
+  _endRefreshes (event) {
+    if (!this._refreshes.length) return
+    const refused = event ? isTokenRefreshRefusal(event.code, event.reason) : false
+    for (const entry of this._refreshes.splice(0)) {
+      if (!entry.sent) {
+        if (!entry.settled) { this._setToken(entry.token); entry.settled = true; clearTimeout(entry.timer); entry.resolve(null) }
+      } else if (refused) {
+        this._settleRefresh(entry, Object.assign(
+          new Error(`the token refresh was refused (${event.code}): ${event.reason}`),
+          { refused: true, code: event.code, reason: event.reason }))
+      } else {
+        const why = event ? ` (${event.code}${event.reason ? ': ' + event.reason : ''})` : ''
+        this._settleRefresh(entry, new Error(`the connection ended before the server answered the token refresh${why}`))
+      }
+    }
   }
 
   get connected () { return this.status === 'connected' }

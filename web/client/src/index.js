@@ -1,7 +1,8 @@
 // @vmv-sync/client: the browser (and Node) client of vmv-sync over the stock Yjs stack.
 export * as Y from 'yjs'
 export {
-  WorkshopClient, decodeToken, replicaName, classifyClose, refusesEdit, MESSAGE_SAVED, INTENT_ORIGIN, CLIENT_ID_TAKEN_PREFIX
+  WorkshopClient, decodeToken, replicaName, classifyClose, refusesEdit, MESSAGE_SAVED, INTENT_ORIGIN, CLIENT_ID_TAKEN_PREFIX,
+  MESSAGE_TOKEN, TOKEN_REFRESH_PREFIX, isTokenRefreshRefusal
 } from './client.js'
 export * as actions from './actions.js'
 export { MissingContainer, InvalidAction, TooLong, roots, SCHEMA_VERSION } from './actions.js'
