@@ -3,52 +3,17 @@
 // The package is imported the way an npm user gets it: resolved through
 // web/node_modules/@vmv-sync/client, the workspace link npm installed.
 
-import { after, test } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { createRequire } from 'node:module'
-import { pathToFileURL } from 'node:url'
-
-const env = JSON.parse(process.env.VMV_TEST || '{}')
-const require = createRequire(env.webDir + '/package.json')
-const vmv = await import(pathToFileURL(require.resolve('@vmv-sync/client')).href)
-const WebSocket = require('ws')
-const { WorkshopClient, Y } = vmv
-
-const STEP = 10000 // ms: every wait is bounded
-
-async function http (method, path, body, token) {
-  const headers = { 'content-type': 'application/json' }
-  if (token) headers.authorization = `Bearer ${token}`
-  const res = await fetch(env.url + path, { method, headers, body: body ? JSON.stringify(body) : undefined, signal: AbortSignal.timeout(STEP) })
-  return res.json()
-}
+import { env, http, opener, STEP, until, vmv } from './harness.mjs'
+const { Y } = vmv
 
 async function join (name) { // the code may have been rotated (a revoke does that): ask for the current one
   const { invite_code: code } = await http('GET', `/api/workshops/${env.wid}/invite`, null, env.facToken)
   return http('POST', `/api/workshops/${env.wid}/join`, { invite_code: code, name })
 }
 const state = () => http('GET', `/workshops/${env.wid}/state`, null, env.facToken)
-const opened = []
-const open = (token, opts = {}) => {
-  const c = new WorkshopClient({ url: env.ws, workshopId: env.wid, token, WebSocket, ...opts })
-  opened.push(c)
-  return c
-}
-after(() => { for (const c of opened) c.destroy() })
-
-function until (pred, what, ms = STEP) {
-  return new Promise((resolve, reject) => {
-    const t0 = Date.now()
-    const tick = () => {
-      let ok = false
-      try { ok = pred() } catch { ok = false }
-      if (ok) return resolve()
-      if (Date.now() - t0 > ms) return reject(new Error(`timed out waiting for ${what}`))
-      setTimeout(tick, 20)
-    }
-    tick()
-  })
-}
+const open = opener()
 
 test('status events, saved acknowledgement and pending count', async () => {
   const fac = open(env.facToken)

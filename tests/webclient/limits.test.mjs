@@ -2,26 +2,13 @@
 // with a 2 KiB message limit (tests/webclient/test_limits.py passes its address,
 // tokens and the Python schema's limits). Issue 19, finding 6.
 
-import { after, test } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { createRequire } from 'node:module'
-import { pathToFileURL } from 'node:url'
+import { env, http, opener, STEP, until, vmv, WebSocket } from './harness.mjs'
+const { Y, actions: act, TooLong, InvalidAction, MAX_MESSAGE_CHARS, MAX_TEXT_CHARS, charCount, memoryStorage } = vmv
 
-const env = JSON.parse(process.env.VMV_TEST || '{}')
-const require = createRequire(env.webDir + '/package.json')
-const vmv = await import(pathToFileURL(require.resolve('@vmv-sync/client')).href)
-const WebSocket = require('ws')
-const { WorkshopClient, Y, actions: act, TooLong, InvalidAction, MAX_MESSAGE_CHARS, MAX_TEXT_CHARS, charCount, memoryStorage } = vmv
-
-const STEP = 10000 // ms: every wait is bounded
 const BACKOFF = 100 // ms: the provider's longest backoff here, so a loop would show at once
 
-async function http (method, path, body, token) {
-  const headers = { 'content-type': 'application/json' }
-  if (token) headers.authorization = `Bearer ${token}`
-  const res = await fetch(env.url + path, { method, headers, body: body ? JSON.stringify(body) : undefined, signal: AbortSignal.timeout(STEP) })
-  return res.json()
-}
 const join = (name) => http('POST', `/api/workshops/${env.wid}/join`, { invite_code: env.invite, name })
 const exported = () => http('GET', `/workshops/${env.wid}/export`, null, env.facToken)
 
@@ -34,27 +21,7 @@ function countingSocket () {
   return counter
 }
 
-const opened = []
-const open = (token, opts = {}) => {
-  const c = new WorkshopClient({ url: env.ws, workshopId: env.wid, token, WebSocket, maxBackoffTime: BACKOFF, ...opts })
-  opened.push(c)
-  return c
-}
-after(() => { for (const c of opened) c.destroy() })
-
-function until (pred, what, ms = STEP) {
-  return new Promise((resolve, reject) => {
-    const t0 = Date.now()
-    const tick = () => {
-      let ok = false
-      try { ok = pred() } catch { ok = false }
-      if (ok) return resolve()
-      if (Date.now() - t0 > ms) return reject(new Error(`timed out waiting for ${what}`))
-      setTimeout(tick, 20)
-    }
-    tick()
-  })
-}
+const open = opener({ maxBackoffTime: BACKOFF })
 
 /** A persistence stand-in: what discardUnsaved() must do to it. */
 function fakePersistence () {

@@ -4,19 +4,11 @@
 // so a token of a few seconds lives that long from this side. Every wait is for an
 // event or a condition, bounded; none is a fixed sleep.
 
-import { after, test } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHmac, randomUUID } from 'node:crypto'
-import { createRequire } from 'node:module'
-import { pathToFileURL } from 'node:url'
-
-const env = JSON.parse(process.env.VMV_TEST || '{}')
-const require = createRequire(env.webDir + '/package.json')
-const vmv = await import(pathToFileURL(require.resolve('@vmv-sync/client')).href)
-const WebSocket = require('ws')
-const { WorkshopClient, decodeToken } = vmv
-
-const STEP = 10000 // ms: every wait is bounded
+import { env, opener, STEP, until, vmv } from './harness.mjs'
+const { decodeToken } = vmv
 
 const b64url = (data) => Buffer.from(data).toString('base64url')
 /** A token as vmv_sync.server.tokens.TokenIssuer.issue signs it, living `ttl` seconds from now. */
@@ -33,27 +25,7 @@ async function exported () {
   return JSON.stringify(await res.json())
 }
 
-const opened = []
-const open = (token, opts = {}) => {
-  const c = new WorkshopClient({ url: env.ws, workshopId: env.wid, token, WebSocket, maxBackoffTime: 500, ...opts })
-  opened.push(c)
-  return c
-}
-after(() => { for (const c of opened) c.destroy() })
-
-function until (pred, what, ms = STEP) {
-  return new Promise((resolve, reject) => {
-    const t0 = Date.now()
-    const tick = () => {
-      let ok = false
-      try { ok = pred() } catch { ok = false }
-      if (ok) return resolve()
-      if (Date.now() - t0 > ms) return reject(new Error(`timed out waiting for ${what}`))
-      setTimeout(tick, 20)
-    }
-    tick()
-  })
-}
+const open = opener({ maxBackoffTime: 500 })
 
 const nextEvent = (client, name, ms = STEP) => new Promise((resolve, reject) => {
   const timer = setTimeout(() => reject(new Error(`no '${name}' within ${ms} ms`)), ms)
