@@ -130,6 +130,29 @@ async def test_refusals_close_only_the_refreshing_connection(auth_server: Any) -
             assert not neighbour.closed.is_set(), what
 
 
+async def test_a_flood_of_refreshes_is_charged_to_its_sender_only(server_factory: Any) -> None:
+    """Each refresh verifies a signature: inside every rate limit, that work is the
+    sender's (its work budget, 4429 once spent), not everyone's."""
+    env = {**AUTH_ENV, "VMV_WORK_SHARE": "0.001", "VMV_WORK_BURST": "0.01",
+           "VMV_RATE_LIMIT": "100000", "VMV_RATE_BURST": "100000"}  # fmt: skip
+    ws = await make_workshop(server_factory(env=env, args=()), "Ann", "Bob")
+    ann, bob = ws.members["Ann"], ws.members["Bob"]
+    frame = encode_token_refresh(_token(ws, ann, ttl=600))
+    sent = 2000
+    async with YClient(ws.url(bob), saved=True) as neighbour, YClient(ws.url(ann)) as a:
+        await neighbour.synced.wait()
+        await a.synced.wait()
+        for _ in range(sent):
+            await a.send_raw(frame)
+            if a.closed.is_set():
+                break
+        assert await a.wait_closed(timeout=20) == 4429, a.close_reason
+        assert "share of the server's time" in (a.close_reason or ""), a.close_reason
+        assert len(a.refreshed) < sent  # refused long before the flood was verified
+        await _post_and_save(neighbour, bob.pid, "unaffected")
+        assert not neighbour.closed.is_set()
+
+
 async def test_with_authentication_off_a_refresh_is_answered_and_nothing_expires(server: Any) -> None:
     async with YClient(server.ws("open-w"), saved=True) as a:
         await a.synced.wait()

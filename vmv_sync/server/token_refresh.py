@@ -27,6 +27,7 @@ against it).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -35,6 +36,7 @@ import anyio
 
 from ..errors import TOKEN_REFRESH_PREFIX, CloseError, Forbidden, MalformedMessage, TokenExpired
 from ..protocol import MSG_TOKEN, TokenRefresh, encode_token_refreshed, parse_message
+from .budgets import charged
 from .connection import Connection
 from .context import ServerContext
 
@@ -85,11 +87,13 @@ async def refresh_token(context: ServerContext, conn: Connection, frame: bytes) 
         conn.enqueue(encode_token_refreshed(0))
         return
     current = conn.principal
-    try:
-        fresh = await context.registry.authenticate(context.tokens, message.token, conn.workshop_id)
-    except CloseError as exc:  # 4401 invalid, expired or revoked; 4403 another workshop
-        exc.reason = f"{TOKEN_REFRESH_PREFIX} {exc.reason}"
-        raise
+    # the signature check is the sender's work, like any input's (budgets.py; 4429 when spent)
+    with charged(conn.budget) if conn.budget is not None else contextlib.nullcontext():
+        try:
+            fresh = await context.registry.authenticate(context.tokens, message.token, conn.workshop_id)
+        except CloseError as exc:  # 4401 invalid, expired or revoked; 4403 another workshop
+            exc.reason = f"{TOKEN_REFRESH_PREFIX} {exc.reason}"
+            raise
     if fresh.participant_id != current.participant_id:
         raise Forbidden(f"{TOKEN_REFRESH_PREFIX} the token names another participant; connect with it instead")
     if fresh.role != current.role:
